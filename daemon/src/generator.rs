@@ -1,0 +1,101 @@
+//! The seam between the job system and the inference engine.
+//!
+//! Exists so the server and job queue (`server`, `jobs`) depend on one small trait rather than on
+//! ONNX Runtime: the real implementation is `engine::Engine`; tests of the queue may use a
+//! stand-in, but end-to-end tests always run the real engine on the tiny fixture models.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use livefill_protocol::{ErrorCode, GenerateRequest, Mode, RgbaImage, StageTiming};
+
+/// Shared flag checked by the engine at every step boundary.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One denoising step finished.
+#[derive(Debug, Clone)]
+pub struct StepProgress {
+    pub step: u32,
+    pub total_steps: u32,
+    /// Present only when the caller asked for previews.
+    pub preview: Option<RgbaImage>,
+}
+
+/// A finished generation, in the coordinates of the request's image.
+#[derive(Debug, Clone)]
+pub struct GenerateOutput {
+    pub image: RgbaImage,
+    pub offset_x: i32,
+    pub offset_y: i32,
+    pub seed: u64,
+    pub timings: Vec<StageTiming>,
+}
+
+/// Why a generation did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("cancelled")]
+    Cancelled,
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("mask size does not match the image: {0}")]
+    MaskSizeMismatch(String),
+    #[error("out of GPU memory: {0}")]
+    OutOfMemory(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl GenerateError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            GenerateError::Cancelled => ErrorCode::Cancelled,
+            GenerateError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            GenerateError::MaskSizeMismatch(_) => ErrorCode::MaskSizeMismatch,
+            GenerateError::OutOfMemory(_) => ErrorCode::OutOfMemory,
+            GenerateError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// What the loaded model is, for the daemon's hello and status.
+#[derive(Debug, Clone)]
+pub struct GeneratorInfo {
+    pub model: String,
+    pub device: String,
+    pub execution_provider: String,
+    pub native_width: u32,
+    pub native_height: u32,
+    pub modes: Vec<Mode>,
+    pub inpainting_unet: bool,
+    pub taesd_previews: bool,
+}
+
+/// Something that turns a request into pixels, one job at a time.
+pub trait ImageGenerator: Send + 'static {
+    fn info(&self) -> GeneratorInfo;
+
+    /// Run one job to completion. `seed` is already resolved (never random here).
+    /// Must check `cancel` at every step boundary and return `GenerateError::Cancelled` then.
+    fn generate(
+        &mut self,
+        request: &GenerateRequest,
+        seed: u64,
+        cancel: &CancelToken,
+        on_step: &mut dyn FnMut(StepProgress),
+    ) -> Result<GenerateOutput, GenerateError>;
+}

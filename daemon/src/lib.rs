@@ -1,0 +1,4 @@
+//! livefill daemon library: everything the `livefill` binary is made of, exposed as a library so
+//! integration tests and benchmarks can drive it in process.
+
+pub mod generator;

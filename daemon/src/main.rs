@@ -1,0 +1,5 @@
+//! The `livefill` binary: command-line entry point.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

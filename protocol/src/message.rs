@@ -1,0 +1,241 @@
+//! Messages exchanged between a client (editor plugin) and the daemon.
+//!
+//! Exists to give both directions one typed vocabulary. Field order is the wire order (bincode
+//! encodes struct fields in declaration order and enum variants as a u32 index), so **never
+//! reorder fields or variants**; append and bump `PROTOCOL_VERSION` instead.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the byte layout; carried in every frame header and in both hellos.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Raw 8-bit RGBA pixels, row-major, top-left origin, `width * height * 4` bytes, channel order
+/// R, G, B, A, **straight (non-premultiplied) alpha**. Clients whose editor hands out BGRA
+/// (Krita) swap channels before sending and after receiving.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RgbaImage {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+/// 8-bit single-channel mask, `width * height` bytes: 255 = regenerate, 0 = keep, values in
+/// between are partial (soft selection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mask {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+/// What a generate request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    Txt2Img,
+    Img2Img,
+    Inpaint,
+    Outpaint,
+}
+
+/// How much of the image the model sees around a selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Context {
+    /// Crop a padded region around the mask bounds and scale it to the model's native size.
+    Auto,
+    /// Use the whole image as is: no crop, no rescale.
+    Full,
+}
+
+/// Scheduling class of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Priority {
+    /// Runs in order with the other final jobs; never dropped.
+    Final,
+    /// Coalesced per client: a newer live request replaces a pending one and cancels a running one.
+    LivePreview,
+}
+
+/// Canvas growth for outpainting, in pixels per side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extend {
+    pub left: u32,
+    pub top: u32,
+    pub right: u32,
+    pub bottom: u32,
+}
+
+/// Client's opening message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientHello {
+    pub client_name: String,
+    pub protocol_version: u16,
+}
+
+/// One generation job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateRequest {
+    /// Chosen by the client, unique per connection; echoed in every reply about this job.
+    pub request_id: u64,
+    pub mode: Mode,
+    pub prompt: String,
+    pub negative_prompt: String,
+    /// `None` = the daemon picks a random seed (reported back in the result).
+    pub seed: Option<u64>,
+    /// Denoising steps (LCM: 1..=8 is typical, 4 is the default).
+    pub steps: u32,
+    /// Guidance scale; classifier-free guidance runs only when > 1 (or as an embedding for
+    /// LCM-distilled UNets).
+    pub guidance: f32,
+    /// img2img / inpaint strength in (0, 1]; ignored by txt2img and outpaint.
+    pub strength: f32,
+    /// Output size for txt2img (0 = model native); ignored by the other modes.
+    pub width: u32,
+    pub height: u32,
+    /// Source pixels (img2img, inpaint, outpaint).
+    pub image: Option<RgbaImage>,
+    /// Same size as `image`; `None` with inpaint = regenerate the whole image.
+    pub mask: Option<Mask>,
+    /// Outpaint borders.
+    pub extend: Extend,
+    pub context: Context,
+    /// Mask edge feather width in pixels (0 = hard edge).
+    pub feather: u32,
+    pub color_match: bool,
+    pub priority: Priority,
+    /// Send a preview image with each progress message.
+    pub stream_previews: bool,
+}
+
+/// Everything a client can send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    Hello(ClientHello),
+    Generate(GenerateRequest),
+    Cancel { request_id: u64 },
+    Status,
+    ListModels,
+    Shutdown,
+}
+
+/// What the daemon can do with its loaded model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub modes: Vec<Mode>,
+    /// The UNet takes 9 input channels (a dedicated inpainting model).
+    pub inpainting_unet: bool,
+    /// A TAESD decoder is loaded for fast step previews.
+    pub taesd_previews: bool,
+    /// Largest accepted image side in pixels.
+    pub max_image_side: u32,
+    /// Largest accepted frame payload in bytes.
+    pub max_frame_bytes: u64,
+}
+
+/// Daemon's answer to `ClientHello`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonHello {
+    pub daemon_version: String,
+    pub protocol_version: u16,
+    /// e.g. "NVIDIA H100 (cuda:0)" or "cpu".
+    pub device: String,
+    /// Execution provider every session really got, e.g. "CUDAExecutionProvider".
+    pub execution_provider: String,
+    /// Model name (folder name or hub id); empty when none is loaded.
+    pub model: String,
+    pub native_width: u32,
+    pub native_height: u32,
+    pub capabilities: Capabilities,
+}
+
+/// Time spent in one stage of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageTiming {
+    /// e.g. "text_encode", "vae_encode", "unet", "vae_decode", "preprocess", "postprocess".
+    pub stage: String,
+    pub millis: f32,
+}
+
+/// A finished job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateResult {
+    pub request_id: u64,
+    /// Result pixels (RGBA, straight alpha).
+    pub image: RgbaImage,
+    /// Where `image`'s top-left corner lies in the coordinates of the sent image (negative for
+    /// outpaint borders above/left of it).
+    pub offset_x: i32,
+    pub offset_y: i32,
+    pub seed: u64,
+    pub timings: Vec<StageTiming>,
+}
+
+/// Machine-readable error class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// Bad magic, truncated body, undecodable payload.
+    BadFrame,
+    UnsupportedVersion,
+    FrameTooLarge,
+    InvalidRequest,
+    ImageTooLarge,
+    MaskSizeMismatch,
+    NoModel,
+    OutOfMemory,
+    Cancelled,
+    ShuttingDown,
+    Internal,
+}
+
+/// A failed request (or a connection-level problem when `request_id` is `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub request_id: Option<u64>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// What the daemon is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub model: String,
+    pub device: String,
+    pub execution_provider: String,
+    pub queued_jobs: u32,
+    /// Request id of the job on the GPU, if any.
+    pub running_request: Option<u64>,
+    pub connected_clients: u32,
+    pub jobs_completed: u64,
+    pub uptime_ms: u64,
+}
+
+/// A model the daemon can find.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub path: String,
+    pub unet_in_channels: u32,
+    pub lcm_distilled: bool,
+    /// "fp16" or "fp32".
+    pub dtype: String,
+    pub taesd: bool,
+    pub loaded: bool,
+}
+
+/// Everything the daemon can send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DaemonMessage {
+    Hello(DaemonHello),
+    Accepted { request_id: u64, queue_position: u32 },
+    Progress {
+        request_id: u64,
+        step: u32,
+        total_steps: u32,
+        preview: Option<RgbaImage>,
+    },
+    Result(GenerateResult),
+    Error(ErrorReply),
+    Superseded { request_id: u64, by_request_id: u64 },
+    Status(DaemonStatus),
+    Models(Vec<ModelInfo>),
+    ShuttingDown,
+}
