@@ -2,3 +2,4 @@
 //! integration tests and benchmarks can drive it in process.
 
 pub mod generator;
+pub mod plugin_install;

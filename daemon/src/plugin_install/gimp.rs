@@ -1,0 +1,1 @@
+//! GIMP plugin installer (owned by the GIMP plugin work).

@@ -1,0 +1,1 @@
+//! Krita plugin installer (owned by the Krita plugin work).

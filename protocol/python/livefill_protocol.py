@@ -1,0 +1,1 @@
+"""Placeholder: the protocol helper writes the codec here."""
