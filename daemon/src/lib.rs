@@ -3,3 +3,9 @@
 
 pub mod generator;
 pub mod plugin_install;
+pub mod engine;
+pub mod tokenizer;
+pub mod scheduler;
+pub mod npy;
+pub mod noise;
+pub mod pipelines;

@@ -1,0 +1,340 @@
+//! Finding, fetching and initialising ONNX Runtime.
+//!
+//! Exists because `ort` is built with `load-dynamic`: livefill never links ONNX Runtime and never
+//! downloads it from anywhere but PyPI. The library is taken, in order, from an explicit path
+//! (`--ort-lib` / `ORT_DYLIB_PATH`), from next to the `livefill` binary, or from livefill's cache,
+//! which is filled on first use by `pip download`-ing the `onnxruntime` wheel (`onnxruntime-gpu`
+//! where an NVIDIA GPU is present) and unpacking its `libonnxruntime.so`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ort::environment::Environment;
+use ort::ep::{self, ExecutionProviderDispatch};
+
+/// The ONNX Runtime release livefill is built against (`ort` 2.0.0-rc.15 needs ≥ 1.31).
+pub const ORT_VERSION: &str = "1.31.1";
+
+/// Where inference runs, as asked by the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceRequest {
+    /// CUDA when an NVIDIA GPU and a CUDA-capable ONNX Runtime are present, CPU otherwise (said
+    /// loudly in the log and the hello, never silently).
+    Auto,
+    Cpu,
+    Cuda(i32),
+}
+
+impl std::str::FromStr for DeviceRequest {
+    type Err = RuntimeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|id| id.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| RuntimeError::BadDevice(other.to_string())),
+        }
+    }
+}
+
+/// Which flavour of the PyPI wheel to fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrtFlavor {
+    Cpu,
+    Gpu,
+}
+
+impl OrtFlavor {
+    fn package(self) -> &'static str {
+        match self {
+            OrtFlavor::Cpu => "onnxruntime",
+            OrtFlavor::Gpu => "onnxruntime-gpu",
+        }
+    }
+    fn dir_name(self) -> &'static str {
+        match self {
+            OrtFlavor::Cpu => "cpu",
+            OrtFlavor::Gpu => "gpu",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("unknown device {0:?}: use auto, cpu, cuda or cuda:N")]
+    BadDevice(String),
+    #[error(
+        "could not fetch ONNX Runtime {version} ({package}) with pip: {reason}\n\
+         Install it by hand (`python3 -m pip download --no-deps {package}=={version}` and unzip \
+         `onnxruntime/capi/libonnxruntime.so*`), then set ORT_DYLIB_PATH to the library"
+    )]
+    Fetch {
+        package: &'static str,
+        version: &'static str,
+        reason: String,
+    },
+    #[error("could not load ONNX Runtime from {path}: {reason}")]
+    Load { path: PathBuf, reason: String },
+    #[error("ONNX Runtime environment: {0}")]
+    Environment(String),
+}
+
+/// An initialised ONNX Runtime plus the execution provider sessions should use.
+pub struct Runtime {
+    pub environment: Environment,
+    pub library_path: PathBuf,
+    pub version: String,
+    pub device: ResolvedDevice,
+    pub intra_threads: Option<usize>,
+}
+
+/// The device actually used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolvedDevice {
+    Cpu { reason: Option<String> },
+    Cuda(i32),
+}
+
+impl ResolvedDevice {
+    /// ONNX Runtime's name for the execution provider.
+    pub fn provider_name(&self) -> &'static str {
+        match self {
+            ResolvedDevice::Cpu { .. } => "CPUExecutionProvider",
+            ResolvedDevice::Cuda(_) => "CUDAExecutionProvider",
+        }
+    }
+    /// Human description, e.g. "cuda:0" or "cpu".
+    pub fn describe(&self) -> String {
+        match self {
+            ResolvedDevice::Cpu { .. } => "cpu".to_string(),
+            ResolvedDevice::Cuda(id) => format!("cuda:{id}"),
+        }
+    }
+    /// Execution providers to register on every session (empty = CPU only).
+    pub fn execution_providers(&self) -> Vec<ExecutionProviderDispatch> {
+        match self {
+            ResolvedDevice::Cpu { .. } => Vec::new(),
+            ResolvedDevice::Cuda(id) => vec![
+                ep::CUDA::default()
+                    .with_device_id(*id)
+                    .with_conv_algorithm_search(ep::cuda::ConvAlgorithmSearch::Exhaustive)
+                    .build()
+                    .error_on_failure(),
+            ],
+        }
+    }
+}
+
+/// Options for bringing up ONNX Runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    pub library: Option<PathBuf>,
+    pub device: DeviceRequest,
+    pub intra_threads: Option<usize>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            library: None,
+            device: DeviceRequest::Auto,
+            intra_threads: None,
+        }
+    }
+}
+
+/// True when this machine shows an NVIDIA driver.
+pub fn nvidia_gpu_present() -> bool {
+    Path::new("/proc/driver/nvidia/version").exists() || Path::new("/dev/nvidia0").exists()
+}
+
+/// Locate (or fetch) the library, load it and create the environment.
+pub fn init_runtime(options: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
+    let wants_gpu = match options.device {
+        DeviceRequest::Cpu => false,
+        DeviceRequest::Cuda(_) => true,
+        DeviceRequest::Auto => nvidia_gpu_present(),
+    };
+    let library_path = locate_library(options.library.as_deref(), wants_gpu)?;
+    let builder = ort::init_from(&library_path).map_err(|e| RuntimeError::Load {
+        path: library_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let environment = builder
+        .with_name("livefill")
+        .build()
+        .map_err(|e| RuntimeError::Environment(e.to_string()))?;
+    let version = library_version(&library_path);
+    let device = resolve_device(options.device);
+    tracing::info!(
+        library = %library_path.display(),
+        version = %version,
+        provider = device.provider_name(),
+        "ONNX Runtime ready"
+    );
+    Ok(Runtime {
+        environment,
+        library_path,
+        version,
+        device,
+        intra_threads: options.intra_threads,
+    })
+}
+
+fn resolve_device(request: DeviceRequest) -> ResolvedDevice {
+    use ort::ep::ExecutionProvider;
+    match request {
+        DeviceRequest::Cpu => ResolvedDevice::Cpu { reason: None },
+        DeviceRequest::Cuda(id) => ResolvedDevice::Cuda(id),
+        DeviceRequest::Auto => {
+            let compiled = <ep::CUDA as ExecutionProvider>::is_available().unwrap_or(false);
+            if !nvidia_gpu_present() {
+                ResolvedDevice::Cpu {
+                    reason: Some("no NVIDIA GPU found".into()),
+                }
+            } else if !compiled {
+                let reason = "ONNX Runtime build has no CUDA execution provider".to_string();
+                tracing::warn!("{reason}; running on CPU");
+                ResolvedDevice::Cpu {
+                    reason: Some(reason),
+                }
+            } else {
+                ResolvedDevice::Cuda(0)
+            }
+        }
+    }
+}
+
+/// The version recorded in the library's file name (`libonnxruntime.so.1.31.1`), or "unknown".
+fn library_version(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    name.split(".so.")
+        .nth(1)
+        .map(str::to_string)
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Resolve the library path without loading it.
+pub fn locate_library(explicit: Option<&Path>, gpu: bool) -> Result<PathBuf, RuntimeError> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    if let Some(path) = beside_binary() {
+        return Ok(path);
+    }
+    let flavor = if gpu { OrtFlavor::Gpu } else { OrtFlavor::Cpu };
+    if let Some(path) = find_in_dir(&cache_dir(flavor)) {
+        return Ok(path);
+    }
+    fetch_with_pip(flavor)
+}
+
+fn beside_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    find_in_dir(dir).or_else(|| find_in_dir(&dir.join("lib")))
+}
+
+/// A `libonnxruntime.so*` (or platform equivalent) in `dir`.
+fn find_in_dir(dir: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            name.starts_with("libonnxruntime.so")
+                || name == "onnxruntime.dll"
+                || (name.starts_with("libonnxruntime") && name.ends_with(".dylib"))
+        })
+        .collect();
+    found.sort();
+    // Prefer the fully versioned name (the real file, not a symlink).
+    found.pop()
+}
+
+/// `$XDG_CACHE_HOME/livefill/onnxruntime/<version>-<flavor>` (or `~/.cache/...`).
+pub fn cache_dir(flavor: OrtFlavor) -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("livefill")
+        .join("onnxruntime")
+        .join(format!("{ORT_VERSION}-{}", flavor.dir_name()))
+}
+
+/// Download the wheel with pip and unpack the shared libraries into the cache.
+fn fetch_with_pip(flavor: OrtFlavor) -> Result<PathBuf, RuntimeError> {
+    let dest = cache_dir(flavor);
+    let fail = |reason: String| RuntimeError::Fetch {
+        package: flavor.package(),
+        version: ORT_VERSION,
+        reason,
+    };
+    std::fs::create_dir_all(&dest).map_err(|e| fail(format!("{}: {e}", dest.display())))?;
+    let download = dest.join("wheel");
+    eprintln!(
+        "livefill: fetching ONNX Runtime {ORT_VERSION} ({}) from PyPI with pip into {} …",
+        flavor.package(),
+        dest.display()
+    );
+    let status = Command::new(python())
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"])
+        .arg(format!("{}=={ORT_VERSION}", flavor.package()))
+        .arg("-d")
+        .arg(&download)
+        .status()
+        .map_err(|e| fail(format!("could not run {}: {e}", python())))?;
+    if !status.success() {
+        return Err(fail(format!("pip exited with {status}")));
+    }
+    let unpack = "import sys, zipfile, glob, os\n\
+        whl = sorted(glob.glob(os.path.join(sys.argv[1], '*.whl')))[-1]\n\
+        z = zipfile.ZipFile(whl)\n\
+        for n in z.namelist():\n\
+        \x20   b = os.path.basename(n)\n\
+        \x20   if n.startswith('onnxruntime/capi/') and (b.startswith('libonnxruntime') or b.endswith('.dll')):\n\
+        \x20       open(os.path.join(sys.argv[2], b), 'wb').write(z.read(n))\n";
+    let status = Command::new(python())
+        .args(["-c", unpack])
+        .arg(&download)
+        .arg(&dest)
+        .status()
+        .map_err(|e| fail(format!("could not run {}: {e}", python())))?;
+    if !status.success() {
+        return Err(fail(format!("unpacking the wheel failed ({status})")));
+    }
+    let _ = std::fs::remove_dir_all(&download);
+    find_in_dir(&dest).ok_or_else(|| fail("the wheel held no libonnxruntime".into()))
+}
+
+fn python() -> String {
+    std::env::var("LIVEFILL_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices() {
+        assert_eq!("cpu".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cpu);
+        assert_eq!("cuda:1".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cuda(1));
+        assert_eq!("auto".parse::<DeviceRequest>().unwrap(), DeviceRequest::Auto);
+        assert!("gpu".parse::<DeviceRequest>().is_err());
+    }
+
+    #[test]
+    fn version_from_file_name() {
+        assert_eq!(library_version(Path::new("/x/libonnxruntime.so.1.31.1")), "1.31.1");
+        assert_eq!(library_version(Path::new("/x/onnxruntime.dll")), "unknown");
+    }
+}

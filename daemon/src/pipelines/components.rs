@@ -1,0 +1,351 @@
+//! A loaded Stable Diffusion model: tokenizer and the four ONNX graphs, with typed calls.
+//!
+//! Exists so pipelines speak in latents and embeddings, never in tensor names: the text encoder,
+//! UNet and VAE calls below read names, ranks and dtypes from the graphs (see `onnx_model`).
+
+use std::time::Instant;
+
+use ndarray::{ArrayD, IxDyn};
+
+use crate::engine::model_dir::ModelDir;
+use crate::engine::onnx_model::{InputData, OnnxError, OnnxModel};
+use crate::engine::runtime::Runtime;
+use crate::tokenizer::ClipTokenizer;
+
+use super::{PipelineError, Timings};
+
+/// Latents of batch 1: `[channels, height, width]` in C order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latents {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub data: Vec<f32>,
+}
+
+impl Latents {
+    pub fn zeros(channels: usize, height: usize, width: usize) -> Self {
+        Self {
+            channels,
+            height,
+            width,
+            data: vec![0.0; channels * height * width],
+        }
+    }
+    pub fn shape4(&self) -> [usize; 4] {
+        [1, self.channels, self.height, self.width]
+    }
+}
+
+/// An RGB image as model input/output: `[3, height, width]` in [-1, 1].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelImage {
+    pub height: usize,
+    pub width: usize,
+    pub data: Vec<f32>,
+}
+
+/// Text encoder output for one prompt: `[tokens, dim]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextEmbedding {
+    pub tokens: usize,
+    pub dim: usize,
+    pub data: Vec<f32>,
+}
+
+/// What the UNet is conditioned on for one job.
+#[derive(Debug, Clone)]
+pub struct Conditioning {
+    pub cond: TextEmbedding,
+    /// Present when classifier-free guidance runs (guidance > 1 and no guidance embedding).
+    pub uncond: Option<TextEmbedding>,
+    pub guidance: f32,
+    /// LCM-distilled UNets: the guidance-scale embedding fed as `timestep_cond`.
+    pub timestep_cond: Option<Vec<f32>>,
+}
+
+/// The loaded model.
+pub struct Components {
+    pub dir: ModelDir,
+    pub tokenizer: ClipTokenizer,
+    pub text_encoder: OnnxModel,
+    pub unet: OnnxModel,
+    pub vae_encoder: Option<OnnxModel>,
+    pub vae_decoder: OnnxModel,
+    pub taesd_decoder: Option<OnnxModel>,
+    /// The UNet's `sample` batch dimension is fixed at 1 (CFG then runs two passes).
+    unet_batch_fixed: bool,
+    /// The UNet's `timestep` is rank 0.
+    timestep_scalar: bool,
+}
+
+impl Components {
+    /// Load every graph of a checked model folder.
+    pub fn load(runtime: &Runtime, dir: ModelDir) -> Result<Self, PipelineError> {
+        let tokenizer = ClipTokenizer::from_dir(&dir.tokenizer_dir)?;
+        let text_encoder = OnnxModel::load(runtime, &dir.text_encoder)?;
+        let unet = OnnxModel::load(runtime, &dir.unet)?;
+        let vae_decoder = OnnxModel::load(runtime, &dir.vae_decoder)?;
+        let vae_encoder = dir.vae_encoder.as_deref().map(|p| OnnxModel::load(runtime, p)).transpose()?;
+        let taesd_decoder = dir.taesd_decoder.as_deref().map(|p| OnnxModel::load(runtime, p)).transpose()?;
+        text_encoder.input_named_any(&["input_ids"])?;
+        let sample = unet.input_named_any(&["sample"])?.clone();
+        let timestep = unet.input_named_any(&["timestep"])?.clone();
+        unet.input_named_any(&["encoder_hidden_states"])?;
+        if dir.unet_config.time_cond_proj_dim.is_some() {
+            unet.input_named_any(&["timestep_cond"])?;
+        }
+        if let Some(declared) = sample.shape.get(1).copied().filter(|&c| c > 0)
+            && declared as usize != dir.unet_config.in_channels
+        {
+            return Err(PipelineError::Model(format!(
+                "{}: graph takes {declared} channels but unet/config.json says in_channels = {}",
+                unet.path.display(),
+                dir.unet_config.in_channels
+            )));
+        }
+        vae_decoder.input_named_any(&["latent_sample"])?;
+        Ok(Self {
+            unet_batch_fixed: sample.shape.first() == Some(&1),
+            timestep_scalar: timestep.shape.is_empty(),
+            dir,
+            tokenizer,
+            text_encoder,
+            unet,
+            vae_encoder,
+            vae_decoder,
+            taesd_decoder,
+        })
+    }
+
+    /// Latent channels the UNet denoises (4 for SD).
+    pub fn latent_channels(&self) -> usize {
+        self.dir.vae_config.latent_channels
+    }
+
+    /// Pixels per latent cell.
+    pub fn vae_scale(&self) -> usize {
+        self.dir.vae_config.scale_factor()
+    }
+
+    /// Token ids → `last_hidden_state`.
+    pub fn encode_text(&mut self, prompt: &str) -> Result<TextEmbedding, PipelineError> {
+        let ids = self.tokenizer.encode(prompt)?;
+        let tokens = ids.len();
+        let input = ArrayD::from_shape_vec(IxDyn(&[1, tokens]), ids).expect("shape");
+        let outputs = self.text_encoder.run(vec![("input_ids", InputData::Int(input))])?;
+        let hidden = outputs.into_iter().next().ok_or_else(|| {
+            PipelineError::Model(format!("{}: text encoder has no outputs", self.dir.text_encoder.display()))
+        })?;
+        let dim = *hidden.shape().last().unwrap_or(&0);
+        Ok(TextEmbedding {
+            tokens,
+            dim,
+            data: hidden.into_raw_vec_and_offset().0,
+        })
+    }
+
+    /// One UNet evaluation with guidance applied: the predicted noise for `latents` at `timestep`.
+    /// `extra` (9-channel UNets) is appended to the latents along channels.
+    pub fn predict_noise(
+        &mut self,
+        latents: &Latents,
+        extra: Option<&Latents>,
+        timestep: i64,
+        conditioning: &Conditioning,
+    ) -> Result<Vec<f32>, PipelineError> {
+        let input = concat_channels(latents, extra);
+        match &conditioning.uncond {
+            None => self.unet_pass(&input, &[&conditioning.cond], timestep, conditioning),
+            Some(uncond) => {
+                let both = if self.unet_batch_fixed {
+                    let mut u = self.unet_pass(&input, &[uncond], timestep, conditioning)?;
+                    u.extend(self.unet_pass(&input, &[&conditioning.cond], timestep, conditioning)?);
+                    u
+                } else {
+                    self.unet_pass(&input, &[uncond, &conditioning.cond], timestep, conditioning)?
+                };
+                let half = both.len() / 2;
+                let g = conditioning.guidance;
+                Ok((0..half).map(|i| both[i] + g * (both[half + i] - both[i])).collect())
+            }
+        }
+    }
+
+    fn unet_pass(
+        &mut self,
+        input: &Latents,
+        embeddings: &[&TextEmbedding],
+        timestep: i64,
+        conditioning: &Conditioning,
+    ) -> Result<Vec<f32>, PipelineError> {
+        let batch = embeddings.len();
+        let mut sample = Vec::with_capacity(input.data.len() * batch);
+        let mut hidden = Vec::new();
+        for e in embeddings {
+            sample.extend_from_slice(&input.data);
+            hidden.extend_from_slice(&e.data);
+        }
+        let (tokens, dim) = (embeddings[0].tokens, embeddings[0].dim);
+        let sample = ArrayD::from_shape_vec(IxDyn(&[batch, input.channels, input.height, input.width]), sample)
+            .expect("shape");
+        let hidden = ArrayD::from_shape_vec(IxDyn(&[batch, tokens, dim]), hidden).expect("shape");
+        let timestep = if self.timestep_scalar {
+            ArrayD::from_shape_vec(IxDyn(&[]), vec![timestep]).expect("shape")
+        } else {
+            ArrayD::from_shape_vec(IxDyn(&[batch]), vec![timestep; batch]).expect("shape")
+        };
+        let mut inputs = vec![
+            ("sample", InputData::Float(sample)),
+            ("timestep", InputData::Int(timestep)),
+            ("encoder_hidden_states", InputData::Float(hidden)),
+        ];
+        if let Some(cond) = &conditioning.timestep_cond {
+            let mut data = Vec::with_capacity(cond.len() * batch);
+            for _ in 0..batch {
+                data.extend_from_slice(cond);
+            }
+            let array = ArrayD::from_shape_vec(IxDyn(&[batch, cond.len()]), data).expect("shape");
+            inputs.push(("timestep_cond", InputData::Float(array)));
+        }
+        let out = self.unet.run(inputs)?;
+        first_output(out, &self.unet)
+    }
+
+    /// Image → latent distribution mean × scaling factor (livefill encodes with the mean).
+    pub fn encode_image(&mut self, image: &ModelImage) -> Result<Latents, PipelineError> {
+        let scaling = self.dir.vae_config.scaling_factor;
+        let channels = self.latent_channels();
+        let scale = self.vae_scale();
+        let encoder = self.vae_encoder.as_mut().ok_or_else(|| {
+            PipelineError::Model("this model has no vae_encoder/: it can only do text-to-image".into())
+        })?;
+        let sample = ArrayD::from_shape_vec(IxDyn(&[1, 3, image.height, image.width]), image.data.clone())
+            .expect("shape");
+        let out = encoder.run(vec![("sample", InputData::Float(sample))])?;
+        let moments = first_output(out, encoder)?;
+        let (h, w) = (image.height / scale, image.width / scale);
+        let plane = h * w;
+        if moments.len() != plane * channels && moments.len() != plane * channels * 2 {
+            return Err(PipelineError::Model(format!(
+                "{}: output has {} values, expected {} (latent) or {} (mean and log-variance)",
+                encoder.path.display(),
+                moments.len(),
+                plane * channels,
+                plane * channels * 2
+            )));
+        }
+        // Mean = the first `channels` planes of the moments (or the whole latent).
+        let data = moments[..plane * channels].iter().map(|v| v * scaling).collect();
+        Ok(Latents {
+            channels,
+            height: h,
+            width: w,
+            data,
+        })
+    }
+
+    /// Latents → image in [-1, 1] with the full VAE.
+    pub fn decode_latents(&mut self, latents: &Latents) -> Result<ModelImage, PipelineError> {
+        let scaling = self.dir.vae_config.scaling_factor;
+        let data: Vec<f32> = latents.data.iter().map(|v| v / scaling).collect();
+        let array = ArrayD::from_shape_vec(IxDyn(&latents.shape4()), data).expect("shape");
+        let out = self.vae_decoder.run(vec![("latent_sample", InputData::Float(array))])?;
+        let scale = self.vae_scale();
+        Ok(ModelImage {
+            height: latents.height * scale,
+            width: latents.width * scale,
+            data: first_output(out, &self.vae_decoder)?,
+        })
+    }
+
+    /// A cheap preview of latents: TAESD when present (input = the UNet's latents, output in
+    /// [-1, 1]), otherwise a fixed linear map from SD latents to RGB at latent resolution.
+    pub fn preview(&mut self, latents: &Latents) -> Result<ModelImage, PipelineError> {
+        if let Some(taesd) = self.taesd_decoder.as_mut() {
+            let array = ArrayD::from_shape_vec(IxDyn(&latents.shape4()), latents.data.clone()).expect("shape");
+            let name = taesd.inputs.first().map(|i| i.name.clone()).unwrap_or_default();
+            let out = taesd.run(vec![(name.as_str(), InputData::Float(array))])?;
+            let scale = self.vae_scale();
+            return Ok(ModelImage {
+                height: latents.height * scale,
+                width: latents.width * scale,
+                data: first_output(out, self.taesd_decoder.as_ref().expect("present"))?,
+            });
+        }
+        Ok(linear_preview(latents))
+    }
+}
+
+/// SD1.x latent → RGB approximation, good enough for a progress thumbnail.
+const LATENT_RGB: [[f32; 3]; 4] = [
+    [0.3512, 0.2297, 0.3227],
+    [0.3250, 0.4974, 0.2350],
+    [-0.2829, 0.1762, 0.2721],
+    [-0.2120, -0.2616, -0.7177],
+];
+
+fn linear_preview(latents: &Latents) -> ModelImage {
+    let plane = latents.height * latents.width;
+    let mut data = vec![0.0f32; 3 * plane];
+    for (c, weights) in LATENT_RGB.iter().enumerate().take(latents.channels) {
+        let src = &latents.data[c * plane..(c + 1) * plane];
+        for (rgb, &w) in weights.iter().enumerate() {
+            for (d, &s) in data[rgb * plane..(rgb + 1) * plane].iter_mut().zip(src) {
+                *d += w * s;
+            }
+        }
+    }
+    ModelImage {
+        height: latents.height,
+        width: latents.width,
+        data,
+    }
+}
+
+fn concat_channels(latents: &Latents, extra: Option<&Latents>) -> Latents {
+    match extra {
+        None => latents.clone(),
+        Some(extra) => {
+            let mut data = latents.data.clone();
+            data.extend_from_slice(&extra.data);
+            Latents {
+                channels: latents.channels + extra.channels,
+                height: latents.height,
+                width: latents.width,
+                data,
+            }
+        }
+    }
+}
+
+fn first_output(outputs: Vec<ArrayD<f32>>, model: &OnnxModel) -> Result<Vec<f32>, PipelineError> {
+    outputs
+        .into_iter()
+        .next()
+        .map(|a| a.into_raw_vec_and_offset().0)
+        .ok_or_else(|| PipelineError::Onnx(OnnxError::Run {
+            path: model.path.clone(),
+            reason: "graph produced no output".into(),
+        }))
+}
+
+/// diffusers' `get_guidance_scale_embedding(w = guidance - 1)`.
+pub fn guidance_embedding(guidance: f32, dim: usize) -> Vec<f32> {
+    let w = (guidance - 1.0) * 1000.0;
+    let half = dim / 2;
+    let scale = (10000f32).ln() / (half as f32 - 1.0);
+    let freqs: Vec<f32> = (0..half).map(|i| (i as f32 * -scale).exp() * w).collect();
+    let mut out: Vec<f32> = freqs.iter().map(|f| f.sin()).collect();
+    out.extend(freqs.iter().map(|f| f.cos()));
+    out.resize(dim, 0.0);
+    out
+}
+
+/// Time a closure into `timings` under `stage`.
+pub fn timed<T>(timings: &mut Timings, stage: &str, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let value = f();
+    timings.add(stage, start.elapsed());
+    value
+}

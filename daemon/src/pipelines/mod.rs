@@ -1,0 +1,177 @@
+//! Diffusion pipelines by mode, at model resolution, in diffusers' order.
+//!
+//! Exists to keep the denoising math (prompt encoding, latent preparation, the LCM loop,
+//! inpaint blending, decoding) apart from pixel work on user images (`imaging`) and from request
+//! handling (`engine`). Each mode has its own file; they share `denoise` below.
+//!
+//! Order per job, as diffusers' pipelines do it: encode prompt (and negative prompt for CFG) →
+//! plan timesteps (strength) → prepare latents (noise, or the image's latents noised to the first
+//! timestep) → for each timestep: UNet (+ guidance) → scheduler step (→ inpaint blend) → decode.
+
+pub mod components;
+pub mod img2img;
+pub mod inpaint;
+pub mod txt2img;
+
+use std::time::Duration;
+
+pub use components::{Components, Conditioning, Latents, ModelImage, TextEmbedding};
+
+use crate::engine::onnx_model::OnnxError;
+use crate::generator::CancelToken;
+use crate::noise::{NoiseError, NoiseSource};
+use crate::scheduler::Scheduler;
+use crate::scheduler::lcm::LcmError;
+use crate::tokenizer::TokenizerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Noise(#[from] NoiseError),
+    #[error(transparent)]
+    Schedule(#[from] LcmError),
+    #[error("model: {0}")]
+    Model(String),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Per-stage wall-clock times of one job, in the order first seen.
+#[derive(Debug, Clone, Default)]
+pub struct Timings(pub Vec<(String, Duration)>);
+
+impl Timings {
+    pub fn add(&mut self, stage: &str, elapsed: Duration) {
+        match self.0.iter_mut().find(|(s, _)| s == stage) {
+            Some((_, total)) => *total += elapsed,
+            None => self.0.push((stage.to_string(), elapsed)),
+        }
+    }
+    pub fn get(&self, stage: &str) -> Option<Duration> {
+        self.0.iter().find(|(s, _)| s == stage).map(|(_, d)| *d)
+    }
+}
+
+/// Shared parameters of a denoising run.
+#[derive(Debug, Clone, Copy)]
+pub struct SamplingParams {
+    pub steps: usize,
+    pub guidance: f32,
+    pub strength: f32,
+}
+
+/// Called after every step with (step, total, latents); returns whether to go on.
+pub type StepCallback<'a> = dyn FnMut(usize, usize, &Latents) + 'a;
+
+/// Extra inputs of a job running on a 9-channel inpainting UNet, or blending for a 4-channel one.
+pub enum InpaintGuide<'a> {
+    /// 9-channel UNet: mask + masked-image latents appended to the UNet input.
+    Channels { mask_and_masked: &'a Latents },
+    /// 4-channel UNet: after each step, keep the image's latents (noised to the next timestep)
+    /// where the latent mask is 0 (diffusers' StableDiffusionInpaintPipeline).
+    Blend {
+        image_latents: &'a Latents,
+        mask: &'a [f32],
+        initial_noise: &'a [f32],
+    },
+}
+
+/// The denoising loop shared by every mode.
+#[allow(clippy::too_many_arguments)]
+pub fn denoise(
+    components: &mut Components,
+    mut latents: Latents,
+    scheduler: &dyn Scheduler,
+    conditioning: &Conditioning,
+    guide: Option<&InpaintGuide<'_>>,
+    noise: &mut dyn NoiseSource,
+    cancel: &CancelToken,
+    timings: &mut Timings,
+    on_step: &mut StepCallback<'_>,
+) -> Result<Latents, PipelineError> {
+    let timesteps = scheduler.timesteps().to_vec();
+    let total = timesteps.len();
+    for (index, &t) in timesteps.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return Err(PipelineError::Cancelled);
+        }
+        let extra = match guide {
+            Some(InpaintGuide::Channels { mask_and_masked }) => Some(*mask_and_masked),
+            _ => None,
+        };
+        let predicted = components::timed(timings, "unet", || {
+            components.predict_noise(&latents, extra, t, conditioning)
+        })?;
+        let step_noise = if scheduler.needs_noise(index) {
+            Some(noise.next(latents.data.len())?)
+        } else {
+            None
+        };
+        latents.data = scheduler.step(index, &predicted, &latents.data, step_noise.as_deref());
+        if let Some(InpaintGuide::Blend {
+            image_latents,
+            mask,
+            initial_noise,
+        }) = guide
+        {
+            blend_known_region(&mut latents, scheduler, &timesteps, index, image_latents, mask, initial_noise);
+        }
+        on_step(index + 1, total, &latents);
+    }
+    Ok(latents)
+}
+
+fn blend_known_region(
+    latents: &mut Latents,
+    scheduler: &dyn Scheduler,
+    timesteps: &[i64],
+    index: usize,
+    image_latents: &Latents,
+    mask: &[f32],
+    initial_noise: &[f32],
+) {
+    let proper = match timesteps.get(index + 1) {
+        Some(&next) => scheduler.add_noise(&image_latents.data, initial_noise, next),
+        None => image_latents.data.clone(),
+    };
+    let plane = latents.height * latents.width;
+    for (i, (l, p)) in latents.data.iter_mut().zip(&proper).enumerate() {
+        let m = mask[i % plane];
+        *l = (1.0 - m) * p + m * *l;
+    }
+}
+
+/// Prompt (and negative prompt) → conditioning, as diffusers' `encode_prompt` + guidance rules:
+/// CFG runs when guidance > 1 and the UNet has no guidance embedding (`time_cond_proj_dim`).
+pub fn condition(
+    components: &mut Components,
+    prompt: &str,
+    negative: &str,
+    guidance: f32,
+    cache: &mut dyn FnMut(&mut Components, &str) -> Result<TextEmbedding, PipelineError>,
+) -> Result<Conditioning, PipelineError> {
+    let cond = cache(components, prompt)?;
+    let embed_dim = components.dir.unet_config.time_cond_proj_dim;
+    let uncond = if guidance > 1.0 && embed_dim.is_none() {
+        Some(cache(components, negative)?)
+    } else {
+        None
+    };
+    Ok(Conditioning {
+        cond,
+        uncond,
+        guidance,
+        timestep_cond: embed_dim.map(|d| components::guidance_embedding(guidance, d)),
+    })
+}
+
+/// Encode without caching.
+pub fn encode_uncached(components: &mut Components, prompt: &str) -> Result<TextEmbedding, PipelineError> {
+    components.encode_text(prompt)
+}
