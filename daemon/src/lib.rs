@@ -9,3 +9,5 @@ pub mod scheduler;
 pub mod npy;
 pub mod noise;
 pub mod pipelines;
+pub mod imaging;
+pub mod cli;

@@ -1,5 +1,30 @@
-//! The `livefill` binary: command-line entry point.
+//! The `livefill` binary: parses the command line and dispatches to `livefill::cli`.
+
+use clap::{Parser, Subcommand};
+use livefill::cli;
+
+/// livefill: Stable Diffusion + LCM kept resident for Krita and GIMP.
+#[derive(Debug, Parser)]
+#[command(name = "livefill", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one request in process and write the result image.
+    Generate(cli::generate::GenerateArgs),
+}
 
 fn main() -> anyhow::Result<()> {
-    Ok(())
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LIVEFILL_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Generate(args) => cli::generate::run(args),
+    }
 }

@@ -1,5 +1,181 @@
-//! The inference engine: ONNX Runtime sessions for one Stable Diffusion model.
+//! The inference engine: one loaded Stable Diffusion model serving generate requests.
+//!
+//! Exists to turn a wire `GenerateRequest` into pixels: it validates the request, prepares the
+//! user's pixels (`imaging`: context crop, masks, outpaint canvas), runs the mode's pipeline
+//! (`pipelines`) at model resolution, and brings the result back (resize, colour match,
+//! composite) so that pixels outside the mask are the user's original bytes. It implements
+//! `generator::ImageGenerator`, the trait the job queue drives.
 
 pub mod model_dir;
 pub mod onnx_model;
+pub mod request;
 pub mod runtime;
+pub mod text_cache;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use livefill_protocol::{GenerateRequest, Mode};
+
+use crate::generator::{CancelToken, GenerateError, GenerateOutput, GeneratorInfo, ImageGenerator, StepProgress};
+use crate::noise::{NoiseSource, SeededNoise};
+use crate::pipelines::{Components, PipelineError};
+use model_dir::{ModelDir, ModelDirError};
+use runtime::{Runtime, RuntimeError, RuntimeOptions};
+
+/// How to bring the engine up.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub model: PathBuf,
+    pub runtime: RuntimeOptions,
+    /// Largest accepted image side (width or height) in pixels.
+    pub max_image_side: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    ModelDir(#[from] ModelDirError),
+    #[error("loading model {model}: {source}")]
+    Load {
+        model: PathBuf,
+        #[source]
+        source: PipelineError,
+    },
+    #[error("warm-up run failed: {0}")]
+    WarmUp(String),
+}
+
+/// A model resident on its device.
+pub struct Engine {
+    pub runtime: Runtime,
+    pub components: Components,
+    text_cache: text_cache::TextCache,
+    live_cache: request::LiveLatentCache,
+    max_image_side: u32,
+    pub load_time: std::time::Duration,
+}
+
+impl Engine {
+    /// Load ONNX Runtime and every graph of the model.
+    pub fn load(options: &EngineOptions) -> Result<Self, EngineError> {
+        let start = Instant::now();
+        let runtime = runtime::init_runtime(&options.runtime)?;
+        let dir = ModelDir::open(&options.model)?;
+        let components = Components::load(&runtime, dir).map_err(|source| EngineError::Load {
+            model: options.model.clone(),
+            source,
+        })?;
+        let load_time = start.elapsed();
+        tracing::info!(
+            model = %options.model.display(),
+            device = %runtime.device.describe(),
+            provider = runtime.device.provider_name(),
+            load_ms = load_time.as_millis() as u64,
+            "model loaded"
+        );
+        Ok(Self {
+            runtime,
+            components,
+            text_cache: text_cache::TextCache::new(32),
+            live_cache: request::LiveLatentCache::default(),
+            max_image_side: options.max_image_side,
+            load_time,
+        })
+    }
+
+    /// Run every graph once at native size so the first real job is not slow (cuDNN algorithm
+    /// search, memory arenas).
+    pub fn warm_up(&mut self) -> Result<(), EngineError> {
+        let start = Instant::now();
+        let (w, h) = self.components.dir.native_size();
+        let mut request = request::default_request(Mode::Txt2Img);
+        request.steps = 1;
+        request.width = w;
+        request.height = h;
+        let mut noise = SeededNoise::new(0);
+        let modes: &[Mode] = if self.components.vae_encoder.is_some() {
+            &[Mode::Txt2Img, Mode::Img2Img]
+        } else {
+            &[Mode::Txt2Img]
+        };
+        for &mode in modes {
+            request.mode = mode;
+            if mode == Mode::Img2Img {
+                request.image = Some(livefill_protocol::RgbaImage {
+                    width: w,
+                    height: h,
+                    pixels: vec![128; (w * h * 4) as usize],
+                });
+                request.strength = 1.0;
+            }
+            self.run(&request, 0, &mut noise, &CancelToken::new(), &mut |_| {})
+                .map_err(|e| EngineError::WarmUp(e.to_string()))?;
+        }
+        self.live_cache = request::LiveLatentCache::default();
+        tracing::info!(ms = start.elapsed().as_millis() as u64, "warm-up done");
+        Ok(())
+    }
+
+    /// Run a request with noise from `noise` (seeded, or a file for parity checks).
+    pub fn run(
+        &mut self,
+        request: &GenerateRequest,
+        seed: u64,
+        noise: &mut dyn NoiseSource,
+        cancel: &CancelToken,
+        on_step: &mut dyn FnMut(StepProgress),
+    ) -> Result<GenerateOutput, GenerateError> {
+        let span = tracing::info_span!("job", request_id = request.request_id, mode = ?request.mode, seed);
+        let _guard = span.enter();
+        request::validate(request, self.max_image_side)?;
+        let mut job = request::Job {
+            components: &mut self.components,
+            text_cache: &mut self.text_cache,
+            live_cache: &mut self.live_cache,
+            noise,
+            cancel,
+            on_step,
+        };
+        let output = job.run(request, seed);
+        if let Err(e) = &output {
+            tracing::warn!(error = %e, "job failed");
+        }
+        output
+    }
+}
+
+impl ImageGenerator for Engine {
+    fn info(&self) -> GeneratorInfo {
+        let (w, h) = self.components.dir.native_size();
+        let can_encode = self.components.vae_encoder.is_some();
+        let modes = if can_encode {
+            vec![Mode::Txt2Img, Mode::Img2Img, Mode::Inpaint, Mode::Outpaint]
+        } else {
+            vec![Mode::Txt2Img]
+        };
+        GeneratorInfo {
+            model: self.components.dir.name.clone(),
+            device: self.runtime.device.describe(),
+            execution_provider: self.runtime.device.provider_name().to_string(),
+            native_width: w,
+            native_height: h,
+            modes,
+            inpainting_unet: self.components.dir.is_inpainting_unet(),
+            taesd_previews: self.components.taesd_decoder.is_some(),
+        }
+    }
+
+    fn generate(
+        &mut self,
+        request: &GenerateRequest,
+        seed: u64,
+        cancel: &CancelToken,
+        on_step: &mut dyn FnMut(StepProgress),
+    ) -> Result<GenerateOutput, GenerateError> {
+        let mut noise = SeededNoise::new(seed);
+        self.run(request, seed, &mut noise, cancel, on_step)
+    }
+}

@@ -66,8 +66,8 @@ pub struct SamplingParams {
     pub strength: f32,
 }
 
-/// Called after every step with (step, total, latents); returns whether to go on.
-pub type StepCallback<'a> = dyn FnMut(usize, usize, &Latents) + 'a;
+/// Called after every step with (step, total, latents, the model — for previews).
+pub type StepCallback<'a> = dyn FnMut(usize, usize, &Latents, &mut Components) + 'a;
 
 /// Extra inputs of a job running on a 9-channel inpainting UNet, or blending for a 4-channel one.
 pub enum InpaintGuide<'a> {
@@ -122,7 +122,7 @@ pub fn denoise(
         {
             blend_known_region(&mut latents, scheduler, &timesteps, index, image_latents, mask, initial_noise);
         }
-        on_step(index + 1, total, &latents);
+        on_step(index + 1, total, &latents, components);
     }
     Ok(latents)
 }

@@ -1,0 +1,258 @@
+//! `livefill generate`: run one request through the engine in process, without a daemon.
+//!
+//! Exists for scripting, for checking a model, and for parity with diffusers (`--noise` takes
+//! the exact noise diffusers used).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use livefill_protocol::{Context, Extend, Mask, Mode, RgbaImage};
+
+use crate::engine::request::default_request;
+use crate::engine::runtime::{DeviceRequest, RuntimeOptions};
+use crate::engine::{Engine, EngineOptions};
+use crate::generator::CancelToken;
+use crate::noise::{FileNoise, NoiseSource, SeededNoise};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    Txt2img,
+    Img2img,
+    Inpaint,
+    Outpaint,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ContextArg {
+    Auto,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// Common engine options shared by the commands that load a model.
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// Model folder (optimum ONNX layout).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// ONNX Runtime intra-op threads (default: ONNX Runtime's choice).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// libonnxruntime to load (default: ORT_DYLIB_PATH, next to the binary, or fetched with pip).
+    #[arg(long)]
+    pub ort_lib: Option<PathBuf>,
+    /// Largest accepted image side in pixels.
+    #[arg(long, default_value_t = 8192)]
+    pub max_image_side: u32,
+}
+
+impl EngineArgs {
+    pub fn engine_options(&self) -> anyhow::Result<EngineOptions> {
+        let device: DeviceRequest = self.device.parse()?;
+        Ok(EngineOptions {
+            model: self.model.clone(),
+            runtime: RuntimeOptions {
+                library: self.ort_lib.clone(),
+                device,
+                intra_threads: self.threads,
+            },
+            max_image_side: self.max_image_side,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[arg(long, value_enum)]
+    pub mode: ModeArg,
+    #[arg(long, default_value = "")]
+    pub prompt: String,
+    #[arg(long, default_value = "")]
+    pub negative: String,
+    /// Input image (PNG or any format the `image` crate reads).
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Mask image: white = regenerate.
+    #[arg(long)]
+    pub mask: Option<PathBuf>,
+    #[arg(long)]
+    pub strength: Option<f32>,
+    #[arg(long, default_value_t = 4)]
+    pub steps: u32,
+    #[arg(long, default_value_t = 1.0)]
+    pub guidance: f32,
+    /// Seed (default: random, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub width: Option<u32>,
+    #[arg(long)]
+    pub height: Option<u32>,
+    /// Outpaint borders: LEFT,TOP,RIGHT,BOTTOM in pixels.
+    #[arg(long, value_parser = parse_extend)]
+    pub extend: Option<Extend>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub context: ContextArg,
+    /// Mask edge feather in pixels (0 = hard edge).
+    #[arg(long, default_value_t = 8)]
+    pub feather: u32,
+    #[arg(long, value_enum, default_value = "on")]
+    pub color_match: OnOff,
+    /// float32 .npy [k, 4, H/8, W/8]: entry 0 = initial noise, 1.. = noise after each step.
+    #[arg(long)]
+    pub noise: Option<PathBuf>,
+    /// Where to write the result PNG (the full image, result composited in place).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn parse_extend(text: &str) -> Result<Extend, String> {
+    let parts: Vec<u32> = text
+        .split(',')
+        .map(|p| p.trim().parse::<u32>().map_err(|_| format!("bad number {p:?}")))
+        .collect::<Result<_, _>>()?;
+    match parts.as_slice() {
+        [left, top, right, bottom] => Ok(Extend {
+            left: *left,
+            top: *top,
+            right: *right,
+            bottom: *bottom,
+        }),
+        _ => Err("expected LEFT,TOP,RIGHT,BOTTOM".into()),
+    }
+}
+
+/// Read any image as straight-alpha RGBA.
+pub fn read_rgba(path: &Path) -> anyhow::Result<RgbaImage> {
+    let img = image::open(path).with_context(|| format!("reading image {}", path.display()))?;
+    let rgba = img.to_rgba8();
+    Ok(RgbaImage {
+        width: rgba.width(),
+        height: rgba.height(),
+        pixels: rgba.into_raw(),
+    })
+}
+
+/// Read a mask: its luminance (white = regenerate).
+pub fn read_mask(path: &Path) -> anyhow::Result<Mask> {
+    let img = image::open(path).with_context(|| format!("reading mask {}", path.display()))?;
+    let luma = img.to_luma8();
+    Ok(Mask {
+        width: luma.width(),
+        height: luma.height(),
+        pixels: luma.into_raw(),
+    })
+}
+
+/// Write RGBA pixels as PNG.
+pub fn write_png(path: &Path, image: &RgbaImage) -> anyhow::Result<()> {
+    let buffer = image::RgbaImage::from_raw(image.width, image.height, image.pixels.clone())
+        .context("result buffer has the wrong size")?;
+    buffer.save(path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Paste `layer` at its offset onto a canvas covering both it and `base` (outpaint grows it).
+pub fn flatten(base: Option<&RgbaImage>, layer: &RgbaImage, offset_x: i32, offset_y: i32) -> RgbaImage {
+    let Some(base) = base else {
+        return layer.clone();
+    };
+    let left = offset_x.min(0);
+    let top = offset_y.min(0);
+    let right = (base.width as i32).max(offset_x + layer.width as i32);
+    let bottom = (base.height as i32).max(offset_y + layer.height as i32);
+    let (w, h) = ((right - left) as usize, (bottom - top) as usize);
+    let mut pixels = vec![0u8; w * h * 4];
+    let mut paste = |img: &RgbaImage, x0: i32, y0: i32| {
+        let row = img.width as usize * 4;
+        for y in 0..img.height as usize {
+            let dst = ((y0 - top) as usize + y) * w * 4 + (x0 - left) as usize * 4;
+            pixels[dst..dst + row].copy_from_slice(&img.pixels[y * row..(y + 1) * row]);
+        }
+    };
+    paste(base, 0, 0);
+    paste(layer, offset_x, offset_y);
+    RgbaImage {
+        width: w as u32,
+        height: h as u32,
+        pixels,
+    }
+}
+
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let mode = match args.mode {
+        ModeArg::Txt2img => Mode::Txt2Img,
+        ModeArg::Img2img => Mode::Img2Img,
+        ModeArg::Inpaint => Mode::Inpaint,
+        ModeArg::Outpaint => Mode::Outpaint,
+    };
+    let mut request = default_request(mode);
+    request.prompt = args.prompt.clone();
+    request.negative_prompt = args.negative.clone();
+    request.steps = args.steps;
+    request.guidance = args.guidance;
+    if let Some(strength) = args.strength {
+        request.strength = strength;
+    }
+    request.width = args.width.unwrap_or(0);
+    request.height = args.height.unwrap_or(0);
+    request.image = args.image.as_deref().map(read_rgba).transpose()?;
+    request.mask = args.mask.as_deref().map(read_mask).transpose()?;
+    request.extend = args.extend.unwrap_or_default();
+    request.context = match args.context {
+        ContextArg::Auto => Context::Auto,
+        ContextArg::Full => Context::Full,
+    };
+    request.feather = args.feather;
+    request.color_match = matches!(args.color_match, OnOff::On);
+    if mode != Mode::Txt2Img && request.image.is_none() {
+        bail!("--mode {:?} needs --image", args.mode);
+    }
+    let seed = args.seed.unwrap_or_else(random_seed);
+    let mut noise: Box<dyn NoiseSource> = match &args.noise {
+        Some(path) => Box::new(FileNoise::new(crate::npy::read_f32(path)?)),
+        None => Box::new(SeededNoise::new(seed)),
+    };
+    let mut engine = Engine::load(&args.engine.engine_options()?)?;
+    let output = engine.run(&request, seed, noise.as_mut(), &CancelToken::new(), &mut |p| {
+        eprintln!("step {}/{}", p.step, p.total_steps);
+    })?;
+    let full = flatten(request.image.as_ref(), &output.image, output.offset_x, output.offset_y);
+    write_png(&args.out, &full)?;
+    let timings: Vec<String> = output
+        .timings
+        .iter()
+        .map(|t| format!("{} {:.1} ms", t.stage, t.millis))
+        .collect();
+    println!(
+        "wrote {} ({}×{}, seed {seed}; {})",
+        args.out.display(),
+        full.width,
+        full.height,
+        timings.join(", ")
+    );
+    Ok(())
+}
+
+/// A seed from the clock and process id (no RNG crate needed for this).
+pub fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = nanos ^ ((std::process::id() as u64) << 32);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
+}
+

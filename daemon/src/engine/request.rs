@@ -1,0 +1,469 @@
+//! One generate request, from wire pixels to wire pixels.
+//!
+//! Exists to keep request semantics in one place: validation with clear messages, how each mode
+//! uses the user's image and mask (context crop, model size, outpaint canvas), and how the
+//! model's output comes back (resize, colour match, feathered composite that leaves every pixel
+//! outside the mask bit-identical). The denoising itself is `pipelines`.
+
+use std::time::Instant;
+
+use livefill_protocol::{Context, Extend, GenerateRequest, Mask, Mode, Priority, RgbaImage, StageTiming};
+
+use crate::generator::{CancelToken, GenerateError, GenerateOutput, StepProgress};
+use crate::imaging::{self, AlphaPolicy, ContextOptions, ContextPlan, Rect};
+use crate::noise::NoiseSource;
+use crate::pipelines::{
+    self, Components, Latents, ModelImage, PipelineError, SamplingParams, TextEmbedding, Timings,
+};
+
+use super::text_cache::TextCache;
+
+/// Longest accepted prompt, in bytes.
+pub const MAX_PROMPT_BYTES: usize = 4096;
+/// Most accepted denoising steps.
+pub const MAX_STEPS: u32 = 50;
+
+/// A request with livefill's defaults (4 steps, guidance 1, strength 0.6, auto context).
+pub fn default_request(mode: Mode) -> GenerateRequest {
+    GenerateRequest {
+        request_id: 0,
+        mode,
+        prompt: String::new(),
+        negative_prompt: String::new(),
+        seed: None,
+        steps: 4,
+        guidance: 1.0,
+        strength: if mode == Mode::Img2Img { 0.6 } else { 1.0 },
+        width: 0,
+        height: 0,
+        image: None,
+        mask: None,
+        extend: Extend::default(),
+        context: Context::Auto,
+        feather: 8,
+        color_match: true,
+        priority: Priority::Final,
+        stream_previews: false,
+    }
+}
+
+fn invalid(message: impl Into<String>) -> GenerateError {
+    GenerateError::InvalidRequest(message.into())
+}
+
+/// Check every field before any work: a bad request gets a message naming the field.
+pub fn validate(request: &GenerateRequest, max_side: u32) -> Result<(), GenerateError> {
+    if request.prompt.len() > MAX_PROMPT_BYTES || request.negative_prompt.len() > MAX_PROMPT_BYTES {
+        return Err(invalid(format!("prompt longer than {MAX_PROMPT_BYTES} bytes")));
+    }
+    if request.steps == 0 || request.steps > MAX_STEPS {
+        return Err(invalid(format!("steps must be 1..={MAX_STEPS}, got {}", request.steps)));
+    }
+    if !request.guidance.is_finite() || !(0.0..=30.0).contains(&request.guidance) {
+        return Err(invalid(format!("guidance must be a number in 0..=30, got {}", request.guidance)));
+    }
+    if !request.strength.is_finite() || !(request.strength > 0.0 && request.strength <= 1.0) {
+        return Err(invalid(format!("strength must be in (0, 1], got {}", request.strength)));
+    }
+    if request.width > max_side || request.height > max_side {
+        return Err(invalid(format!("width/height above the limit of {max_side} px")));
+    }
+    if request.feather > 1024 {
+        return Err(invalid("feather above 1024 px"));
+    }
+    let needs_image = request.mode != Mode::Txt2Img;
+    match &request.image {
+        None if needs_image => return Err(invalid(format!("{:?} needs an image", request.mode))),
+        Some(image) => validate_image(image, max_side)?,
+        None => {}
+    }
+    if let (Some(mask), Some(image)) = (&request.mask, &request.image) {
+        validate_mask(mask, image)?;
+    }
+    if request.mode == Mode::Outpaint {
+        let e = request.extend;
+        if e.left + e.top + e.right + e.bottom == 0 {
+            return Err(invalid("outpaint needs at least one border to extend"));
+        }
+        let image = request.image.as_ref().expect("checked above");
+        let (w, h) = (
+            image.width as u64 + e.left as u64 + e.right as u64,
+            image.height as u64 + e.top as u64 + e.bottom as u64,
+        );
+        if w > max_side as u64 || h > max_side as u64 {
+            return Err(invalid(format!("extended canvas {w}×{h} above the limit of {max_side} px")));
+        }
+    }
+    Ok(())
+}
+
+fn validate_image(image: &RgbaImage, max_side: u32) -> Result<(), GenerateError> {
+    if image.width == 0 || image.height == 0 {
+        return Err(invalid("image is empty"));
+    }
+    if image.width > max_side || image.height > max_side {
+        return Err(invalid(format!(
+            "image {}×{} above the limit of {max_side} px per side",
+            image.width, image.height
+        )));
+    }
+    let expected = image.width as usize * image.height as usize * 4;
+    if image.pixels.len() != expected {
+        return Err(invalid(format!(
+            "image {}×{} needs {expected} RGBA bytes, got {}",
+            image.width,
+            image.height,
+            image.pixels.len()
+        )));
+    }
+    Ok(())
+}
+
+fn validate_mask(mask: &Mask, image: &RgbaImage) -> Result<(), GenerateError> {
+    if mask.width != image.width || mask.height != image.height {
+        return Err(GenerateError::MaskSizeMismatch(format!(
+            "mask is {}×{}, image {}×{}",
+            mask.width, mask.height, image.width, image.height
+        )));
+    }
+    if mask.pixels.len() != mask.width as usize * mask.height as usize {
+        return Err(invalid(format!(
+            "mask {}×{} needs {} bytes, got {}",
+            mask.width,
+            mask.height,
+            mask.width as usize * mask.height as usize,
+            mask.pixels.len()
+        )));
+    }
+    Ok(())
+}
+
+/// VAE latents of the last live-preview input, reused while the input image is unchanged.
+#[derive(Default)]
+pub struct LiveLatentCache {
+    key: Option<(u64, usize, usize)>,
+    latents: Option<Latents>,
+}
+
+impl LiveLatentCache {
+    fn take(&mut self, key: (u64, usize, usize)) -> Option<Latents> {
+        if self.key == Some(key) { self.latents.clone() } else { None }
+    }
+    fn store(&mut self, key: (u64, usize, usize), latents: Latents) {
+        self.key = Some(key);
+        self.latents = Some(latents);
+    }
+}
+
+/// FNV-1a over the model input, to recognise an unchanged live-preview image.
+fn fingerprint(data: &[f32]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, v| {
+        (h ^ v.to_bits() as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Everything one job borrows from the engine.
+pub struct Job<'a> {
+    pub components: &'a mut Components,
+    pub text_cache: &'a mut TextCache,
+    pub live_cache: &'a mut LiveLatentCache,
+    pub noise: &'a mut dyn NoiseSource,
+    pub cancel: &'a CancelToken,
+    pub on_step: &'a mut dyn FnMut(StepProgress),
+}
+
+impl From<PipelineError> for GenerateError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Cancelled => GenerateError::Cancelled,
+            PipelineError::Invalid(m) => GenerateError::InvalidRequest(m),
+            PipelineError::Schedule(e) => GenerateError::InvalidRequest(e.to_string()),
+            PipelineError::Onnx(e) if is_out_of_memory(&e.to_string()) => GenerateError::OutOfMemory(e.to_string()),
+            other => GenerateError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<imaging::ImagingError> for GenerateError {
+    fn from(e: imaging::ImagingError) -> Self {
+        GenerateError::InvalidRequest(e.to_string())
+    }
+}
+
+fn is_out_of_memory(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("out of memory") || m.contains("failed to allocate") || m.contains("cudaerrormemoryallocation")
+}
+
+impl Job<'_> {
+    /// Run the request; `seed` is reported back in the output.
+    pub fn run(&mut self, request: &GenerateRequest, seed: u64) -> Result<GenerateOutput, GenerateError> {
+        let mut timings = Timings::default();
+        let conditioning = self.conditioning(request, &mut timings)?;
+        let placed = match request.mode {
+            Mode::Txt2Img => self.txt2img(request, &conditioning, &mut timings)?,
+            Mode::Img2Img => self.img2img(request, &conditioning, &mut timings)?,
+            Mode::Inpaint => {
+                let image = request.image.as_ref().expect("validated");
+                let mask = request.mask.clone().unwrap_or_else(|| full_mask(image));
+                self.inpaint(request, image, &mask, &conditioning, &mut timings)?
+            }
+            Mode::Outpaint => self.outpaint(request, &conditioning, &mut timings)?,
+        };
+        Ok(GenerateOutput {
+            image: placed.image,
+            offset_x: placed.offset_x,
+            offset_y: placed.offset_y,
+            seed,
+            timings: timings
+                .0
+                .iter()
+                .map(|(stage, d)| StageTiming {
+                    stage: stage.clone(),
+                    millis: d.as_secs_f32() * 1000.0,
+                })
+                .collect(),
+        })
+    }
+
+    fn conditioning(
+        &mut self,
+        request: &GenerateRequest,
+        timings: &mut Timings,
+    ) -> Result<pipelines::Conditioning, GenerateError> {
+        let cache = &mut *self.text_cache;
+        let start = Instant::now();
+        let mut encode = |components: &mut Components, prompt: &str| -> Result<TextEmbedding, PipelineError> {
+            if let Some(hit) = cache.get(prompt) {
+                return Ok(hit);
+            }
+            let embedding = components.encode_text(prompt)?;
+            cache.insert(prompt, embedding.clone());
+            Ok(embedding)
+        };
+        let conditioning = pipelines::condition(
+            self.components,
+            &request.prompt,
+            &request.negative_prompt,
+            request.guidance,
+            &mut encode,
+        )?;
+        timings.add("text_encode", start.elapsed());
+        Ok(conditioning)
+    }
+
+    fn params(request: &GenerateRequest, strength: f32) -> SamplingParams {
+        SamplingParams {
+            steps: request.steps as usize,
+            guidance: request.guidance,
+            strength,
+        }
+    }
+
+    fn txt2img(
+        &mut self,
+        request: &GenerateRequest,
+        conditioning: &pipelines::Conditioning,
+        timings: &mut Timings,
+    ) -> Result<imaging::PlacedImage, GenerateError> {
+        let (nw, nh) = self.components.dir.native_size();
+        let round = |v: u32, native: u32| {
+            let v = if v == 0 { native } else { v };
+            (v.div_ceil(8) * 8).max(64) as usize
+        };
+        let (width, height) = (round(request.width, nw), round(request.height, nh));
+        let mut on_latents = progress(&mut *self.on_step, request.stream_previews);
+        let image = pipelines::txt2img::txt2img(
+            self.components,
+            conditioning,
+            width,
+            height,
+            Self::params(request, 1.0),
+            self.noise,
+            self.cancel,
+            timings,
+            &mut on_latents,
+        )?;
+        let start = Instant::now();
+        let mut rgba = model_to_rgba(&image)?;
+        // Requested sizes that are not multiples of 8 are cut to size.
+        let (rw, rh) = (
+            if request.width == 0 { width as u32 } else { request.width },
+            if request.height == 0 { height as u32 } else { request.height },
+        );
+        if (rw, rh) != (width as u32, height as u32) {
+            rgba = imaging::extract_crop(&rgba, Rect::of_size(rw, rh))?;
+        }
+        timings.add("postprocess", start.elapsed());
+        Ok(imaging::PlacedImage {
+            image: rgba,
+            offset_x: 0,
+            offset_y: 0,
+        })
+    }
+
+    fn img2img(
+        &mut self,
+        request: &GenerateRequest,
+        conditioning: &pipelines::Conditioning,
+        timings: &mut Timings,
+    ) -> Result<imaging::PlacedImage, GenerateError> {
+        let image = request.image.as_ref().expect("validated");
+        let start = Instant::now();
+        let plan = self.plan(image, None, request.context)?;
+        let model_rgba = plan.image_to_model(image)?;
+        let model_image = to_model_image(&model_rgba)?;
+        timings.add("preprocess", start.elapsed());
+        let live = request.priority == Priority::LivePreview;
+        let key = (fingerprint(&model_image.data), model_image.width, model_image.height);
+        let cached = if live { self.live_cache.take(key) } else { None };
+        let mut on_latents = progress(&mut *self.on_step, request.stream_previews);
+        let (generated, latents) = pipelines::img2img::img2img(
+            self.components,
+            conditioning,
+            &model_image,
+            Self::params(request, request.strength),
+            self.noise,
+            self.cancel,
+            timings,
+            &mut on_latents,
+            cached,
+        )?;
+        if live && latents.channels > 0 {
+            self.live_cache.store(key, latents);
+        }
+        let start = Instant::now();
+        let generated = model_to_rgba(&generated)?;
+        let back = plan.model_to_crop(&generated)?;
+        let alpha = request
+            .mask
+            .as_ref()
+            .map(|m| plan.crop_mask(m))
+            .transpose()?
+            .unwrap_or_else(|| full_mask_of(plan.crop.width, plan.crop.height));
+        let alpha = imaging::feather(&alpha, request.feather)?;
+        let placed = imaging::composite_crop(image, &back, plan.crop, &alpha, AlphaPolicy::Preserve)?;
+        timings.add("postprocess", start.elapsed());
+        Ok(placed)
+    }
+
+    fn inpaint(
+        &mut self,
+        request: &GenerateRequest,
+        image: &RgbaImage,
+        mask: &Mask,
+        conditioning: &pipelines::Conditioning,
+        timings: &mut Timings,
+    ) -> Result<imaging::PlacedImage, GenerateError> {
+        let start = Instant::now();
+        let bounds = imaging::mask_bounds(mask)?;
+        let Some(bounds) = bounds else {
+            return Err(invalid("the mask is empty: nothing is selected to regenerate"));
+        };
+        let plan = self.plan(image, Some(bounds), request.context)?;
+        let model_rgba = plan.image_to_model(image)?;
+        let model_mask = plan.mask_to_model(mask)?;
+        let model_image = to_model_image(&model_rgba)?;
+        timings.add("preprocess", start.elapsed());
+        let mut on_latents = progress(&mut *self.on_step, request.stream_previews);
+        let generated = pipelines::inpaint::inpaint(
+            self.components,
+            conditioning,
+            &model_image,
+            &model_mask.pixels,
+            Self::params(request, request.strength),
+            self.noise,
+            self.cancel,
+            timings,
+            &mut on_latents,
+        )?;
+        let start = Instant::now();
+        let generated = model_to_rgba(&generated)?;
+        let mut back = plan.model_to_crop(&generated)?;
+        let crop_mask = plan.crop_mask(mask)?;
+        if request.color_match {
+            let original_crop = imaging::extract_crop(image, plan.crop)?;
+            imaging::color_match(&original_crop, &mut back, &crop_mask, &imaging::ColorMatchOptions::default())?;
+        }
+        let alpha = imaging::feather(&crop_mask, request.feather)?;
+        let placed = imaging::composite_crop(image, &back, plan.crop, &alpha, AlphaPolicy::Fill)?;
+        timings.add("postprocess", start.elapsed());
+        Ok(placed)
+    }
+
+    fn outpaint(
+        &mut self,
+        request: &GenerateRequest,
+        conditioning: &pipelines::Conditioning,
+        timings: &mut Timings,
+    ) -> Result<imaging::PlacedImage, GenerateError> {
+        let image = request.image.as_ref().expect("validated");
+        let start = Instant::now();
+        let extended = imaging::extend_canvas(image, request.extend, imaging::DEFAULT_OUTPAINT_OVERLAP)?;
+        timings.add("preprocess", start.elapsed());
+        let inner = GenerateRequest {
+            context: request.context,
+            ..request.clone()
+        };
+        let mut placed = self.inpaint(&inner, &extended.image, &extended.mask, conditioning, timings)?;
+        placed.offset_x += extended.offset_x;
+        placed.offset_y += extended.offset_y;
+        Ok(placed)
+    }
+
+    fn plan(&self, image: &RgbaImage, bounds: Option<Rect>, context: Context) -> Result<ContextPlan, GenerateError> {
+        Ok(imaging::plan_context(
+            image.width,
+            image.height,
+            bounds,
+            self.components.dir.native_size(),
+            context,
+            &ContextOptions::default(),
+        )?)
+    }
+}
+
+fn full_mask(image: &RgbaImage) -> Mask {
+    full_mask_of(image.width, image.height)
+}
+
+fn full_mask_of(width: u32, height: u32) -> Mask {
+    Mask {
+        width,
+        height,
+        pixels: vec![255; width as usize * height as usize],
+    }
+}
+
+fn to_model_image(rgba: &RgbaImage) -> Result<ModelImage, GenerateError> {
+    let tensor = imaging::rgba_to_nchw(rgba)?;
+    Ok(ModelImage {
+        width: rgba.width as usize,
+        height: rgba.height as usize,
+        data: tensor.into_raw_vec_and_offset().0,
+    })
+}
+
+fn model_to_rgba(image: &ModelImage) -> Result<RgbaImage, GenerateError> {
+    let view = ndarray::ArrayView4::from_shape((1, 3, image.height, image.width), &image.data)
+        .map_err(|e| GenerateError::Internal(format!("decoded image shape: {e}")))?;
+    Ok(imaging::nchw_to_rgba(view, imaging::PixelRange::SignedUnit)?)
+}
+
+/// The per-step callback: progress, plus a preview image when the client asked for one.
+fn progress<'a>(
+    on_step: &'a mut dyn FnMut(StepProgress),
+    want_preview: bool,
+) -> impl FnMut(usize, usize, &Latents, &mut Components) + 'a {
+    move |step, total, latents, components| {
+        let preview = want_preview
+            .then(|| components.preview(latents).ok())
+            .flatten()
+            .and_then(|img| model_to_rgba(&img).ok());
+        on_step(StepProgress {
+            step: step as u32,
+            total_steps: total as u32,
+            preview,
+        });
+    }
+}

@@ -1,0 +1,201 @@
+//! Numerical parity with diffusers.
+//!
+//! `tests/reference/make_fixtures.py` ran diffusers' own pipelines (LCMScheduler, CPU, fp32) on
+//! tiny random-weight models and recorded, for fixed noise, the decoded images. Here livefill runs
+//! the same ONNX graphs with the same noise and must match them: PSNR ≥ 40 dB on 8-bit pixels, and
+//! the same timesteps and token ids.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use livefill::engine::model_dir::ModelDir;
+use livefill::engine::runtime::{DeviceRequest, Runtime, RuntimeOptions, init_runtime};
+use livefill::generator::CancelToken;
+use livefill::noise::FileNoise;
+use livefill::npy;
+use livefill::pipelines::{self, Components, ModelImage, SamplingParams, Timings};
+use livefill::scheduler::{LcmScheduler, Scheduler};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+struct Case {
+    name: String,
+    model: String,
+    mode: String,
+    prompt: String,
+    negative_prompt: Option<String>,
+    steps: usize,
+    guidance: f32,
+    strength: Option<f32>,
+    width: usize,
+    height: usize,
+    image: Option<String>,
+    mask: Option<String>,
+    noise: String,
+    expected: String,
+    timesteps: Vec<i64>,
+    token_ids: Option<Vec<i64>>,
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn runtime() -> Runtime {
+    init_runtime(&RuntimeOptions {
+        device: DeviceRequest::Cpu,
+        intra_threads: Some(1),
+        ..Default::default()
+    })
+    .expect("ONNX Runtime (set ORT_DYLIB_PATH, or let livefill fetch it with pip)")
+}
+
+fn load_png_rgb(path: &Path) -> ModelImage {
+    let img = image::open(path).expect("input png").to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut data = vec![0.0f32; 3 * w * h];
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            data[c * w * h + i] = p.0[c] as f32 / 255.0 * 2.0 - 1.0;
+        }
+    }
+    ModelImage {
+        height: h,
+        width: w,
+        data,
+    }
+}
+
+fn load_mask(path: &Path) -> Vec<u8> {
+    image::open(path).expect("mask png").to_luma8().into_raw()
+}
+
+/// livefill's 8-bit output for a model image, as `[H, W, 3]`.
+fn to_u8_hwc(image: &ModelImage) -> Vec<f32> {
+    let plane = image.width * image.height;
+    let mut out = vec![0.0; plane * 3];
+    for i in 0..plane {
+        for c in 0..3 {
+            let v = (image.data[c * plane + i] / 2.0 + 0.5).clamp(0.0, 1.0);
+            out[i * 3 + c] = (v * 255.0).round();
+        }
+    }
+    out
+}
+
+fn psnr(ours_u8: &[f32], expected_unit: &[f32]) -> f64 {
+    assert_eq!(ours_u8.len(), expected_unit.len(), "image sizes differ");
+    let mse = ours_u8
+        .iter()
+        .zip(expected_unit)
+        .map(|(&a, &b)| {
+            let d = a as f64 - b as f64 * 255.0;
+            d * d
+        })
+        .sum::<f64>()
+        / ours_u8.len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}
+
+fn run_case(components: &mut Components, case: &Case, dir: &Path) -> f64 {
+    let noise = npy::read_f32(&dir.join(&case.noise)).expect("noise npy");
+    let mut noise = FileNoise::new(noise);
+    let negative = case.negative_prompt.clone().unwrap_or_default();
+    let conditioning = pipelines::condition(
+        components,
+        &case.prompt,
+        &negative,
+        case.guidance,
+        &mut pipelines::encode_uncached,
+    )
+    .expect("conditioning");
+    let params = SamplingParams {
+        steps: case.steps,
+        guidance: case.guidance,
+        strength: case.strength.unwrap_or(1.0),
+    };
+    let planned = LcmScheduler::new(&components.dir.scheduler_config, params.steps, params.strength).unwrap();
+    assert_eq!(planned.timesteps(), case.timesteps.as_slice(), "{}: timesteps", case.name);
+    if let Some(ids) = &case.token_ids {
+        let ours = components.tokenizer.encode(&case.prompt).unwrap();
+        assert_eq!(&ours, ids, "{}: token ids", case.name);
+    }
+    let cancel = CancelToken::new();
+    let mut timings = Timings::default();
+    let mut on_step = |_: usize, _: usize, _: &pipelines::Latents, _: &mut Components| {};
+    let output = match case.mode.as_str() {
+        "txt2img" => pipelines::txt2img::txt2img(
+            components,
+            &conditioning,
+            case.width,
+            case.height,
+            params,
+            &mut noise,
+            &cancel,
+            &mut timings,
+            &mut on_step,
+        ),
+        "img2img" => {
+            let image = load_png_rgb(&dir.join(case.image.as_ref().unwrap()));
+            pipelines::img2img::img2img(
+                components,
+                &conditioning,
+                &image,
+                params,
+                &mut noise,
+                &cancel,
+                &mut timings,
+                &mut on_step,
+                None,
+            )
+            .map(|(image, _)| image)
+        }
+        "inpaint" => {
+            let image = load_png_rgb(&dir.join(case.image.as_ref().unwrap()));
+            let mask = load_mask(&dir.join(case.mask.as_ref().unwrap()));
+            pipelines::inpaint::inpaint(
+                components,
+                &conditioning,
+                &image,
+                &mask,
+                params,
+                &mut noise,
+                &cancel,
+                &mut timings,
+                &mut on_step,
+            )
+        }
+        other => panic!("unknown mode {other}"),
+    }
+    .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    let expected = npy::read_f32(&dir.join(&case.expected)).expect("expected npy");
+    assert_eq!(expected.shape, vec![case.height, case.width, 3], "{}: expected shape", case.name);
+    psnr(&to_u8_hwc(&output), &expected.data)
+}
+
+#[test]
+fn livefill_matches_diffusers_on_every_reference_case() {
+    let dir = fixtures().join("reference");
+    let cases: Vec<Case> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).expect("cases.json")).unwrap();
+    assert!(cases.len() >= 8, "expected the full reference set");
+    let runtime = runtime();
+    let mut models: HashMap<String, Components> = HashMap::new();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let components = models.entry(case.model.clone()).or_insert_with(|| {
+            let model = ModelDir::open(&fixtures().join(&case.model)).expect("model dir");
+            Components::load(&runtime, model).expect("load model")
+        });
+        let score = run_case(components, case, &dir);
+        println!("{:<32} {:>8} PSNR {:6.2} dB", case.name, case.mode, score);
+        if score < 40.0 {
+            failures.push(format!("{} ({score:.2} dB)", case.name));
+        }
+    }
+    assert!(failures.is_empty(), "below 40 dB: {failures:?}");
+}
