@@ -61,7 +61,11 @@ fn parse_f32(bytes: &[u8]) -> Result<NpyArray, String> {
     let count: usize = shape.iter().product();
     let body = &bytes[header_start + header_len..];
     if body.len() != count * 4 {
-        return Err(format!("expected {} data bytes, found {}", count * 4, body.len()));
+        return Err(format!(
+            "expected {} data bytes, found {}",
+            count * 4,
+            body.len()
+        ));
     }
     let data = body
         .chunks_exact(4)

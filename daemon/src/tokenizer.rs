@@ -55,12 +55,18 @@ impl ClipTokenizer {
             build_from_vocab(dir)?
         };
         // Special tokens, truncation and padding are done here, identically for both sources.
-        inner.with_truncation(None).map_err(|e| TokenizerError::Load {
-            path: dir.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        inner
+            .with_truncation(None)
+            .map_err(|e| TokenizerError::Load {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         inner.with_padding(None);
-        let id = |tok: &str| inner.token_to_id(tok).ok_or_else(|| TokenizerError::MissingSpecial(tok.into()));
+        let id = |tok: &str| {
+            inner
+                .token_to_id(tok)
+                .ok_or_else(|| TokenizerError::MissingSpecial(tok.into()))
+        };
         let bos = id(BOS)?;
         let eos = id(EOS)?;
         let pad_token = pad_token(dir).unwrap_or_else(|| EOS.to_string());
@@ -77,10 +83,13 @@ impl ClipTokenizer {
 
     /// `max_length` ids: BOS, the prompt's tokens (truncated), EOS, padding.
     pub fn encode(&self, prompt: &str) -> Result<Vec<i64>, TokenizerError> {
-        let encoding = self.inner.encode(prompt, false).map_err(|e| TokenizerError::Encode {
-            prompt: prompt.to_string(),
-            reason: e.to_string(),
-        })?;
+        let encoding = self
+            .inner
+            .encode(prompt, false)
+            .map_err(|e| TokenizerError::Encode {
+                prompt: prompt.to_string(),
+                reason: e.to_string(),
+            })?;
         let body = encoding.get_ids();
         let keep = body.len().min(self.max_length - 2);
         let mut ids = Vec::with_capacity(self.max_length);
@@ -113,15 +122,22 @@ fn build_from_vocab(dir: &Path) -> Result<Tokenizer, TokenizerError> {
         .build()
         .map_err(|e| load_err(e.to_string()))?;
     let mut tokenizer = Tokenizer::new(bpe);
-    let whitespace = Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()), " ")
-        .map_err(|e| load_err(e.to_string()))?;
+    let whitespace = Replace::new(
+        tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()),
+        " ",
+    )
+    .map_err(|e| load_err(e.to_string()))?;
     tokenizer.with_normalizer(Some(NormalizerSequence::new(vec![
         NFC.into(),
         whitespace.into(),
         Lowercase.into(),
     ])));
-    let split = Split::new(SplitPattern::Regex(CLIP_SPLIT.into()), SplitDelimiterBehavior::Removed, true)
-        .map_err(|e| load_err(e.to_string()))?;
+    let split = Split::new(
+        SplitPattern::Regex(CLIP_SPLIT.into()),
+        SplitDelimiterBehavior::Removed,
+        true,
+    )
+    .map_err(|e| load_err(e.to_string()))?;
     tokenizer.with_pre_tokenizer(Some(PreTokenizerSequence::new(vec![
         split.into(),
         ByteLevel::new(false, true, false).into(),

@@ -101,8 +101,11 @@ fn psnr(ours_u8: &[f32], expected_unit: &[f32]) -> f64 {
     }
 }
 
-fn run_case(components: &mut Components, case: &Case, dir: &Path) -> f64 {
-    let noise = npy::read_f32(&dir.join(&case.noise)).expect("noise npy");
+fn run_case(components: &mut Components, case: &Case, dir: &Path, perturb_noise: bool) -> f64 {
+    let mut noise = npy::read_f32(&dir.join(&case.noise)).expect("noise npy");
+    if perturb_noise {
+        noise.data.reverse();
+    }
     let mut noise = FileNoise::new(noise);
     let negative = case.negative_prompt.clone().unwrap_or_default();
     let conditioning = pipelines::condition(
@@ -118,8 +121,18 @@ fn run_case(components: &mut Components, case: &Case, dir: &Path) -> f64 {
         guidance: case.guidance,
         strength: case.strength.unwrap_or(1.0),
     };
-    let planned = LcmScheduler::new(&components.dir.scheduler_config, params.steps, params.strength).unwrap();
-    assert_eq!(planned.timesteps(), case.timesteps.as_slice(), "{}: timesteps", case.name);
+    let planned = LcmScheduler::new(
+        &components.dir.scheduler_config,
+        params.steps,
+        params.strength,
+    )
+    .unwrap();
+    assert_eq!(
+        planned.timesteps(),
+        case.timesteps.as_slice(),
+        "{}: timesteps",
+        case.name
+    );
     if let Some(ids) = &case.token_ids {
         let ours = components.tokenizer.encode(&case.prompt).unwrap();
         assert_eq!(&ours, ids, "{}: token ids", case.name);
@@ -173,7 +186,12 @@ fn run_case(components: &mut Components, case: &Case, dir: &Path) -> f64 {
     }
     .unwrap_or_else(|e| panic!("{}: {e}", case.name));
     let expected = npy::read_f32(&dir.join(&case.expected)).expect("expected npy");
-    assert_eq!(expected.shape, vec![case.height, case.width, 3], "{}: expected shape", case.name);
+    assert_eq!(
+        expected.shape,
+        vec![case.height, case.width, 3],
+        "{}: expected shape",
+        case.name
+    );
     psnr(&to_u8_hwc(&output), &expected.data)
 }
 
@@ -181,7 +199,8 @@ fn run_case(components: &mut Components, case: &Case, dir: &Path) -> f64 {
 fn livefill_matches_diffusers_on_every_reference_case() {
     let dir = fixtures().join("reference");
     let cases: Vec<Case> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).expect("cases.json")).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).expect("cases.json"))
+            .unwrap();
     assert!(cases.len() >= 8, "expected the full reference set");
     let runtime = runtime();
     let mut models: HashMap<String, Components> = HashMap::new();
@@ -191,11 +210,30 @@ fn livefill_matches_diffusers_on_every_reference_case() {
             let model = ModelDir::open(&fixtures().join(&case.model)).expect("model dir");
             Components::load(&runtime, model).expect("load model")
         });
-        let score = run_case(components, case, &dir);
+        let score = run_case(components, case, &dir, false);
         println!("{:<32} {:>8} PSNR {:6.2} dB", case.name, case.mode, score);
         if score < 40.0 {
             failures.push(format!("{} ({score:.2} dB)", case.name));
         }
     }
     assert!(failures.is_empty(), "below 40 dB: {failures:?}");
+}
+
+/// Negative control: the comparison must be able to fail. With the same graphs but other noise,
+/// the output differs far beyond the 40 dB bar.
+#[test]
+fn other_noise_fails_the_parity_bar() {
+    let dir = fixtures().join("reference");
+    let cases: Vec<Case> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).expect("cases.json"))
+            .unwrap();
+    let case = cases
+        .iter()
+        .find(|c| c.mode == "txt2img")
+        .expect("a txt2img case");
+    let runtime = runtime();
+    let model = ModelDir::open(&fixtures().join(&case.model)).expect("model dir");
+    let mut components = Components::load(&runtime, model).expect("load model");
+    let score = run_case(&mut components, case, &dir, true);
+    assert!(score < 30.0, "perturbed noise still scored {score:.2} dB");
 }

@@ -120,7 +120,11 @@ pub struct GenerateArgs {
 fn parse_extend(text: &str) -> Result<Extend, String> {
     let parts: Vec<u32> = text
         .split(',')
-        .map(|p| p.trim().parse::<u32>().map_err(|_| format!("bad number {p:?}")))
+        .map(|p| {
+            p.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("bad number {p:?}"))
+        })
         .collect::<Result<_, _>>()?;
     match parts.as_slice() {
         [left, top, right, bottom] => Ok(Extend {
@@ -159,11 +163,18 @@ pub fn read_mask(path: &Path) -> anyhow::Result<Mask> {
 pub fn write_png(path: &Path, image: &RgbaImage) -> anyhow::Result<()> {
     let buffer = image::RgbaImage::from_raw(image.width, image.height, image.pixels.clone())
         .context("result buffer has the wrong size")?;
-    buffer.save(path).with_context(|| format!("writing {}", path.display()))
+    buffer
+        .save(path)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Paste `layer` at its offset onto a canvas covering both it and `base` (outpaint grows it).
-pub fn flatten(base: Option<&RgbaImage>, layer: &RgbaImage, offset_x: i32, offset_y: i32) -> RgbaImage {
+pub fn flatten(
+    base: Option<&RgbaImage>,
+    layer: &RgbaImage,
+    offset_x: i32,
+    offset_y: i32,
+) -> RgbaImage {
     let Some(base) = base else {
         return layer.clone();
     };
@@ -224,10 +235,21 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         None => Box::new(SeededNoise::new(seed)),
     };
     let mut engine = Engine::load(&args.engine.engine_options()?)?;
-    let output = engine.run(&request, seed, noise.as_mut(), &CancelToken::new(), &mut |p| {
-        eprintln!("step {}/{}", p.step, p.total_steps);
-    })?;
-    let full = flatten(request.image.as_ref(), &output.image, output.offset_x, output.offset_y);
+    let output = engine.run(
+        &request,
+        seed,
+        noise.as_mut(),
+        &CancelToken::new(),
+        &mut |p| {
+            eprintln!("step {}/{}", p.step, p.total_steps);
+        },
+    )?;
+    let full = flatten(
+        request.image.as_ref(),
+        &output.image,
+        output.offset_x,
+        output.offset_y,
+    );
     write_png(&args.out, &full)?;
     let timings: Vec<String> = output
         .timings
@@ -255,4 +277,3 @@ pub fn random_seed() -> u64 {
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^ (x >> 33)
 }
-

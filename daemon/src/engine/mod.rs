@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use livefill_protocol::{GenerateRequest, Mode};
 
-use crate::generator::{CancelToken, GenerateError, GenerateOutput, GeneratorInfo, ImageGenerator, StepProgress};
+use crate::generator::{
+    CancelToken, GenerateError, GenerateOutput, GeneratorInfo, ImageGenerator, StepProgress,
+};
 use crate::noise::{NoiseSource, SeededNoise};
 use crate::pipelines::{Components, PipelineError};
 use model_dir::{ModelDir, ModelDirError};
@@ -128,7 +130,8 @@ impl Engine {
         cancel: &CancelToken,
         on_step: &mut dyn FnMut(StepProgress),
     ) -> Result<GenerateOutput, GenerateError> {
-        let span = tracing::info_span!("job", request_id = request.request_id, mode = ?request.mode, seed);
+        let span =
+            tracing::info_span!("job", request_id = request.request_id, mode = ?request.mode, seed);
         let _guard = span.enter();
         request::validate(request, self.max_image_side)?;
         let mut job = request::Job {

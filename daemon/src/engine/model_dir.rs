@@ -171,7 +171,8 @@ impl ModelDir {
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| root.display().to_string());
-        let onnx = |part: &str, what: &'static str| require(&root.join(part).join("model.onnx"), what);
+        let onnx =
+            |part: &str, what: &'static str| require(&root.join(part).join("model.onnx"), what);
         let text_encoder = onnx("text_encoder", "the CLIP text encoder")?;
         let unet = onnx("unet", "the denoising UNet")?;
         let vae_decoder = onnx("vae_decoder", "the VAE decoder")?;
@@ -179,7 +180,8 @@ impl ModelDir {
         let taesd_decoder = Some(root.join("taesd_decoder/model.onnx")).filter(|p| p.is_file());
         let tokenizer_dir = root.join("tokenizer");
         let has_tokenizer = tokenizer_dir.join("tokenizer.json").is_file()
-            || (tokenizer_dir.join("vocab.json").is_file() && tokenizer_dir.join("merges.txt").is_file());
+            || (tokenizer_dir.join("vocab.json").is_file()
+                && tokenizer_dir.join("merges.txt").is_file());
         if !has_tokenizer {
             return Err(ModelDirError::MissingFile {
                 path: tokenizer_dir.join("vocab.json"),
@@ -223,7 +225,10 @@ impl ModelDir {
             });
         }
         let sched = &self.scheduler_config;
-        if !matches!(sched.prediction_type.as_str(), "epsilon" | "v_prediction" | "sample") {
+        if !matches!(
+            sched.prediction_type.as_str(),
+            "epsilon" | "v_prediction" | "sample"
+        ) {
             return Err(ModelDirError::Invalid {
                 path: self.root.join("scheduler/scheduler_config.json"),
                 problem: format!("unsupported prediction_type {:?}", sched.prediction_type),

@@ -80,17 +80,32 @@ impl OnnxModel {
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(|e| load_err(e.to_string()))?;
         if let Some(threads) = runtime.intra_threads {
-            builder = builder.with_intra_threads(threads).map_err(|e| load_err(e.to_string()))?;
+            builder = builder
+                .with_intra_threads(threads)
+                .map_err(|e| load_err(e.to_string()))?;
         }
         let providers = runtime.device.execution_providers();
         if !providers.is_empty() {
-            builder = builder
-                .with_execution_providers(providers)
-                .map_err(|e| load_err(format!("{} could not be registered: {e}", runtime.device.provider_name())))?;
+            builder = builder.with_execution_providers(providers).map_err(|e| {
+                load_err(format!(
+                    "{} could not be registered: {e}",
+                    runtime.device.provider_name()
+                ))
+            })?;
         }
-        let session = builder.commit_from_file(path).map_err(|e| load_err(e.to_string()))?;
-        let inputs = session.inputs().iter().map(|o| spec(o.name(), o.dtype())).collect();
-        let outputs = session.outputs().iter().map(|o| spec(o.name(), o.dtype())).collect();
+        let session = builder
+            .commit_from_file(path)
+            .map_err(|e| load_err(e.to_string()))?;
+        let inputs = session
+            .inputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect();
+        let outputs = session
+            .outputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect();
         Ok(Self {
             path: path.to_path_buf(),
             session,
@@ -112,7 +127,12 @@ impl OnnxModel {
             .ok_or_else(|| OnnxError::MissingInput {
                 path: self.path.clone(),
                 name: names.join(" | "),
-                available: self.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "),
+                available: self
+                    .inputs
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
     }
 
@@ -156,22 +176,36 @@ impl OnnxModel {
             reason: format!("input {:?}: {e}", spec.name),
         };
         let value = match (spec.element_type, data) {
-            (TensorElementType::Float32, InputData::Float(a)) => Tensor::from_array(a).map_err(run_err)?.into_dyn(),
+            (TensorElementType::Float32, InputData::Float(a)) => {
+                Tensor::from_array(a).map_err(run_err)?.into_dyn()
+            }
             (TensorElementType::Float16, InputData::Float(a)) => {
-                Tensor::from_array(a.mapv(f16::from_f32)).map_err(run_err)?.into_dyn()
+                Tensor::from_array(a.mapv(f16::from_f32))
+                    .map_err(run_err)?
+                    .into_dyn()
             }
             (TensorElementType::Float32, InputData::Int(a)) => {
-                Tensor::from_array(a.mapv(|v| v as f32)).map_err(run_err)?.into_dyn()
+                Tensor::from_array(a.mapv(|v| v as f32))
+                    .map_err(run_err)?
+                    .into_dyn()
             }
             (TensorElementType::Float16, InputData::Int(a)) => {
-                Tensor::from_array(a.mapv(|v| f16::from_f32(v as f32))).map_err(run_err)?.into_dyn()
+                Tensor::from_array(a.mapv(|v| f16::from_f32(v as f32)))
+                    .map_err(run_err)?
+                    .into_dyn()
             }
-            (TensorElementType::Int64, InputData::Int(a)) => Tensor::from_array(a).map_err(run_err)?.into_dyn(),
+            (TensorElementType::Int64, InputData::Int(a)) => {
+                Tensor::from_array(a).map_err(run_err)?.into_dyn()
+            }
             (TensorElementType::Int32, InputData::Int(a)) => {
-                Tensor::from_array(a.mapv(|v| v as i32)).map_err(run_err)?.into_dyn()
+                Tensor::from_array(a.mapv(|v| v as i32))
+                    .map_err(run_err)?
+                    .into_dyn()
             }
             (TensorElementType::Int64, InputData::Float(a)) => {
-                Tensor::from_array(a.mapv(|v| v as i64)).map_err(run_err)?.into_dyn()
+                Tensor::from_array(a.mapv(|v| v as i64))
+                    .map_err(run_err)?
+                    .into_dyn()
             }
             _ => return Err(unsupported()),
         };

@@ -7,7 +7,9 @@
 
 use std::time::Instant;
 
-use livefill_protocol::{Context, Extend, GenerateRequest, Mask, Mode, Priority, RgbaImage, StageTiming};
+use livefill_protocol::{
+    Context, Extend, GenerateRequest, Mask, Mode, Priority, RgbaImage, StageTiming,
+};
 
 use crate::generator::{CancelToken, GenerateError, GenerateOutput, StepProgress};
 use crate::imaging::{self, AlphaPolicy, ContextOptions, ContextPlan, Rect};
@@ -54,19 +56,32 @@ fn invalid(message: impl Into<String>) -> GenerateError {
 /// Check every field before any work: a bad request gets a message naming the field.
 pub fn validate(request: &GenerateRequest, max_side: u32) -> Result<(), GenerateError> {
     if request.prompt.len() > MAX_PROMPT_BYTES || request.negative_prompt.len() > MAX_PROMPT_BYTES {
-        return Err(invalid(format!("prompt longer than {MAX_PROMPT_BYTES} bytes")));
+        return Err(invalid(format!(
+            "prompt longer than {MAX_PROMPT_BYTES} bytes"
+        )));
     }
     if request.steps == 0 || request.steps > MAX_STEPS {
-        return Err(invalid(format!("steps must be 1..={MAX_STEPS}, got {}", request.steps)));
+        return Err(invalid(format!(
+            "steps must be 1..={MAX_STEPS}, got {}",
+            request.steps
+        )));
     }
     if !request.guidance.is_finite() || !(0.0..=30.0).contains(&request.guidance) {
-        return Err(invalid(format!("guidance must be a number in 0..=30, got {}", request.guidance)));
+        return Err(invalid(format!(
+            "guidance must be a number in 0..=30, got {}",
+            request.guidance
+        )));
     }
     if !request.strength.is_finite() || !(request.strength > 0.0 && request.strength <= 1.0) {
-        return Err(invalid(format!("strength must be in (0, 1], got {}", request.strength)));
+        return Err(invalid(format!(
+            "strength must be in (0, 1], got {}",
+            request.strength
+        )));
     }
     if request.width > max_side || request.height > max_side {
-        return Err(invalid(format!("width/height above the limit of {max_side} px")));
+        return Err(invalid(format!(
+            "width/height above the limit of {max_side} px"
+        )));
     }
     if request.feather > 1024 {
         return Err(invalid("feather above 1024 px"));
@@ -91,7 +106,9 @@ pub fn validate(request: &GenerateRequest, max_side: u32) -> Result<(), Generate
             image.height as u64 + e.top as u64 + e.bottom as u64,
         );
         if w > max_side as u64 || h > max_side as u64 {
-            return Err(invalid(format!("extended canvas {w}×{h} above the limit of {max_side} px")));
+            return Err(invalid(format!(
+                "extended canvas {w}×{h} above the limit of {max_side} px"
+            )));
         }
     }
     Ok(())
@@ -147,7 +164,11 @@ pub struct LiveLatentCache {
 
 impl LiveLatentCache {
     fn take(&mut self, key: (u64, usize, usize)) -> Option<Latents> {
-        if self.key == Some(key) { self.latents.clone() } else { None }
+        if self.key == Some(key) {
+            self.latents.clone()
+        } else {
+            None
+        }
     }
     fn store(&mut self, key: (u64, usize, usize), latents: Latents) {
         self.key = Some(key);
@@ -178,7 +199,9 @@ impl From<PipelineError> for GenerateError {
             PipelineError::Cancelled => GenerateError::Cancelled,
             PipelineError::Invalid(m) => GenerateError::InvalidRequest(m),
             PipelineError::Schedule(e) => GenerateError::InvalidRequest(e.to_string()),
-            PipelineError::Onnx(e) if is_out_of_memory(&e.to_string()) => GenerateError::OutOfMemory(e.to_string()),
+            PipelineError::Onnx(e) if is_out_of_memory(&e.to_string()) => {
+                GenerateError::OutOfMemory(e.to_string())
+            }
             other => GenerateError::Internal(other.to_string()),
         }
     }
@@ -192,12 +215,18 @@ impl From<imaging::ImagingError> for GenerateError {
 
 fn is_out_of_memory(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("out of memory") || m.contains("failed to allocate") || m.contains("cudaerrormemoryallocation")
+    m.contains("out of memory")
+        || m.contains("failed to allocate")
+        || m.contains("cudaerrormemoryallocation")
 }
 
 impl Job<'_> {
     /// Run the request; `seed` is reported back in the output.
-    pub fn run(&mut self, request: &GenerateRequest, seed: u64) -> Result<GenerateOutput, GenerateError> {
+    pub fn run(
+        &mut self,
+        request: &GenerateRequest,
+        seed: u64,
+    ) -> Result<GenerateOutput, GenerateError> {
         let mut timings = Timings::default();
         let conditioning = self.conditioning(request, &mut timings)?;
         let placed = match request.mode {
@@ -233,14 +262,15 @@ impl Job<'_> {
     ) -> Result<pipelines::Conditioning, GenerateError> {
         let cache = &mut *self.text_cache;
         let start = Instant::now();
-        let mut encode = |components: &mut Components, prompt: &str| -> Result<TextEmbedding, PipelineError> {
-            if let Some(hit) = cache.get(prompt) {
-                return Ok(hit);
-            }
-            let embedding = components.encode_text(prompt)?;
-            cache.insert(prompt, embedding.clone());
-            Ok(embedding)
-        };
+        let mut encode =
+            |components: &mut Components, prompt: &str| -> Result<TextEmbedding, PipelineError> {
+                if let Some(hit) = cache.get(prompt) {
+                    return Ok(hit);
+                }
+                let embedding = components.encode_text(prompt)?;
+                cache.insert(prompt, embedding.clone());
+                Ok(embedding)
+            };
         let conditioning = pipelines::condition(
             self.components,
             &request.prompt,
@@ -288,8 +318,16 @@ impl Job<'_> {
         let mut rgba = model_to_rgba(&image)?;
         // Requested sizes that are not multiples of 8 are cut to size.
         let (rw, rh) = (
-            if request.width == 0 { width as u32 } else { request.width },
-            if request.height == 0 { height as u32 } else { request.height },
+            if request.width == 0 {
+                width as u32
+            } else {
+                request.width
+            },
+            if request.height == 0 {
+                height as u32
+            } else {
+                request.height
+            },
         );
         if (rw, rh) != (width as u32, height as u32) {
             rgba = imaging::extract_crop(&rgba, Rect::of_size(rw, rh))?;
@@ -315,8 +353,16 @@ impl Job<'_> {
         let model_image = to_model_image(&model_rgba)?;
         timings.add("preprocess", start.elapsed());
         let live = request.priority == Priority::LivePreview;
-        let key = (fingerprint(&model_image.data), model_image.width, model_image.height);
-        let cached = if live { self.live_cache.take(key) } else { None };
+        let key = (
+            fingerprint(&model_image.data),
+            model_image.width,
+            model_image.height,
+        );
+        let cached = if live {
+            self.live_cache.take(key)
+        } else {
+            None
+        };
         let mut on_latents = progress(&mut *self.on_step, request.stream_previews);
         let (generated, latents) = pipelines::img2img::img2img(
             self.components,
@@ -342,7 +388,8 @@ impl Job<'_> {
             .transpose()?
             .unwrap_or_else(|| full_mask_of(plan.crop.width, plan.crop.height));
         let alpha = imaging::feather(&alpha, request.feather)?;
-        let placed = imaging::composite_crop(image, &back, plan.crop, &alpha, AlphaPolicy::Preserve)?;
+        let placed =
+            imaging::composite_crop(image, &back, plan.crop, &alpha, AlphaPolicy::Preserve)?;
         timings.add("postprocess", start.elapsed());
         Ok(placed)
     }
@@ -358,7 +405,9 @@ impl Job<'_> {
         let start = Instant::now();
         let bounds = imaging::mask_bounds(mask)?;
         let Some(bounds) = bounds else {
-            return Err(invalid("the mask is empty: nothing is selected to regenerate"));
+            return Err(invalid(
+                "the mask is empty: nothing is selected to regenerate",
+            ));
         };
         let plan = self.plan(image, Some(bounds), request.context)?;
         let model_rgba = plan.image_to_model(image)?;
@@ -383,7 +432,12 @@ impl Job<'_> {
         let crop_mask = plan.crop_mask(mask)?;
         if request.color_match {
             let original_crop = imaging::extract_crop(image, plan.crop)?;
-            imaging::color_match(&original_crop, &mut back, &crop_mask, &imaging::ColorMatchOptions::default())?;
+            imaging::color_match(
+                &original_crop,
+                &mut back,
+                &crop_mask,
+                &imaging::ColorMatchOptions::default(),
+            )?;
         }
         let alpha = imaging::feather(&crop_mask, request.feather)?;
         let placed = imaging::composite_crop(image, &back, plan.crop, &alpha, AlphaPolicy::Fill)?;
@@ -399,19 +453,31 @@ impl Job<'_> {
     ) -> Result<imaging::PlacedImage, GenerateError> {
         let image = request.image.as_ref().expect("validated");
         let start = Instant::now();
-        let extended = imaging::extend_canvas(image, request.extend, imaging::DEFAULT_OUTPAINT_OVERLAP)?;
+        let extended =
+            imaging::extend_canvas(image, request.extend, imaging::DEFAULT_OUTPAINT_OVERLAP)?;
         timings.add("preprocess", start.elapsed());
         let inner = GenerateRequest {
             context: request.context,
             ..request.clone()
         };
-        let mut placed = self.inpaint(&inner, &extended.image, &extended.mask, conditioning, timings)?;
+        let mut placed = self.inpaint(
+            &inner,
+            &extended.image,
+            &extended.mask,
+            conditioning,
+            timings,
+        )?;
         placed.offset_x += extended.offset_x;
         placed.offset_y += extended.offset_y;
         Ok(placed)
     }
 
-    fn plan(&self, image: &RgbaImage, bounds: Option<Rect>, context: Context) -> Result<ContextPlan, GenerateError> {
+    fn plan(
+        &self,
+        image: &RgbaImage,
+        bounds: Option<Rect>,
+        context: Context,
+    ) -> Result<ContextPlan, GenerateError> {
         Ok(imaging::plan_context(
             image.width,
             image.height,
@@ -447,7 +513,10 @@ fn to_model_image(rgba: &RgbaImage) -> Result<ModelImage, GenerateError> {
 fn model_to_rgba(image: &ModelImage) -> Result<RgbaImage, GenerateError> {
     let view = ndarray::ArrayView4::from_shape((1, 3, image.height, image.width), &image.data)
         .map_err(|e| GenerateError::Internal(format!("decoded image shape: {e}")))?;
-    Ok(imaging::nchw_to_rgba(view, imaging::PixelRange::SignedUnit)?)
+    Ok(imaging::nchw_to_rgba(
+        view,
+        imaging::PixelRange::SignedUnit,
+    )?)
 }
 
 /// The per-step callback: progress, plus a preview image when the client asked for one.

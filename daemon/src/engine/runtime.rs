@@ -211,7 +211,10 @@ fn resolve_device(request: DeviceRequest) -> ResolvedDevice {
 
 /// The version recorded in the library's file name (`libonnxruntime.so.1.31.1`), or "unknown".
 fn library_version(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     name.split(".so.")
         .nth(1)
         .map(str::to_string)
@@ -248,7 +251,10 @@ fn find_in_dir(dir: &Path) -> Option<PathBuf> {
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             name.starts_with("libonnxruntime.so")
                 || name == "onnxruntime.dll"
                 || (name.starts_with("libonnxruntime") && name.ends_with(".dylib"))
@@ -287,7 +293,14 @@ fn fetch_with_pip(flavor: OrtFlavor) -> Result<PathBuf, RuntimeError> {
         dest.display()
     );
     let status = Command::new(python())
-        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+        ])
         .arg(format!("{}=={ORT_VERSION}", flavor.package()))
         .arg("-d")
         .arg(&download)
@@ -327,14 +340,23 @@ mod tests {
     #[test]
     fn parses_devices() {
         assert_eq!("cpu".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cpu);
-        assert_eq!("cuda:1".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cuda(1));
-        assert_eq!("auto".parse::<DeviceRequest>().unwrap(), DeviceRequest::Auto);
+        assert_eq!(
+            "cuda:1".parse::<DeviceRequest>().unwrap(),
+            DeviceRequest::Cuda(1)
+        );
+        assert_eq!(
+            "auto".parse::<DeviceRequest>().unwrap(),
+            DeviceRequest::Auto
+        );
         assert!("gpu".parse::<DeviceRequest>().is_err());
     }
 
     #[test]
     fn version_from_file_name() {
-        assert_eq!(library_version(Path::new("/x/libonnxruntime.so.1.31.1")), "1.31.1");
+        assert_eq!(
+            library_version(Path::new("/x/libonnxruntime.so.1.31.1")),
+            "1.31.1"
+        );
         assert_eq!(library_version(Path::new("/x/onnxruntime.dll")), "unknown");
     }
 }

@@ -93,9 +93,9 @@ struct Stats {
 
 impl Stats {
     fn add(&mut self, ycc: [f64; 3]) {
-        for c in 0..3 {
-            self.sum[c] += ycc[c];
-            self.sum_sq[c] += ycc[c] * ycc[c];
+        for ((sum, sum_sq), v) in self.sum.iter_mut().zip(&mut self.sum_sq).zip(ycc) {
+            *sum += v;
+            *sum_sq += v * v;
         }
         self.count += 1;
     }
@@ -106,7 +106,9 @@ impl Stats {
 
     fn std(&self, c: usize) -> f64 {
         let mean = self.mean(c);
-        (self.sum_sq[c] / self.count as f64 - mean * mean).max(0.0).sqrt()
+        (self.sum_sq[c] / self.count as f64 - mean * mean)
+            .max(0.0)
+            .sqrt()
     }
 }
 
@@ -114,7 +116,10 @@ impl Stats {
 /// not fully transparent.
 fn ring_stats(original: &RgbaImage, generated: &RgbaImage, ring: &[u8]) -> (Stats, Stats) {
     let (mut o, mut g) = (Stats::default(), Stats::default());
-    let pixels = original.pixels.chunks_exact(4).zip(generated.pixels.chunks_exact(4));
+    let pixels = original
+        .pixels
+        .chunks_exact(4)
+        .zip(generated.pixels.chunks_exact(4));
     for ((op, gp), &r) in pixels.zip(ring) {
         if r > 0 && op[3] > 0 {
             o.add(to_ycc(op));
@@ -156,7 +161,10 @@ impl Affine3 {
     fn from_fn(f: impl Fn([f64; 3]) -> [f64; 3]) -> Self {
         let origin = f([0.0; 3]);
         let mut matrix = [[0.0; 3]; 3];
-        for (col, unit) in [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]].iter().enumerate() {
+        for (col, unit) in [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+            .iter()
+            .enumerate()
+        {
             let v = f(*unit);
             for row in 0..3 {
                 matrix[row][col] = (v[row] - origin[row]) as f32;
@@ -221,7 +229,8 @@ mod tests {
     }
 
     fn centre_mask(w: u32, h: u32, margin: u32) -> Mask {
-        let inside = |x: u32, y: u32| x >= margin && y >= margin && x < w - margin && y < h - margin;
+        let inside =
+            |x: u32, y: u32| x >= margin && y >= margin && x < w - margin && y < h - margin;
         Mask {
             width: w,
             height: h,
@@ -260,7 +269,10 @@ mod tests {
         let after = mean_inside(&generated, &mask);
         let target = [120.0, 100.0, 80.0];
         for c in 0..3 {
-            assert!((after[c] - target[c]).abs() < 3.0, "{after:?} vs {target:?}");
+            assert!(
+                (after[c] - target[c]).abs() < 3.0,
+                "{after:?} vs {target:?}"
+            );
             assert!((after[c] - target[c]).abs() <= (before[c] - target[c]).abs());
         }
     }
@@ -278,7 +290,12 @@ mod tests {
         assert!(color_match(&original, &mut generated, &mask, &options).unwrap());
         let red = mean_inside(&generated, &mask)[0];
         assert!((red - 120.0).abs() < 3.0, "{red}");
-        for ((a, b), &m) in generated.pixels.chunks_exact(4).zip(untouched.pixels.chunks_exact(4)).zip(&mask.pixels) {
+        for ((a, b), &m) in generated
+            .pixels
+            .chunks_exact(4)
+            .zip(untouched.pixels.chunks_exact(4))
+            .zip(&mask.pixels)
+        {
             if m == 0 {
                 assert_eq!(a, b);
             }
@@ -308,7 +325,15 @@ mod tests {
         let original = textured(32, 32, [90.0, 90.0, 90.0], 0.0);
         let mut generated = original.clone();
         let mask = centre_mask(32, 32, 8);
-        assert!(color_match(&original, &mut generated, &mask, &ColorMatchOptions::default()).unwrap());
+        assert!(
+            color_match(
+                &original,
+                &mut generated,
+                &mask,
+                &ColorMatchOptions::default()
+            )
+            .unwrap()
+        );
         assert_eq!(generated, original);
     }
 

@@ -78,7 +78,14 @@ pub fn composite(
     let mut out = original.clone();
     let stride = original.width as usize * 4;
     let first = crop.y as usize * stride + crop.x as usize * 4;
-    blend_rows(&mut out.pixels, stride, first, generated_crop, alpha, policy);
+    blend_rows(
+        &mut out.pixels,
+        stride,
+        first,
+        generated_crop,
+        alpha,
+        policy,
+    );
     Ok(out)
 }
 
@@ -99,7 +106,11 @@ fn check_inputs(
         });
     }
     let size = (crop.width, crop.height);
-    check_size("generated crop", size, (generated_crop.width, generated_crop.height))?;
+    check_size(
+        "generated crop",
+        size,
+        (generated_crop.width, generated_crop.height),
+    )?;
     check_size("blend alpha", size, (alpha.width, alpha.height))
 }
 
@@ -159,7 +170,9 @@ mod tests {
     use super::*;
 
     fn image(w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 4]) -> RgbaImage {
-        let pixels = (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).flat_map(|(x, y)| f(x, y));
+        let pixels = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .flat_map(|(x, y)| f(x, y));
         RgbaImage {
             width: w,
             height: h,
@@ -168,7 +181,9 @@ mod tests {
     }
 
     fn mask(w: u32, h: u32, f: impl Fn(u32, u32) -> u8) -> Mask {
-        let pixels = (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).map(|(x, y)| f(x, y));
+        let pixels = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .map(|(x, y)| f(x, y));
         Mask {
             width: w,
             height: h,
@@ -179,8 +194,15 @@ mod tests {
     /// A noisy original with varied alpha, so "identical" really means bit-identical.
     fn noisy(w: u32, h: u32) -> RgbaImage {
         image(w, h, |x, y| {
-            let v = x.wrapping_mul(2_654_435_761).wrapping_add(y.wrapping_mul(40_503));
-            [(v >> 3) as u8, (v >> 11) as u8, (v >> 19) as u8, (v >> 5) as u8 | 1]
+            let v = x
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(y.wrapping_mul(40_503));
+            [
+                (v >> 3) as u8,
+                (v >> 11) as u8,
+                (v >> 19) as u8,
+                (v >> 5) as u8 | 1,
+            ]
         })
     }
 
@@ -248,8 +270,14 @@ mod tests {
         let original = image(1, 1, |_, _| [0, 0, 0, 0]);
         let generated = image(1, 1, |_, _| [250, 120, 30, 255]);
         let alpha = mask(1, 1, |_, _| 64);
-        let out = composite(&original, &generated, Rect::of_size(1, 1), &alpha, AlphaPolicy::Fill)
-            .unwrap();
+        let out = composite(
+            &original,
+            &generated,
+            Rect::of_size(1, 1),
+            &alpha,
+            AlphaPolicy::Fill,
+        )
+        .unwrap();
         assert_eq!(out.pixels, [250, 120, 30, 64]);
     }
 
@@ -262,6 +290,8 @@ mod tests {
         assert!(composite(&original, &generated, Rect::new(8, 8, 4, 4), &alpha, policy).is_err());
         let small = mask(3, 4, |_, _| 255);
         assert!(composite(&original, &generated, Rect::new(0, 0, 4, 4), &small, policy).is_err());
-        assert!(composite_crop(&original, &generated, Rect::new(0, 0, 4, 4), &alpha, policy).is_ok());
+        assert!(
+            composite_crop(&original, &generated, Rect::new(0, 0, 4, 4), &alpha, policy).is_ok()
+        );
     }
 }

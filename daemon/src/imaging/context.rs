@@ -147,7 +147,12 @@ fn centred_start(start: i32, inner: u32, len: u32, limit: u32) -> i32 {
 }
 
 /// The crop scaled to about the native area, within the upscale and side caps, rounded.
-fn model_size(crop: Rect, native: (u32, u32), options: &ContextOptions, multiple: u32) -> (u32, u32) {
+fn model_size(
+    crop: Rect,
+    native: (u32, u32),
+    options: &ContextOptions,
+    multiple: u32,
+) -> (u32, u32) {
     let (cw, ch) = (f64::from(crop.width), f64::from(crop.height));
     let native_area = f64::from(native.0) * f64::from(native.1);
     let mut scale = (native_area / (cw * ch))
@@ -210,7 +215,15 @@ mod tests {
     const SD15: (u32, u32) = (512, 512);
 
     fn auto(w: u32, h: u32, bounds: Option<Rect>) -> ContextPlan {
-        plan_context(w, h, bounds, SD15, Context::Auto, &ContextOptions::default()).unwrap()
+        plan_context(
+            w,
+            h,
+            bounds,
+            SD15,
+            Context::Auto,
+            &ContextOptions::default(),
+        )
+        .unwrap()
     }
 
     fn assert_sane(plan: &ContextPlan, w: u32, h: u32, bounds: Option<Rect>) {
@@ -317,7 +330,10 @@ mod tests {
             let bounds = Some(Rect::new(100, 50, 40, 40));
             let plan = plan_context(300, 200, bounds, SD15, context, &opts).unwrap();
             let model = plan.image_to_model(&img).unwrap();
-            assert_eq!((model.width, model.height), (plan.model_width, plan.model_height));
+            assert_eq!(
+                (model.width, model.height),
+                (plan.model_width, plan.model_height)
+            );
             let m = plan.mask_to_model(&mask).unwrap();
             assert_eq!((m.width, m.height), (plan.model_width, plan.model_height));
             let back = plan.model_to_crop(&model).unwrap();

@@ -29,15 +29,43 @@ pub enum PixelRange {
 pub fn rgba_to_nchw(image: &RgbaImage) -> Result<Array4<f32>, ImagingError> {
     validate_rgba(image, "image")?;
     let (w, h) = (image.width as usize, image.height as usize);
-    let mut data = vec![0f32; 3 * w * h];
-    let (r, rest) = data.split_at_mut(w * h);
-    let (g, b) = rest.split_at_mut(w * h);
-    for (i, p) in image.pixels.chunks_exact(4).enumerate() {
+    Ok(Array4::from_shape_vec((1, 3, h, w), rgba_to_model(image)).expect("sized by rgba_to_model"))
+}
+
+/// The image's RGB as flat `[3, height, width]` planes in `[-1, 1]`, `3 * width * height`
+/// values; alpha is dropped. Pixels missing from a short buffer become 0.0 (validate first).
+pub fn rgba_to_model(image: &RgbaImage) -> Vec<f32> {
+    let n = image.width as usize * image.height as usize;
+    let mut data = vec![0f32; 3 * n];
+    let (r, rest) = data.split_at_mut(n);
+    let (g, b) = rest.split_at_mut(n);
+    let pixels = image.pixels.chunks_exact(4).take(n);
+    for (i, p) in pixels.enumerate() {
         r[i] = normalize(p[0]);
         g[i] = normalize(p[1]);
         b[i] = normalize(p[2]);
     }
-    Ok(Array4::from_shape_vec((1, 3, h, w), data).expect("sized above"))
+    data
+}
+
+/// Flat `[3, height, width]` planes in `[-1, 1]` (extra trailing values ignored) to opaque
+/// RGBA; values missing from a short buffer read as 0.0, i.e. mid grey.
+pub fn model_to_rgba(data: &[f32], width: u32, height: u32) -> RgbaImage {
+    let n = width as usize * height as usize;
+    let plane = |c: usize| data.get(c * n..).unwrap_or(&[]);
+    let (r, g, b) = (plane(0), plane(1), plane(2));
+    let at = |p: &[f32], i: usize| p.get(i).copied().unwrap_or(0.0);
+    let mut pixels = vec![u8::MAX; n * 4];
+    for (i, p) in pixels.chunks_exact_mut(4).enumerate() {
+        p[0] = to_u8(at(r, i), PixelRange::SignedUnit);
+        p[1] = to_u8(at(g, i), PixelRange::SignedUnit);
+        p[2] = to_u8(at(b, i), PixelRange::SignedUnit);
+    }
+    RgbaImage {
+        width,
+        height,
+        pixels,
+    }
 }
 
 /// The mask as a `[1, 1, height, width]` tensor in `[0, 1]`.
@@ -86,7 +114,11 @@ fn to_u8(x: f32, range: PixelRange) -> u8 {
         PixelRange::SignedUnit => x / 2.0 + 0.5,
         PixelRange::Unit => x,
     };
-    let unit = if unit.is_nan() { 0.0 } else { unit.clamp(0.0, 1.0) };
+    let unit = if unit.is_nan() {
+        0.0
+    } else {
+        unit.clamp(0.0, 1.0)
+    };
     (unit * 255.0).round_ties_even() as u8
 }
 
@@ -127,7 +159,10 @@ mod tests {
             pixels: vec![0, 255, 0, 9, 255, 0, 0, 9],
         };
         let t = rgba_to_nchw(&img).unwrap();
-        assert_eq!(t.iter().copied().collect::<Vec<_>>(), [-1.0, 1.0, 1.0, -1.0, -1.0, -1.0]);
+        assert_eq!(
+            t.iter().copied().collect::<Vec<_>>(),
+            [-1.0, 1.0, 1.0, -1.0, -1.0, -1.0]
+        );
     }
 
     #[test]
@@ -148,16 +183,43 @@ mod tests {
         let img = all_values();
         let t = rgba_to_nchw(&img).unwrap();
         let mut batch = Array4::zeros((2, 4, 16, 16));
-        batch.slice_mut(s![0, 0..3, .., ..]).assign(&t.slice(s![0, .., .., ..]));
+        batch
+            .slice_mut(s![0, 0..3, .., ..])
+            .assign(&t.slice(s![0, .., .., ..]));
         let back = nchw_to_rgba(batch.view(), PixelRange::SignedUnit).unwrap();
         let direct = nchw_to_rgba(t.view(), PixelRange::SignedUnit).unwrap();
         assert_eq!(back, direct);
         // An NHWC buffer viewed as NCHW: not in standard layout.
-        let nhwc = t.view().permuted_axes([0, 2, 3, 1]).as_standard_layout().into_owned();
+        let nhwc = t
+            .view()
+            .permuted_axes([0, 2, 3, 1])
+            .as_standard_layout()
+            .into_owned();
         let strided = nhwc.view().permuted_axes([0, 3, 1, 2]);
         assert!(!strided.is_standard_layout());
-        assert_eq!(nchw_to_rgba(strided, PixelRange::SignedUnit).unwrap(), direct);
+        assert_eq!(
+            nchw_to_rgba(strided, PixelRange::SignedUnit).unwrap(),
+            direct
+        );
         assert!(nchw_to_rgba(Array4::zeros((1, 1, 2, 2)).view(), PixelRange::Unit).is_err());
+    }
+
+    #[test]
+    fn flat_planes_round_trip() {
+        let img = all_values();
+        let planes = rgba_to_model(&img);
+        assert_eq!(planes.len(), 3 * 256);
+        assert_eq!(
+            planes[..256],
+            rgba_to_nchw(&img).unwrap().as_slice().unwrap()[..256]
+        );
+        let back = model_to_rgba(&planes, 16, 16);
+        for (a, b) in img.pixels.chunks_exact(4).zip(back.pixels.chunks_exact(4)) {
+            assert_eq!([a[0], a[1], a[2], 255], b);
+        }
+        // A short buffer cannot panic; the missing planes read as mid grey.
+        let short = model_to_rgba(&planes[..256], 16, 16);
+        assert_eq!(short.pixels[1..4], [128, 128, 255]);
     }
 
     #[test]

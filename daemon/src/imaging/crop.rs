@@ -40,7 +40,12 @@ pub fn pad_edges(image: &RgbaImage, width: u32, height: u32) -> Result<RgbaImage
     Ok(RgbaImage {
         width,
         height,
-        pixels: pad_bytes(&image.pixels, (image.width, image.height), 4, (width, height)),
+        pixels: pad_bytes(
+            &image.pixels,
+            (image.width, image.height),
+            4,
+            (width, height),
+        ),
     })
 }
 
@@ -150,7 +155,10 @@ mod tests {
         let img = numbered(3, 2);
         let padded = pad_edges(&img, 5, 4).unwrap();
         let reds: Vec<u8> = padded.pixels.chunks_exact(4).map(|p| p[0]).collect();
-        assert_eq!(reds, [0, 1, 2, 2, 2, 3, 4, 5, 5, 5, 3, 4, 5, 5, 5, 3, 4, 5, 5, 5]);
+        assert_eq!(
+            reds,
+            [0, 1, 2, 2, 2, 3, 4, 5, 5, 5, 3, 4, 5, 5, 5, 3, 4, 5, 5, 5]
+        );
         assert_eq!(extract_crop(&padded, Rect::of_size(3, 2)).unwrap(), img);
         assert!(pad_edges(&img, 2, 4).is_err());
         let m = Mask {

@@ -135,7 +135,7 @@ mod tests {
             .map(|_| {
                 s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
                 // Mostly selected, a few holes.
-                if (s >> 16) % 9 == 0 { 0 } else { 200 }
+                if (s >> 16).is_multiple_of(9) { 0 } else { 200 }
             })
             .collect();
         for region in [Rect::of_size(w as u32, h as u32), Rect::new(3, 2, 9, 8)] {

@@ -21,7 +21,9 @@ pub enum ImagingError {
     },
     #[error("{what} has zero width or height")]
     Empty { what: &'static str },
-    #[error("{what} is {actual_width}x{actual_height}, expected {expected_width}x{expected_height}")]
+    #[error(
+        "{what} is {actual_width}x{actual_height}, expected {expected_width}x{expected_height}"
+    )]
     SizeMismatch {
         what: &'static str,
         expected_width: u32,

@@ -23,11 +23,15 @@ use super::rect::Rect;
 pub fn mask_bounds(mask: &Mask) -> Result<Option<Rect>, ImagingError> {
     validate_mask(mask, "mask")?;
     let w = mask.width as usize;
-    let mut rows = mask.pixels.chunks_exact(w).enumerate().filter_map(|(y, row)| {
-        let first = row.iter().position(|&v| v > 0)?;
-        let last = row.iter().rposition(|&v| v > 0)?;
-        Some((y, first, last))
-    });
+    let mut rows = mask
+        .pixels
+        .chunks_exact(w)
+        .enumerate()
+        .filter_map(|(y, row)| {
+            let first = row.iter().position(|&v| v > 0)?;
+            let last = row.iter().rposition(|&v| v > 0)?;
+            Some((y, first, last))
+        });
     let Some((top, mut left, mut right)) = rows.next() else {
         return Ok(None);
     };
@@ -100,7 +104,10 @@ fn apply_ramp(out: &mut Mask, dist: &[f32], region: Rect, bounds: Rect, px: u32)
     let w = out.width as usize;
     let limit = px as f32 + 1.0;
     let limit_sq = limit * limit;
-    let (dx, dy) = ((bounds.x - region.x) as usize, (bounds.y - region.y) as usize);
+    let (dx, dy) = (
+        (bounds.x - region.x) as usize,
+        (bounds.y - region.y) as usize,
+    );
     for y in 0..bounds.height as usize {
         let row = &mut out.pixels[(bounds.y as usize + y) * w + bounds.x as usize..];
         let drow = &dist[(dy + y) * region.width as usize + dx..];
@@ -120,7 +127,9 @@ mod tests {
     use super::*;
 
     fn mask_from(w: u32, h: u32, f: impl Fn(u32, u32) -> u8) -> Mask {
-        let pixels = (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).map(|(x, y)| f(x, y));
+        let pixels = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .map(|(x, y)| f(x, y));
         Mask {
             width: w,
             height: h,
@@ -137,7 +146,9 @@ mod tests {
 
     #[test]
     fn bounds_of_pixels_above_zero() {
-        let m = mask_from(10, 8, |x, y| u8::from((2..5).contains(&x) && (3..7).contains(&y)));
+        let m = mask_from(10, 8, |x, y| {
+            u8::from((2..5).contains(&x) && (3..7).contains(&y))
+        });
         assert_eq!(mask_bounds(&m).unwrap(), Some(Rect::new(2, 3, 3, 4)));
         let empty = mask_from(4, 4, |_, _| 0);
         assert_eq!(mask_bounds(&empty).unwrap(), None);
@@ -162,7 +173,11 @@ mod tests {
     #[test]
     fn dilate_then_erode_restores_a_square() {
         let m = mask_from(20, 20, |x, y| {
-            if (8..12).contains(&x) && (8..12).contains(&y) { 255 } else { 0 }
+            if (8..12).contains(&x) && (8..12).contains(&y) {
+                255
+            } else {
+                0
+            }
         });
         let grown = dilate(&m, 3).unwrap();
         assert_eq!(mask_bounds(&grown).unwrap(), Some(Rect::new(5, 5, 10, 10)));

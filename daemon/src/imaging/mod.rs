@@ -32,7 +32,9 @@ mod resize;
 pub use color_match::{ColorMatchOptions, color_match};
 pub use composite::{AlphaPolicy, PlacedImage, composite, composite_crop};
 pub use context::{ContextOptions, ContextPlan, ModelFit, plan_context};
-pub use convert::{PixelRange, mask_to_nchw, nchw_to_rgba, rgba_to_nchw};
+pub use convert::{
+    PixelRange, mask_to_nchw, model_to_rgba, nchw_to_rgba, rgba_to_model, rgba_to_nchw,
+};
 pub use crop::{extract_crop, extract_mask_crop, pad_edges, pad_mask_edges};
 pub use error::{ImagingError, MAX_SIDE, validate_mask, validate_rgba};
 pub use mask::{binarize, dilate, erode, feather, mask_bounds};

@@ -176,7 +176,14 @@ mod tests {
     fn gradient(w: u32, h: u32) -> RgbaImage {
         let pixels = (0..h)
             .flat_map(|y| (0..w).map(move |x| (x, y)))
-            .flat_map(|(x, y)| [(x * 255 / w) as u8, (y * 255 / h) as u8, 90, 200 + (x % 50) as u8]);
+            .flat_map(|(x, y)| {
+                [
+                    (x * 255 / w) as u8,
+                    (y * 255 / h) as u8,
+                    90,
+                    200 + (x % 50) as u8,
+                ]
+            });
         RgbaImage {
             width: w,
             height: h,
@@ -214,13 +221,22 @@ mod tests {
         let out = extend_canvas(&img, ext(6, 0, 0, 0), 4).unwrap();
         let at = |x: usize, y: usize| out.mask.pixels[y * 36 + x];
         assert!((0..20).all(|y| (0..6).all(|x| at(x, y) == 255)));
-        assert_eq!([at(6, 5), at(7, 5), at(8, 5), at(9, 5), at(10, 5)], [204, 153, 102, 51, 0]);
+        assert_eq!(
+            [at(6, 5), at(7, 5), at(8, 5), at(9, 5), at(10, 5)],
+            [204, 153, 102, 51, 0]
+        );
         // Top, right and bottom were not extended: no ramp there.
         assert_eq!(at(20, 0), 0);
         assert_eq!(at(35, 10), 0);
         assert_eq!(at(20, 19), 0);
         let hard = extend_canvas(&img, ext(6, 0, 0, 0), 0).unwrap();
-        assert!(hard.mask.pixels.iter().enumerate().all(|(i, &v)| (v == 255) == (i % 36 < 6)));
+        assert!(
+            hard.mask
+                .pixels
+                .iter()
+                .enumerate()
+                .all(|(i, &v)| (v == 255) == (i % 36 < 6))
+        );
     }
 
     #[test]
@@ -229,7 +245,11 @@ mod tests {
         let mut img = gradient(40, 40);
         for (i, p) in img.pixels.chunks_exact_mut(4).enumerate() {
             let red = (i % 40) < 20;
-            p.copy_from_slice(&if red { [220, 20, 20, 255] } else { [20, 20, 220, 255] });
+            p.copy_from_slice(&if red {
+                [220, 20, 20, 255]
+            } else {
+                [20, 20, 220, 255]
+            });
         }
         let out = extend_canvas(&img, ext(0, 30, 0, 0), 0).unwrap();
         let px = |x: usize, y: usize| &out.image.pixels[(y * 40 + x) * 4..][..4];

@@ -86,8 +86,16 @@ impl Components {
         let text_encoder = OnnxModel::load(runtime, &dir.text_encoder)?;
         let unet = OnnxModel::load(runtime, &dir.unet)?;
         let vae_decoder = OnnxModel::load(runtime, &dir.vae_decoder)?;
-        let vae_encoder = dir.vae_encoder.as_deref().map(|p| OnnxModel::load(runtime, p)).transpose()?;
-        let taesd_decoder = dir.taesd_decoder.as_deref().map(|p| OnnxModel::load(runtime, p)).transpose()?;
+        let vae_encoder = dir
+            .vae_encoder
+            .as_deref()
+            .map(|p| OnnxModel::load(runtime, p))
+            .transpose()?;
+        let taesd_decoder = dir
+            .taesd_decoder
+            .as_deref()
+            .map(|p| OnnxModel::load(runtime, p))
+            .transpose()?;
         text_encoder.input_named_any(&["input_ids"])?;
         let sample = unet.input_named_any(&["sample"])?.clone();
         let timestep = unet.input_named_any(&["timestep"])?.clone();
@@ -133,9 +141,14 @@ impl Components {
         let ids = self.tokenizer.encode(prompt)?;
         let tokens = ids.len();
         let input = ArrayD::from_shape_vec(IxDyn(&[1, tokens]), ids).expect("shape");
-        let outputs = self.text_encoder.run(vec![("input_ids", InputData::Int(input))])?;
+        let outputs = self
+            .text_encoder
+            .run(vec![("input_ids", InputData::Int(input))])?;
         let hidden = outputs.into_iter().next().ok_or_else(|| {
-            PipelineError::Model(format!("{}: text encoder has no outputs", self.dir.text_encoder.display()))
+            PipelineError::Model(format!(
+                "{}: text encoder has no outputs",
+                self.dir.text_encoder.display()
+            ))
         })?;
         let dim = *hidden.shape().last().unwrap_or(&0);
         Ok(TextEmbedding {
@@ -160,14 +173,26 @@ impl Components {
             Some(uncond) => {
                 let both = if self.unet_batch_fixed {
                     let mut u = self.unet_pass(&input, &[uncond], timestep, conditioning)?;
-                    u.extend(self.unet_pass(&input, &[&conditioning.cond], timestep, conditioning)?);
+                    u.extend(self.unet_pass(
+                        &input,
+                        &[&conditioning.cond],
+                        timestep,
+                        conditioning,
+                    )?);
                     u
                 } else {
-                    self.unet_pass(&input, &[uncond, &conditioning.cond], timestep, conditioning)?
+                    self.unet_pass(
+                        &input,
+                        &[uncond, &conditioning.cond],
+                        timestep,
+                        conditioning,
+                    )?
                 };
                 let half = both.len() / 2;
                 let g = conditioning.guidance;
-                Ok((0..half).map(|i| both[i] + g * (both[half + i] - both[i])).collect())
+                Ok((0..half)
+                    .map(|i| both[i] + g * (both[half + i] - both[i]))
+                    .collect())
             }
         }
     }
@@ -187,8 +212,11 @@ impl Components {
             hidden.extend_from_slice(&e.data);
         }
         let (tokens, dim) = (embeddings[0].tokens, embeddings[0].dim);
-        let sample = ArrayD::from_shape_vec(IxDyn(&[batch, input.channels, input.height, input.width]), sample)
-            .expect("shape");
+        let sample = ArrayD::from_shape_vec(
+            IxDyn(&[batch, input.channels, input.height, input.width]),
+            sample,
+        )
+        .expect("shape");
         let hidden = ArrayD::from_shape_vec(IxDyn(&[batch, tokens, dim]), hidden).expect("shape");
         let timestep = if self.timestep_scalar {
             ArrayD::from_shape_vec(IxDyn(&[]), vec![timestep]).expect("shape")
@@ -218,10 +246,15 @@ impl Components {
         let channels = self.latent_channels();
         let scale = self.vae_scale();
         let encoder = self.vae_encoder.as_mut().ok_or_else(|| {
-            PipelineError::Model("this model has no vae_encoder/: it can only do text-to-image".into())
+            PipelineError::Model(
+                "this model has no vae_encoder/: it can only do text-to-image".into(),
+            )
         })?;
-        let sample = ArrayD::from_shape_vec(IxDyn(&[1, 3, image.height, image.width]), image.data.clone())
-            .expect("shape");
+        let sample = ArrayD::from_shape_vec(
+            IxDyn(&[1, 3, image.height, image.width]),
+            image.data.clone(),
+        )
+        .expect("shape");
         let out = encoder.run(vec![("sample", InputData::Float(sample))])?;
         let moments = first_output(out, encoder)?;
         let (h, w) = (image.height / scale, image.width / scale);
@@ -236,7 +269,10 @@ impl Components {
             )));
         }
         // Mean = the first `channels` planes of the moments (or the whole latent).
-        let data = moments[..plane * channels].iter().map(|v| v * scaling).collect();
+        let data = moments[..plane * channels]
+            .iter()
+            .map(|v| v * scaling)
+            .collect();
         Ok(Latents {
             channels,
             height: h,
@@ -250,7 +286,9 @@ impl Components {
         let scaling = self.dir.vae_config.scaling_factor;
         let data: Vec<f32> = latents.data.iter().map(|v| v / scaling).collect();
         let array = ArrayD::from_shape_vec(IxDyn(&latents.shape4()), data).expect("shape");
-        let out = self.vae_decoder.run(vec![("latent_sample", InputData::Float(array))])?;
+        let out = self
+            .vae_decoder
+            .run(vec![("latent_sample", InputData::Float(array))])?;
         let scale = self.vae_scale();
         Ok(ModelImage {
             height: latents.height * scale,
@@ -263,8 +301,13 @@ impl Components {
     /// [-1, 1]), otherwise a fixed linear map from SD latents to RGB at latent resolution.
     pub fn preview(&mut self, latents: &Latents) -> Result<ModelImage, PipelineError> {
         if let Some(taesd) = self.taesd_decoder.as_mut() {
-            let array = ArrayD::from_shape_vec(IxDyn(&latents.shape4()), latents.data.clone()).expect("shape");
-            let name = taesd.inputs.first().map(|i| i.name.clone()).unwrap_or_default();
+            let array = ArrayD::from_shape_vec(IxDyn(&latents.shape4()), latents.data.clone())
+                .expect("shape");
+            let name = taesd
+                .inputs
+                .first()
+                .map(|i| i.name.clone())
+                .unwrap_or_default();
             let out = taesd.run(vec![(name.as_str(), InputData::Float(array))])?;
             let scale = self.vae_scale();
             return Ok(ModelImage {
@@ -324,10 +367,12 @@ fn first_output(outputs: Vec<ArrayD<f32>>, model: &OnnxModel) -> Result<Vec<f32>
         .into_iter()
         .next()
         .map(|a| a.into_raw_vec_and_offset().0)
-        .ok_or_else(|| PipelineError::Onnx(OnnxError::Run {
-            path: model.path.clone(),
-            reason: "graph produced no output".into(),
-        }))
+        .ok_or_else(|| {
+            PipelineError::Onnx(OnnxError::Run {
+                path: model.path.clone(),
+                reason: "graph produced no output".into(),
+            })
+        })
 }
 
 /// diffusers' `get_guidance_scale_embedding(w = guidance - 1)`.

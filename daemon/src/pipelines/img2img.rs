@@ -6,7 +6,10 @@ use crate::generator::CancelToken;
 use crate::noise::NoiseSource;
 use crate::scheduler::{LcmScheduler, Scheduler};
 
-use super::{Components, Conditioning, Latents, ModelImage, PipelineError, SamplingParams, StepCallback, Timings};
+use super::{
+    Components, Conditioning, Latents, ModelImage, PipelineError, SamplingParams, StepCallback,
+    Timings,
+};
 use super::{components::timed, denoise};
 
 /// Re-imagine `image` (`[3, H, W]` in [-1, 1], H and W multiples of the VAE scale).
@@ -37,7 +40,11 @@ pub fn img2img(
         )?;
         return Ok((out, Latents::zeros(0, 0, 0)));
     }
-    let scheduler = LcmScheduler::new(&components.dir.scheduler_config, params.steps, params.strength)?;
+    let scheduler = LcmScheduler::new(
+        &components.dir.scheduler_config,
+        params.steps,
+        params.strength,
+    )?;
     let image_latents = match cached_latents {
         Some(latents) => latents,
         None => timed(timings, "vae_encode", || components.encode_image(image))?,
@@ -47,7 +54,19 @@ pub fn img2img(
         data: scheduler.add_noise(&image_latents.data, &initial, scheduler.timesteps()[0]),
         ..image_latents.clone()
     };
-    let latents = denoise(components, start, &scheduler, conditioning, None, noise, cancel, timings, on_step)?;
-    let decoded = timed(timings, "vae_decode", || components.decode_latents(&latents))?;
+    let latents = denoise(
+        components,
+        start,
+        &scheduler,
+        conditioning,
+        None,
+        noise,
+        cancel,
+        timings,
+        on_step,
+    )?;
+    let decoded = timed(timings, "vae_decode", || {
+        components.decode_latents(&latents)
+    })?;
     Ok((decoded, image_latents))
 }

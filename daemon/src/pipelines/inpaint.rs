@@ -13,8 +13,8 @@ use crate::noise::NoiseSource;
 use crate::scheduler::{LcmScheduler, Scheduler};
 
 use super::{
-    Components, Conditioning, InpaintGuide, Latents, ModelImage, PipelineError, SamplingParams, StepCallback,
-    Timings,
+    Components, Conditioning, InpaintGuide, Latents, ModelImage, PipelineError, SamplingParams,
+    StepCallback, Timings,
 };
 use super::{components::timed, denoise};
 
@@ -38,7 +38,9 @@ pub fn channel_guide(
     latent_mask: &[f32],
     timings: &mut super::Timings,
 ) -> Result<Latents, PipelineError> {
-    let masked = timed(timings, "vae_encode", || components.encode_image(masked_image))?;
+    let masked = timed(timings, "vae_encode", || {
+        components.encode_image(masked_image)
+    })?;
     let mut data = latent_mask.to_vec();
     data.extend_from_slice(&masked.data);
     Ok(Latents {
@@ -73,14 +75,20 @@ pub fn inpaint(
         )));
     }
     let scale = components.vae_scale();
-    let scheduler = LcmScheduler::new(&components.dir.scheduler_config, params.steps, params.strength)?;
+    let scheduler = LcmScheduler::new(
+        &components.dir.scheduler_config,
+        params.steps,
+        params.strength,
+    )?;
     let lmask = latent_mask(mask, width, height, scale);
     let full_strength = params.strength >= 1.0;
     let nine_channels = components.dir.is_inpainting_unet();
     let image_latents = if nine_channels && full_strength {
         None
     } else {
-        Some(timed(timings, "vae_encode", || components.encode_image(image))?)
+        Some(timed(timings, "vae_encode", || {
+            components.encode_image(image)
+        })?)
     };
     let channels = components.latent_channels();
     let (h, w) = (height / scale, width / scale);
@@ -94,7 +102,10 @@ pub fn inpaint(
             channels,
             height: h,
             width: w,
-            data: initial.iter().map(|v| v * scheduler.init_noise_sigma()).collect(),
+            data: initial
+                .iter()
+                .map(|v| v * scheduler.init_noise_sigma())
+                .collect(),
         },
     };
     let latents = if nine_channels {
@@ -103,7 +114,17 @@ pub fn inpaint(
         let guide = InpaintGuide::Channels {
             mask_and_masked: &extra,
         };
-        denoise(components, start, &scheduler, conditioning, Some(&guide), noise, cancel, timings, on_step)?
+        denoise(
+            components,
+            start,
+            &scheduler,
+            conditioning,
+            Some(&guide),
+            noise,
+            cancel,
+            timings,
+            on_step,
+        )?
     } else {
         let image_latents = image_latents.as_ref().expect("encoded for 4-channel UNets");
         let guide = InpaintGuide::Blend {
@@ -111,9 +132,21 @@ pub fn inpaint(
             mask: &lmask,
             initial_noise: &initial,
         };
-        denoise(components, start, &scheduler, conditioning, Some(&guide), noise, cancel, timings, on_step)?
+        denoise(
+            components,
+            start,
+            &scheduler,
+            conditioning,
+            Some(&guide),
+            noise,
+            cancel,
+            timings,
+            on_step,
+        )?
     };
-    timed(timings, "vae_decode", || components.decode_latents(&latents))
+    timed(timings, "vae_decode", || {
+        components.decode_latents(&latents)
+    })
 }
 
 /// The image with masked pixels (mask ≥ 50 %) set to 0.

@@ -120,7 +120,15 @@ pub fn denoise(
             initial_noise,
         }) = guide
         {
-            blend_known_region(&mut latents, scheduler, &timesteps, index, image_latents, mask, initial_noise);
+            blend_known_region(
+                &mut latents,
+                scheduler,
+                &timesteps,
+                index,
+                image_latents,
+                mask,
+                initial_noise,
+            );
         }
         on_step(index + 1, total, &latents, components);
     }
@@ -172,6 +180,9 @@ pub fn condition(
 }
 
 /// Encode without caching.
-pub fn encode_uncached(components: &mut Components, prompt: &str) -> Result<TextEmbedding, PipelineError> {
+pub fn encode_uncached(
+    components: &mut Components,
+    prompt: &str,
+) -> Result<TextEmbedding, PipelineError> {
     components.encode_text(prompt)
 }

@@ -4,7 +4,10 @@ use crate::generator::CancelToken;
 use crate::noise::NoiseSource;
 use crate::scheduler::{LcmScheduler, Scheduler};
 
-use super::{Components, Conditioning, Latents, ModelImage, PipelineError, SamplingParams, StepCallback, Timings};
+use super::{
+    Components, Conditioning, Latents, ModelImage, PipelineError, SamplingParams, StepCallback,
+    Timings,
+};
 use super::{components::timed, denoise};
 
 /// Generate a `width`×`height` image (multiples of the VAE scale).
@@ -29,7 +32,11 @@ pub fn txt2img(
         channels,
         height: h,
         width: w,
-        data: noise.next(channels * h * w)?.into_iter().map(|v| v * sigma).collect(),
+        data: noise
+            .next(channels * h * w)?
+            .into_iter()
+            .map(|v| v * sigma)
+            .collect(),
     };
     if components.dir.is_inpainting_unet() {
         // A 9-channel UNet needs a mask and a masked image: everything is masked.
@@ -53,8 +60,22 @@ pub fn txt2img(
             timings,
             on_step,
         )?;
-        return timed(timings, "vae_decode", || components.decode_latents(&latents));
+        return timed(timings, "vae_decode", || {
+            components.decode_latents(&latents)
+        });
     }
-    let latents = denoise(components, start, &scheduler, conditioning, None, noise, cancel, timings, on_step)?;
-    timed(timings, "vae_decode", || components.decode_latents(&latents))
+    let latents = denoise(
+        components,
+        start,
+        &scheduler,
+        conditioning,
+        None,
+        noise,
+        cancel,
+        timings,
+        on_step,
+    )?;
+    timed(timings, "vae_decode", || {
+        components.decode_latents(&latents)
+    })
 }

@@ -82,10 +82,14 @@ fn alphas_cumprod(config: &SchedulerConfig) -> Vec<f64> {
     let n = config.num_train_timesteps;
     let betas: Vec<f32> = match config.beta_schedule.as_str() {
         "linear" => linspace(config.beta_start as f32, config.beta_end as f32, n),
-        _ => linspace((config.beta_start as f32).sqrt(), (config.beta_end as f32).sqrt(), n)
-            .into_iter()
-            .map(|b| b * b)
-            .collect(),
+        _ => linspace(
+            (config.beta_start as f32).sqrt(),
+            (config.beta_end as f32).sqrt(),
+            n,
+        )
+        .into_iter()
+        .map(|b| b * b)
+        .collect(),
     };
     let mut product = 1.0f32;
     betas
@@ -135,14 +139,24 @@ impl Scheduler for LcmScheduler {
     fn add_noise(&self, original: &[f32], noise: &[f32], timestep: i64) -> Vec<f32> {
         let alpha = self.alpha(timestep);
         let (a, b) = (alpha.sqrt() as f32, (1.0 - alpha).sqrt() as f32);
-        original.iter().zip(noise).map(|(&x, &n)| a * x + b * n).collect()
+        original
+            .iter()
+            .zip(noise)
+            .map(|(&x, &n)| a * x + b * n)
+            .collect()
     }
 
     fn needs_noise(&self, index: usize) -> bool {
         index + 1 < self.timesteps.len()
     }
 
-    fn step(&self, index: usize, model_output: &[f32], sample: &[f32], noise: Option<&[f32]>) -> Vec<f32> {
+    fn step(
+        &self,
+        index: usize,
+        model_output: &[f32],
+        sample: &[f32],
+        noise: Option<&[f32]>,
+    ) -> Vec<f32> {
         let t = self.timesteps[index];
         let prev_t = self.timesteps.get(index + 1).copied().unwrap_or(t);
         let alpha_t = self.alpha(t);
@@ -150,7 +164,10 @@ impl Scheduler for LcmScheduler {
         let (c_skip, c_out) = self.boundary_scalings(t);
         let (sqrt_a, sqrt_b) = (alpha_t.sqrt(), (1.0 - alpha_t).sqrt());
         let prediction = self.config.prediction_type.as_str();
-        let clip = self.config.clip_sample.then_some(self.config.clip_sample_range);
+        let clip = self
+            .config
+            .clip_sample
+            .then_some(self.config.clip_sample_range);
         let denoised = sample.iter().zip(model_output).map(|(&x, &e)| {
             let (x, e) = (x as f64, e as f64);
             let mut x0 = match prediction {
@@ -166,7 +183,10 @@ impl Scheduler for LcmScheduler {
         match noise.filter(|_| self.needs_noise(index)) {
             Some(noise) => {
                 let (a, b) = (alpha_prev.sqrt(), (1.0 - alpha_prev).sqrt());
-                denoised.zip(noise).map(|(d, &n)| (a * d + b * n as f64) as f32).collect()
+                denoised
+                    .zip(noise)
+                    .map(|(d, &n)| (a * d + b * n as f64) as f32)
+                    .collect()
             }
             None => denoised.map(|d| d as f32).collect(),
         }

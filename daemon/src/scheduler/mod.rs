@@ -25,5 +25,11 @@ pub trait Scheduler: Send {
 
     /// One update: the model's output at step `index` turns `sample` into the next sample.
     /// `noise` must be present exactly when `needs_noise(index)`.
-    fn step(&self, index: usize, model_output: &[f32], sample: &[f32], noise: Option<&[f32]>) -> Vec<f32>;
+    fn step(
+        &self,
+        index: usize,
+        model_output: &[f32],
+        sample: &[f32],
+        noise: Option<&[f32]>,
+    ) -> Vec<f32>;
 }

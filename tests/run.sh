@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs every livefill test: Rust (unit, golden frames, diffusers parity, daemon end-to-end),
+# the shared Python codec, and the plugins inside real Krita and real GIMP 3.
+# Installs what it needs (ONNX Runtime's library from PyPI via pip, Krita from Debian, a Debian
+# trixie tree with GIMP 3) and caches it under .cache/ and /var/cache/livefill-*.
+#
+#   tests/run.sh            everything
+#   tests/run.sh --quick    Rust + Python only (no editors)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+passed=0
+failed=0
+failures=()
+step() {
+    local name=$1
+    shift
+    echo
+    echo "=== $name"
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "--- ok: $name"
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        echo "--- FAILED: $name"
+    fi
+}
+
+# ONNX Runtime's shared library from the PyPI wheel (what livefill itself fetches on first use).
+ort_version=1.31.1
+ort_dir=$root/.cache/ort
+export ORT_DYLIB_PATH=$ort_dir/libonnxruntime.so.$ort_version
+if [ ! -f "$ORT_DYLIB_PATH" ]; then
+    mkdir -p "$ort_dir/wheel"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: "onnxruntime==$ort_version" -d "$ort_dir/wheel" || exit 1
+    python3 - "$ort_dir" <<'PY' || exit 1
+import glob, os, sys, zipfile
+dest = sys.argv[1]
+whl = sorted(glob.glob(os.path.join(dest, "wheel", "*.whl")))[-1]
+with zipfile.ZipFile(whl) as z:
+    for name in z.namelist():
+        base = os.path.basename(name)
+        if name.startswith("onnxruntime/capi/") and base.startswith("libonnxruntime"):
+            with open(os.path.join(dest, base), "wb") as f:
+                f.write(z.read(name))
+PY
+fi
+echo "ONNX Runtime: $ORT_DYLIB_PATH"
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets --quiet -- -D warnings
+step "cargo build" cargo build --workspace --quiet
+export LIVEFILL_BIN=$root/target/debug/livefill
+step "cargo test" cargo test --workspace
+step "python codec tests" bash protocol/python/run_tests.sh
+
+if [ "$quick" = 0 ]; then
+    [ -f tests/krita/run_krita_tests.sh ] && step "krita plugin in real Krita" bash tests/krita/run_krita_tests.sh
+    [ -f tests/gimp/run_gimp_tests.sh ] && step "gimp plugin in real GIMP 3" bash tests/gimp/run_gimp_tests.sh
+fi
+
+echo
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
