@@ -72,7 +72,7 @@ pub fn validate(request: &GenerateRequest, max_side: u32) -> Result<(), Generate
             request.guidance
         )));
     }
-    if !request.strength.is_finite() || !(request.strength > 0.0 && request.strength <= 1.0) {
+    if !(request.strength.is_finite() && request.strength > 0.0 && request.strength <= 1.0) {
         return Err(invalid(format!(
             "strength must be in (0, 1], got {}",
             request.strength
