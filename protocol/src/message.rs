@@ -4,6 +4,8 @@
 //! encodes struct fields in declaration order and enum variants as a u32 index), so **never
 //! reorder fields or variants**; append and bump `PROTOCOL_VERSION` instead.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the byte layout; carried in every frame header and in both hellos.
@@ -16,6 +18,7 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub struct RgbaImage {
     pub width: u32,
     pub height: u32,
+    #[serde(with = "crate::byte_buf")]
     pub pixels: Vec<u8>,
 }
 
@@ -25,6 +28,7 @@ pub struct RgbaImage {
 pub struct Mask {
     pub width: u32,
     pub height: u32,
+    #[serde(with = "crate::byte_buf")]
     pub pixels: Vec<u8>,
 }
 
@@ -225,7 +229,10 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DaemonMessage {
     Hello(DaemonHello),
-    Accepted { request_id: u64, queue_position: u32 },
+    Accepted {
+        request_id: u64,
+        queue_position: u32,
+    },
     Progress {
         request_id: u64,
         step: u32,
@@ -234,8 +241,176 @@ pub enum DaemonMessage {
     },
     Result(GenerateResult),
     Error(ErrorReply),
-    Superseded { request_id: u64, by_request_id: u64 },
+    Superseded {
+        request_id: u64,
+        by_request_id: u64,
+    },
     Status(DaemonStatus),
     Models(Vec<ModelInfo>),
     ShuttingDown,
+}
+
+impl RgbaImage {
+    pub fn new(width: u32, height: u32, pixels: Vec<u8>) -> Self {
+        Self {
+            width,
+            height,
+            pixels,
+        }
+    }
+
+    /// `width * height * 4`, the only valid `pixels.len()`.
+    pub fn expected_len(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height) * 4
+    }
+
+    /// Whether `pixels` holds exactly `width * height * 4` bytes.
+    pub fn is_well_formed(&self) -> bool {
+        self.pixels.len() as u64 == self.expected_len()
+    }
+}
+
+impl Mask {
+    pub fn new(width: u32, height: u32, pixels: Vec<u8>) -> Self {
+        Self {
+            width,
+            height,
+            pixels,
+        }
+    }
+
+    /// `width * height`, the only valid `pixels.len()`.
+    pub fn expected_len(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
+
+    /// Whether `pixels` holds exactly `width * height` bytes.
+    pub fn is_well_formed(&self) -> bool {
+        self.pixels.len() as u64 == self.expected_len()
+    }
+}
+
+impl ClientHello {
+    /// A hello speaking this crate's [`PROTOCOL_VERSION`].
+    pub fn new(client_name: impl Into<String>) -> Self {
+        Self {
+            client_name: client_name.into(),
+            protocol_version: PROTOCOL_VERSION,
+        }
+    }
+}
+
+impl ErrorCode {
+    /// Every code, in wire order (index = variant index on the wire).
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::BadFrame,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::InvalidRequest,
+        ErrorCode::ImageTooLarge,
+        ErrorCode::MaskSizeMismatch,
+        ErrorCode::NoModel,
+        ErrorCode::OutOfMemory,
+        ErrorCode::Cancelled,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+    ];
+
+    /// Stable snake_case name, for logs and user-facing messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::ImageTooLarge => "image_too_large",
+            ErrorCode::MaskSizeMismatch => "mask_size_mismatch",
+            ErrorCode::NoModel => "no_model",
+            ErrorCode::OutOfMemory => "out_of_memory",
+            ErrorCode::Cancelled => "cancelled",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ErrorReply {
+    /// An error about one request.
+    pub fn for_request(request_id: u64, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            request_id: Some(request_id),
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A connection-level error (`request_id: None`).
+    pub fn connection(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            request_id: None,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.request_id {
+            Some(id) => write!(f, "request {id}: {}: {}", self.code, self.message),
+            None => write!(f, "{}: {}", self.code, self.message),
+        }
+    }
+}
+
+impl ClientMessage {
+    /// Variant name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientMessage::Hello(_) => "Hello",
+            ClientMessage::Generate(_) => "Generate",
+            ClientMessage::Cancel { .. } => "Cancel",
+            ClientMessage::Status => "Status",
+            ClientMessage::ListModels => "ListModels",
+            ClientMessage::Shutdown => "Shutdown",
+        }
+    }
+}
+
+impl DaemonMessage {
+    /// Variant name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DaemonMessage::Hello(_) => "Hello",
+            DaemonMessage::Accepted { .. } => "Accepted",
+            DaemonMessage::Progress { .. } => "Progress",
+            DaemonMessage::Result(_) => "Result",
+            DaemonMessage::Error(_) => "Error",
+            DaemonMessage::Superseded { .. } => "Superseded",
+            DaemonMessage::Status(_) => "Status",
+            DaemonMessage::Models(_) => "Models",
+            DaemonMessage::ShuttingDown => "ShuttingDown",
+        }
+    }
+
+    /// The request this message is about, if any.
+    pub fn request_id(&self) -> Option<u64> {
+        match self {
+            DaemonMessage::Accepted { request_id, .. }
+            | DaemonMessage::Progress { request_id, .. }
+            | DaemonMessage::Superseded { request_id, .. } => Some(*request_id),
+            DaemonMessage::Result(r) => Some(r.request_id),
+            DaemonMessage::Error(e) => e.request_id,
+            DaemonMessage::Hello(_)
+            | DaemonMessage::Status(_)
+            | DaemonMessage::Models(_)
+            | DaemonMessage::ShuttingDown => None,
+        }
+    }
 }
