@@ -297,9 +297,11 @@ impl Job<'_> {
         timings: &mut Timings,
     ) -> Result<imaging::PlacedImage, GenerateError> {
         let (nw, nh) = self.components.dir.native_size();
+        // The UNet halves the latent three times: model sides are multiples of 64 px; other
+        // requested sizes are generated slightly larger and cut to size.
         let round = |v: u32, native: u32| {
             let v = if v == 0 { native } else { v };
-            (v.div_ceil(8) * 8).max(64) as usize
+            (v.div_ceil(64) * 64) as usize
         };
         let (width, height) = (round(request.width, nw), round(request.height, nh));
         let mut on_latents = progress(&mut *self.on_step, request.stream_previews);

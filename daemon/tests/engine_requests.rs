@@ -1,0 +1,263 @@
+//! Request-level behaviour of the engine on the tiny fixture models: the user's pixels outside
+//! the selection come back bit-identical, offsets and sizes are right for every mode, seeds
+//! reproduce, and bad requests and cancellation give the right error codes.
+
+use std::path::Path;
+
+use livefill::engine::request::default_request;
+use livefill::engine::runtime::{DeviceRequest, RuntimeOptions};
+use livefill::engine::{Engine, EngineOptions};
+use livefill::generator::{CancelToken, GenerateError, GenerateOutput, ImageGenerator};
+use livefill_protocol::{Extend, GenerateRequest, Mask, Mode, RgbaImage};
+
+fn engine(model: &str) -> Engine {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(model);
+    Engine::load(&EngineOptions {
+        model,
+        runtime: RuntimeOptions {
+            device: DeviceRequest::Cpu,
+            intra_threads: Some(1),
+            ..Default::default()
+        },
+        max_image_side: 4096,
+    })
+    .expect("engine on the tiny fixture")
+}
+
+/// A 200×150 picture with some structure and a half-transparent corner.
+fn picture() -> RgbaImage {
+    let (w, h) = (200u32, 150u32);
+    let mut pixels = Vec::with_capacity((w * h * 4) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let alpha = if x < 20 && y < 20 { 128 } else { 255 };
+            pixels.extend_from_slice(&[
+                (x * 255 / w) as u8,
+                (y * 255 / h) as u8,
+                ((x ^ y) & 0xff) as u8,
+                alpha,
+            ]);
+        }
+    }
+    RgbaImage {
+        width: w,
+        height: h,
+        pixels,
+    }
+}
+
+/// An elliptical selection around (120, 70).
+fn selection(image: &RgbaImage) -> Mask {
+    let mut pixels = Vec::with_capacity((image.width * image.height) as usize);
+    for y in 0..image.height as i64 {
+        for x in 0..image.width as i64 {
+            let (dx, dy) = ((x - 120) as f64 / 30.0, (y - 70) as f64 / 22.0);
+            pixels.push(if dx * dx + dy * dy <= 1.0 { 255 } else { 0 });
+        }
+    }
+    Mask {
+        width: image.width,
+        height: image.height,
+        pixels,
+    }
+}
+
+fn run(
+    engine: &mut Engine,
+    request: &GenerateRequest,
+    seed: u64,
+) -> Result<GenerateOutput, GenerateError> {
+    engine.generate(request, seed, &CancelToken::new(), &mut |_| {})
+}
+
+fn inpaint_request(image: &RgbaImage, mask: &Mask) -> GenerateRequest {
+    let mut request = default_request(Mode::Inpaint);
+    request.prompt = "a red door".into();
+    request.image = Some(image.clone());
+    request.mask = Some(mask.clone());
+    request
+}
+
+/// Every pixel of the returned crop where the mask is 0 equals the original bytes.
+fn assert_outside_mask_untouched(original: &RgbaImage, mask: &Mask, out: &GenerateOutput) {
+    let (ox, oy) = (out.offset_x, out.offset_y);
+    assert!(
+        ox >= 0 && oy >= 0,
+        "inpaint result must lie inside the image"
+    );
+    assert!(
+        ox as u32 + out.image.width <= original.width
+            && oy as u32 + out.image.height <= original.height
+    );
+    let mut changed_inside = 0;
+    for y in 0..out.image.height {
+        for x in 0..out.image.width {
+            let (ix, iy) = (x + ox as u32, y + oy as u32);
+            let src = ((iy * original.width + ix) * 4) as usize;
+            let dst = ((y * out.image.width + x) * 4) as usize;
+            let m = mask.pixels[(iy * original.width + ix) as usize];
+            let (a, b) = (
+                &original.pixels[src..src + 4],
+                &out.image.pixels[dst..dst + 4],
+            );
+            if m == 0 {
+                assert_eq!(a, b, "pixel ({ix}, {iy}) outside the mask changed");
+            } else if a != b {
+                changed_inside += 1;
+            }
+        }
+    }
+    assert!(changed_inside > 0, "nothing inside the selection changed");
+}
+
+#[test]
+fn inpaint_keeps_every_pixel_outside_the_mask_with_4_and_9_channel_unets() {
+    let image = picture();
+    let mask = selection(&image);
+    for model in ["tiny-sd", "tiny-sd-inpaint"] {
+        let mut engine = engine(model);
+        for strength in [1.0, 0.6] {
+            let mut request = inpaint_request(&image, &mask);
+            request.strength = strength;
+            let out = run(&mut engine, &request, 7).unwrap();
+            assert_outside_mask_untouched(&image, &mask, &out);
+        }
+    }
+}
+
+#[test]
+fn full_context_and_hard_edges_also_keep_outside_pixels() {
+    let image = picture();
+    let mask = selection(&image);
+    let mut engine = engine("tiny-sd");
+    let mut request = inpaint_request(&image, &mask);
+    request.context = livefill_protocol::Context::Full;
+    request.feather = 0;
+    request.color_match = false;
+    let out = run(&mut engine, &request, 3).unwrap();
+    assert_outside_mask_untouched(&image, &mask, &out);
+}
+
+#[test]
+fn seeds_reproduce_and_differ() {
+    let image = picture();
+    let mask = selection(&image);
+    let mut engine = engine("tiny-sd");
+    let request = inpaint_request(&image, &mask);
+    let a = run(&mut engine, &request, 11).unwrap();
+    let b = run(&mut engine, &request, 11).unwrap();
+    let c = run(&mut engine, &request, 12).unwrap();
+    assert_eq!(a.image, b.image);
+    assert_eq!(a.seed, 11);
+    assert_ne!(a.image, c.image);
+}
+
+#[test]
+fn outpaint_returns_the_grown_canvas_at_a_negative_offset() {
+    let image = picture();
+    let mut engine = engine("tiny-sd");
+    let mut request = default_request(Mode::Outpaint);
+    request.image = Some(image.clone());
+    request.extend = Extend {
+        left: 16,
+        top: 0,
+        right: 40,
+        bottom: 24,
+    };
+    let out = run(&mut engine, &request, 5).unwrap();
+    assert_eq!((out.offset_x, out.offset_y), (-16, 0));
+    assert_eq!((out.image.width, out.image.height), (200 + 56, 150 + 24));
+    // The border is filled with opaque pixels.
+    let corner = ((out.image.height - 1) * out.image.width + out.image.width - 1) as usize * 4;
+    assert_eq!(out.image.pixels[corner + 3], 255);
+}
+
+#[test]
+fn txt2img_and_img2img_sizes() {
+    let mut engine = engine("tiny-sd");
+    let mut request = default_request(Mode::Txt2Img);
+    request.width = 100;
+    request.height = 70;
+    let out = run(&mut engine, &request, 1).unwrap();
+    assert_eq!(
+        (
+            out.image.width,
+            out.image.height,
+            out.offset_x,
+            out.offset_y
+        ),
+        (100, 70, 0, 0)
+    );
+
+    let image = picture();
+    let mut request = default_request(Mode::Img2Img);
+    request.image = Some(image.clone());
+    request.strength = 0.5;
+    let out = run(&mut engine, &request, 1).unwrap();
+    assert_eq!(
+        (out.image.width, out.image.height),
+        (image.width, image.height)
+    );
+    assert_ne!(out.image.pixels, image.pixels);
+    // img2img keeps the layer's alpha.
+    assert_eq!(out.image.pixels[3], 128);
+}
+
+#[test]
+fn bad_requests_get_codes() {
+    use livefill_protocol::ErrorCode;
+    let image = picture();
+    let mask = selection(&image);
+    let mut engine = engine("tiny-sd");
+    let mut nan = inpaint_request(&image, &mask);
+    nan.guidance = f32::NAN;
+    assert_eq!(
+        run(&mut engine, &nan, 1).unwrap_err().code(),
+        ErrorCode::InvalidRequest
+    );
+    let mut wrong_mask = inpaint_request(&image, &mask);
+    wrong_mask.mask = Some(Mask {
+        width: 10,
+        height: 10,
+        pixels: vec![255; 100],
+    });
+    assert_eq!(
+        run(&mut engine, &wrong_mask, 1).unwrap_err().code(),
+        ErrorCode::MaskSizeMismatch
+    );
+    let mut short = inpaint_request(&image, &mask);
+    short.image.as_mut().unwrap().pixels.truncate(10);
+    assert_eq!(
+        run(&mut engine, &short, 1).unwrap_err().code(),
+        ErrorCode::InvalidRequest
+    );
+    let mut empty = inpaint_request(&image, &mask);
+    empty.mask.as_mut().unwrap().pixels.fill(0);
+    assert_eq!(
+        run(&mut engine, &empty, 1).unwrap_err().code(),
+        ErrorCode::InvalidRequest
+    );
+    let mut steps = inpaint_request(&image, &mask);
+    steps.steps = 0;
+    assert_eq!(
+        run(&mut engine, &steps, 1).unwrap_err().code(),
+        ErrorCode::InvalidRequest
+    );
+}
+
+#[test]
+fn a_cancelled_job_stops_with_cancelled() {
+    let image = picture();
+    let mask = selection(&image);
+    let mut engine = engine("tiny-sd");
+    let cancel = CancelToken::new();
+    let mut steps_seen = 0;
+    let result = engine.generate(&inpaint_request(&image, &mask), 1, &cancel, &mut |p| {
+        steps_seen = p.step;
+        cancel.cancel();
+    });
+    assert!(matches!(result, Err(GenerateError::Cancelled)));
+    assert_eq!(steps_seen, 1, "stops at the next step boundary");
+}
