@@ -458,8 +458,10 @@ impl Job<'_> {
         let extended =
             imaging::extend_canvas(image, request.extend, imaging::DEFAULT_OUTPAINT_OVERLAP)?;
         timings.add("preprocess", start.elapsed());
+        // The canvas mask already ramps into the original over the overlap: a wider feather
+        // would blend the generated border with the blurred initial fill.
         let inner = GenerateRequest {
-            context: request.context,
+            feather: request.feather.min(imaging::DEFAULT_OUTPAINT_OVERLAP),
             ..request.clone()
         };
         let mut placed = self.inpaint(

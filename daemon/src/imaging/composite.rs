@@ -139,6 +139,14 @@ fn blend_row(dst: &mut [u8], generated: &[u8], alpha: &[u8], policy: AlphaPolicy
         if a == 0 {
             continue;
         }
+        if a == u8::MAX {
+            let alpha = match policy {
+                AlphaPolicy::Fill => u8::MAX,
+                AlphaPolicy::Preserve => d[3],
+            };
+            d.copy_from_slice(&[g[0], g[1], g[2], alpha]);
+            continue;
+        }
         let blended = blend_pixel([d[0], d[1], d[2], d[3]], [g[0], g[1], g[2]], a, policy);
         d.copy_from_slice(&blended);
     }

@@ -6,14 +6,22 @@
 //! the transform is separable and linear in the pixel count, so it stays cheap on large layers.
 
 use super::rect::Rect;
+use super::transpose::transpose;
 
 /// Squared distance used for "no zero pixel on this line / in this region".
 pub(crate) const FAR: f32 = f32::INFINITY;
 
 /// Squared Euclidean distance from each pixel of `region` to the nearest pixel of `region`
 /// whose value in `pixels` (a `width`-wide single-channel buffer) is 0, row-major over `region`.
-/// Pixels with no zero pixel in the region get [`FAR`]. `region` must lie inside the buffer.
-pub(crate) fn squared_distance_to_zero(pixels: &[u8], width: usize, region: Rect) -> Vec<f32> {
+/// Distances of `cap` or more, and pixels with no zero pixel in the region, get [`FAR`]
+/// (dropping far row distances early leaves few parabolas per column: much faster inside large
+/// selections). `region` must lie inside the buffer.
+pub(crate) fn squared_distance_to_zero(
+    pixels: &[u8],
+    width: usize,
+    region: Rect,
+    cap: f32,
+) -> Vec<f32> {
     let (rw, rh) = (region.width as usize, region.height as usize);
     let (x0, y0) = (region.x as usize, region.y as usize);
     let mut out = vec![FAR; rw * rh];
@@ -27,19 +35,25 @@ pub(crate) fn squared_distance_to_zero(pixels: &[u8], width: usize, region: Rect
         }
         scratch.transform(&line[..rw], &mut result[..rw]);
         for (o, &d) in row.iter_mut().zip(&result[..rw]) {
-            *o = d as f32;
+            *o = capped(d, cap);
         }
     }
-    for x in 0..rw {
-        for (y, f) in line[..rh].iter_mut().enumerate() {
-            *f = f64::from(out[y * rw + x]);
+    let mut columns = transpose(&out, rw, rh);
+    for column in columns.chunks_exact_mut(rh) {
+        for (f, &d) in line.iter_mut().zip(column.iter()) {
+            *f = f64::from(d);
         }
         scratch.transform(&line[..rh], &mut result[..rh]);
-        for (y, &d) in result[..rh].iter().enumerate() {
-            out[y * rw + x] = d as f32;
+        for (o, &d) in column.iter_mut().zip(&result[..rh]) {
+            *o = capped(d, cap);
         }
     }
-    out
+    transpose(&columns, rh, rw)
+}
+
+fn capped(d: f64, cap: f32) -> f32 {
+    let d = d as f32;
+    if d < cap { d } else { FAR }
 }
 
 /// Scratch for the 1-D transform: the parabolas of the lower envelope and their boundaries.
@@ -140,7 +154,7 @@ mod tests {
             .collect();
         for region in [Rect::of_size(w as u32, h as u32), Rect::new(3, 2, 9, 8)] {
             assert_eq!(
-                squared_distance_to_zero(&pixels, w, region),
+                squared_distance_to_zero(&pixels, w, region, FAR),
                 brute_force(&pixels, w, region)
             );
         }
@@ -149,7 +163,7 @@ mod tests {
     #[test]
     fn no_zero_pixel_means_far() {
         let pixels = vec![255u8; 12];
-        let d = squared_distance_to_zero(&pixels, 4, Rect::of_size(4, 3));
+        let d = squared_distance_to_zero(&pixels, 4, Rect::of_size(4, 3), FAR);
         assert!(d.iter().all(|v| *v == FAR));
     }
 
@@ -157,10 +171,13 @@ mod tests {
     fn single_hole_gives_squared_distances() {
         let mut pixels = vec![255u8; 25];
         pixels[12] = 0; // centre of 5x5
-        let d = squared_distance_to_zero(&pixels, 5, Rect::of_size(5, 5));
+        let d = squared_distance_to_zero(&pixels, 5, Rect::of_size(5, 5), FAR);
         assert_eq!(d[12], 0.0);
         assert_eq!(d[0], 8.0);
         assert_eq!(d[2], 4.0);
         assert_eq!(d[13], 1.0);
+        let capped = squared_distance_to_zero(&pixels, 5, Rect::of_size(5, 5), 5.0);
+        assert_eq!(capped[0], FAR);
+        assert_eq!(capped[2], 4.0);
     }
 }

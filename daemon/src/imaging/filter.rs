@@ -4,7 +4,10 @@
 //! Exists because masks need growing/shrinking and the outpaint fill needs a strong blur, on
 //! layers that can be many megapixels. Both filters are separable and cost O(1) per pixel
 //! whatever the radius: min/max use the van Herk / Gil-Werman block trick, the blur uses running
-//! sums. Scratch buffers are allocated once per call, never per pixel.
+//! sums. Vertical passes run on a transposed copy or slide a row of sums, so they stay
+//! cache-friendly. Scratch buffers are allocated once per call, never per pixel.
+
+use super::transpose::transpose;
 
 /// Which extreme a morphological filter keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,20 +88,25 @@ pub(crate) fn extreme_filter(
         return;
     }
     let mut line = ExtremeLine::default();
-    let mut src = vec![0u8; width.max(height)];
-    let mut dst = vec![0u8; width.max(height)];
-    for row in pixels.chunks_exact_mut(width) {
-        src[..width].copy_from_slice(row);
-        line.run(&src[..width], row, radius, op);
-    }
-    for x in 0..width {
-        for (y, v) in src[..height].iter_mut().enumerate() {
-            *v = pixels[y * width + x];
-        }
-        line.run(&src[..height], &mut dst[..height], radius, op);
-        for (y, v) in dst[..height].iter().enumerate() {
-            pixels[y * width + x] = *v;
-        }
+    let mut row = vec![0u8; width.max(height)];
+    rows_pass(pixels, width, radius, op, &mut line, &mut row);
+    let mut columns = transpose(pixels, width, height);
+    rows_pass(&mut columns, height, radius, op, &mut line, &mut row);
+    pixels.copy_from_slice(&transpose(&columns, height, width));
+}
+
+/// Runs the 1-D filter over every `width`-long row of `pixels`, in place.
+fn rows_pass(
+    pixels: &mut [u8],
+    width: usize,
+    radius: usize,
+    op: Extreme,
+    line: &mut ExtremeLine,
+    row: &mut [u8],
+) {
+    for dst in pixels.chunks_exact_mut(width) {
+        row[..width].copy_from_slice(dst);
+        line.run(&row[..width], dst, radius, op);
     }
 }
 
@@ -115,31 +123,40 @@ pub(crate) fn box_blur_rgb(
         return;
     }
     let mut row = vec![0u8; width * 4];
+    let mut padded = vec![0u8; (width + 2 * radius + 1) * 4];
     let mut copy = vec![0u8; pixels.len()];
     let mut sums = vec![0u32; width * 3];
     for _ in 0..passes {
         for line in pixels.chunks_exact_mut(width * 4) {
             row.copy_from_slice(line);
-            blur_row(&row, line, radius);
+            blur_row(&row, line, radius, &mut padded);
         }
         copy.copy_from_slice(pixels);
         blur_columns(&copy, pixels, width, height, radius, &mut sums);
     }
 }
 
-/// Horizontal box blur of one RGBA row (`src` and `dst` have the same length).
-fn blur_row(src: &[u8], dst: &mut [u8], radius: usize) {
+/// Horizontal box blur of one RGBA row; `padded` is scratch of `(len + 2 * radius + 1) * 4`.
+fn blur_row(src: &[u8], dst: &mut [u8], radius: usize, padded: &mut [u8]) {
     let n = src.len() / 4;
-    let last = n - 1;
+    let (first, last) = (&src[..4], &src[(n - 1) * 4..]);
+    let (head, rest) = padded.split_at_mut(radius * 4);
+    let (middle, tail) = rest.split_at_mut(n * 4);
+    head.chunks_exact_mut(4)
+        .for_each(|p| p.copy_from_slice(first));
+    middle.copy_from_slice(src);
+    tail.chunks_exact_mut(4)
+        .for_each(|p| p.copy_from_slice(last));
     let window = (2 * radius + 1) as u32;
-    for c in 0..3 {
-        let at = |i: isize| u32::from(src[i.clamp(0, last as isize) as usize * 4 + c]);
-        let r = radius as isize;
-        let mut sum: u32 = (-r..=r).map(at).sum();
-        for x in 0..n {
-            dst[x * 4 + c] = ((sum + window / 2) / window) as u8;
-            let xi = x as isize;
-            sum = sum + at(xi + r + 1) - at(xi - r);
+    let mut sum = [0u32; 3];
+    for px in padded[..window as usize * 4].chunks_exact(4) {
+        (0..3).for_each(|c| sum[c] += u32::from(px[c]));
+    }
+    for (x, out) in dst.chunks_exact_mut(4).enumerate() {
+        for c in 0..3 {
+            out[c] = ((sum[c] + window / 2) / window) as u8;
+            sum[c] = sum[c] + u32::from(padded[(x + 2 * radius + 1) * 4 + c])
+                - u32::from(padded[x * 4 + c]);
         }
     }
 }

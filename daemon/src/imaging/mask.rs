@@ -85,7 +85,8 @@ pub fn feather(mask: &Mask, px: u32) -> Result<Mask, ImagingError> {
     let Some(bounds) = mask_bounds(mask)? else {
         return Ok(out);
     };
-    if px == 0 {
+    // No unselected pixel (e.g. img2img's all-255 mask): there is no edge to fade.
+    if px == 0 || !mask.pixels.contains(&0) {
         return Ok(out);
     }
     // A zero pixel farther than `px + 1` from the bounds cannot shorten any distance below the
@@ -94,7 +95,8 @@ pub fn feather(mask: &Mask, px: u32) -> Result<Mask, ImagingError> {
         .expand(px + 1)
         .clamp_to(mask.width, mask.height)
         .expect("bounds lie inside the mask");
-    let dist = squared_distance_to_zero(&mask.pixels, mask.width as usize, region);
+    let limit = px as f32 + 1.0;
+    let dist = squared_distance_to_zero(&mask.pixels, mask.width as usize, region, limit * limit);
     apply_ramp(&mut out, &dist, region, bounds, px);
     Ok(out)
 }

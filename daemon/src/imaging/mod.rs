@@ -27,7 +27,9 @@ mod filter;
 mod mask;
 mod outpaint;
 mod rect;
+mod resample;
 mod resize;
+mod transpose;
 
 pub use color_match::{ColorMatchOptions, color_match};
 pub use composite::{AlphaPolicy, PlacedImage, composite, composite_crop};

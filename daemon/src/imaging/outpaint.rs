@@ -17,13 +17,17 @@
 
 use livefill_protocol::{Extend, Mask, RgbaImage};
 
+use super::crop::crop_bytes;
 use super::error::{ImagingError, check_side, validate_rgba};
 use super::filter::box_blur_rgb;
+use super::rect::Rect;
 
 /// A sensible default for [`extend_canvas`]'s `overlap`.
 pub const DEFAULT_OUTPAINT_OVERLAP: u32 = 8;
 /// Share of the image's mean colour mixed into the blurred border fill.
 const MEAN_MIX: f32 = 0.15;
+/// Box blur passes over the border (three approximate a Gaussian).
+const BLUR_PASSES: usize = 3;
 
 /// The extended canvas, its regenerate mask, and where the canvas lies relative to the input
 /// image (`-left`, `-top`).
@@ -61,83 +65,149 @@ pub fn extend_canvas(
 /// nearest original pixel.
 fn replicate_edges(image: &RgbaImage, extend: Extend, width: u32, height: u32) -> RgbaImage {
     let (w, h) = (image.width as usize, image.height as usize);
+    let (top, left) = (extend.top as usize, extend.left as usize);
     let stride = width as usize * 4;
-    let mut pixels = Vec::with_capacity(stride * height as usize);
-    for row in image.pixels.chunks_exact(w * 4) {
-        for _ in 0..extend.left {
-            pixels.extend_from_slice(&row[..4]);
-        }
-        pixels.extend_from_slice(row);
-        for _ in 0..extend.right {
-            pixels.extend_from_slice(&row[(w - 1) * 4..]);
-        }
+    let mut pixels = vec![0u8; stride * height as usize];
+    let rows = pixels[top * stride..].chunks_exact_mut(stride);
+    for (dst, src) in rows.zip(image.pixels.chunks_exact(w * 4)) {
+        let (head, rest) = dst.split_at_mut(left * 4);
+        let (middle, tail) = rest.split_at_mut(w * 4);
+        middle.copy_from_slice(src);
+        head.chunks_exact_mut(4)
+            .for_each(|p| p.copy_from_slice(&src[..4]));
+        tail.chunks_exact_mut(4)
+            .for_each(|p| p.copy_from_slice(&src[(w - 1) * 4..]));
     }
-    let top_row = pixels[..stride].to_vec();
-    let bottom_row = pixels[(h - 1) * stride..].to_vec();
-    let mut out = Vec::with_capacity(stride * height as usize);
-    for _ in 0..extend.top {
-        out.extend_from_slice(&top_row);
+    for y in 0..top {
+        pixels.copy_within(top * stride..(top + 1) * stride, y * stride);
     }
-    out.extend_from_slice(&pixels);
-    for _ in 0..extend.bottom {
-        out.extend_from_slice(&bottom_row);
+    let last = top + h - 1;
+    for y in last + 1..height as usize {
+        pixels.copy_within(last * stride..(last + 1) * stride, y * stride);
     }
     RgbaImage {
         width,
         height,
-        pixels: out,
+        pixels,
     }
 }
 
 /// Replaces the border of `canvas` with a blurred copy of itself mixed with the mean colour,
 /// opaque; pixels of the original keep their bytes.
+///
+/// Each extended side is blurred as its own strip reaching `BLUR_PASSES * radius` pixels into
+/// the original: the blur cannot see farther, so the strips give exactly what blurring the
+/// whole canvas would, at a fraction of the cost on large images.
 fn fill_border(canvas: &mut RgbaImage, image: &RgbaImage, extend: Extend) {
-    let widest = [extend.left, extend.top, extend.right, extend.bottom]
-        .into_iter()
-        .max()
-        .unwrap_or(0);
+    let sides = [extend.left, extend.top, extend.right, extend.bottom];
+    let widest = sides.into_iter().max().unwrap_or(0);
     if widest == 0 {
         return;
     }
-    let (w, h) = (canvas.width as usize, canvas.height as usize);
-    let mut blurred = canvas.pixels.clone();
-    let radius = (widest as usize / 3).clamp(2, 128);
-    box_blur_rgb(&mut blurred, w, h, radius, 3);
+    let radius = (widest / 3).clamp(2, 128);
+    let reach = BLUR_PASSES as u32 * radius;
+    let original = Rect::new(
+        extend.left as i32,
+        extend.top as i32,
+        image.width,
+        image.height,
+    );
     let mean = mean_colour(image);
-    let (left, top) = (extend.left as usize, extend.top as usize);
-    let (right, bottom) = (left + image.width as usize, top + image.height as usize);
-    for y in 0..h {
-        for x in 0..w {
-            if (left..right).contains(&x) && (top..bottom).contains(&y) {
-                continue;
-            }
-            let i = (y * w + x) * 4;
+    // Blur every strip before writing any: strips overlap at the corners and must all read
+    // the replicated canvas.
+    let strips = border_strips(canvas.width, canvas.height, original, extend, reach);
+    let blurred: Vec<Vec<u8>> = strips
+        .iter()
+        .map(|(strip, _)| {
+            let mut pixels = crop_bytes(&canvas.pixels, canvas.width, 4, *strip);
+            let (sw, sh) = (strip.width as usize, strip.height as usize);
+            box_blur_rgb(&mut pixels, sw, sh, radius as usize, BLUR_PASSES);
+            pixels
+        })
+        .collect();
+    for ((strip, side), pixels) in strips.iter().zip(&blurred) {
+        write_border(canvas, pixels, *strip, *side, mean);
+    }
+}
+
+/// For each extended side: the strip to blur (the side's border plus `reach` pixels of the
+/// original, clamped) and the side's border itself, which is all that strip may write.
+fn border_strips(
+    width: u32,
+    height: u32,
+    original: Rect,
+    extend: Extend,
+    reach: u32,
+) -> Vec<(Rect, Rect)> {
+    let (w, h) = (i64::from(width), i64::from(height));
+    let (x0, y0) = (i64::from(original.x), i64::from(original.y));
+    let (x1, y1) = (original.right(), original.bottom());
+    let reach = i64::from(reach);
+    let sides = [
+        (
+            extend.left,
+            Rect::from_edges(0, 0, x0, h),
+            Rect::from_edges(0, 0, x0 + reach, h),
+        ),
+        (
+            extend.top,
+            Rect::from_edges(0, 0, w, y0),
+            Rect::from_edges(0, 0, w, y0 + reach),
+        ),
+        (
+            extend.right,
+            Rect::from_edges(x1, 0, w, h),
+            Rect::from_edges(x1 - reach, 0, w, h),
+        ),
+        (
+            extend.bottom,
+            Rect::from_edges(0, y1, w, h),
+            Rect::from_edges(0, y1 - reach, w, h),
+        ),
+    ];
+    sides
+        .into_iter()
+        .filter(|(amount, _, _)| *amount > 0)
+        .filter_map(|(_, side, strip)| Some((strip.clamp_to(width, height)?, side)))
+        .collect()
+}
+
+/// Writes the blurred, mean-mixed, opaque pixels of `strip` that lie in `side` (a part of the
+/// border, inside the strip).
+fn write_border(canvas: &mut RgbaImage, blurred: &[u8], strip: Rect, side: Rect, mean: [f32; 3]) {
+    let stride = canvas.width as usize * 4;
+    let strip_stride = strip.width as usize * 4;
+    let (dx, dy) = ((side.x - strip.x) as usize, (side.y - strip.y) as usize);
+    let row_len = side.width as usize * 4;
+    for y in 0..side.height as usize {
+        let src = &blurred[(dy + y) * strip_stride + dx * 4..][..row_len];
+        let start = (side.y as usize + y) * stride + side.x as usize * 4;
+        let dst = &mut canvas.pixels[start..start + row_len];
+        for (d, b) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
             for c in 0..3 {
-                let v = f32::from(blurred[i + c]) * (1.0 - MEAN_MIX) + mean[c] * MEAN_MIX;
-                canvas.pixels[i + c] = v.round() as u8;
+                d[c] = (f32::from(b[c]) * (1.0 - MEAN_MIX) + mean[c] * MEAN_MIX).round() as u8;
             }
-            canvas.pixels[i + 3] = u8::MAX;
+            d[3] = u8::MAX;
         }
     }
 }
 
 /// Alpha-weighted mean RGB of an image (plain mean when it is fully transparent).
 fn mean_colour(image: &RgbaImage) -> [f32; 3] {
-    let (mut sum, mut weight) = ([0f64; 3], 0f64);
-    let mut plain = [0f64; 3];
+    let (mut weighted, mut plain, mut weight) = ([0u64; 3], [0u64; 3], 0u64);
     for p in image.pixels.chunks_exact(4) {
-        let a = f64::from(p[3]);
+        let a = u64::from(p[3]);
         for c in 0..3 {
-            sum[c] += f64::from(p[c]) * a;
-            plain[c] += f64::from(p[c]);
+            weighted[c] += u64::from(p[c]) * a;
+            plain[c] += u64::from(p[c]);
         }
         weight += a;
     }
-    let n = (image.pixels.len() / 4) as f64;
-    if weight > 0.0 {
-        sum.map(|s| (s / weight) as f32)
+    if weight > 0 {
+        weighted.map(|s| (s as f64 / weight as f64) as f32)
     } else {
-        plain.map(|s| (s / n) as f32)
+        let n = (image.pixels.len() / 4) as f64;
+        plain.map(|s| (s as f64 / n) as f32)
     }
 }
 
@@ -259,6 +329,33 @@ mod tests {
         // Soft transition in the middle rather than a hard step.
         let mid = px(20, 5)[0];
         assert!(mid > 60 && mid < 190, "{mid}");
+    }
+
+    #[test]
+    fn strips_match_blurring_the_whole_canvas() {
+        let img = gradient(50, 40);
+        let e = ext(9, 0, 20, 13);
+        let out = extend_canvas(&img, e, 0).unwrap();
+        // Reference: blur the whole replicated canvas.
+        let mut whole = replicate_edges(&img, e, 79, 53);
+        let radius = 20 / 3;
+        box_blur_rgb(&mut whole.pixels, 79, 53, radius, BLUR_PASSES);
+        let mean = mean_colour(&img);
+        let original = Rect::new(9, 0, 50, 40);
+        let mut expected = replicate_edges(&img, e, 79, 53);
+        let whole_canvas = Rect::of_size(79, 53);
+        for (_, side) in border_strips(79, 53, original, e, 0) {
+            write_border(&mut expected, &whole.pixels, whole_canvas, side, mean);
+        }
+        let first_difference = out
+            .image
+            .pixels
+            .chunks_exact(4)
+            .zip(expected.pixels.chunks_exact(4))
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| (i % 79, i / 79, a.to_vec(), b.to_vec()));
+        assert_eq!(first_difference, None);
     }
 
     #[test]

@@ -4,14 +4,14 @@
 //! pixels back again, and both directions need a filter that neither blurs nor rings much:
 //! Lanczos3 when shrinking, Catmull-Rom when enlarging (sharper than bilinear, less ringing than
 //! Lanczos on upscales), Triangle (bilinear) for masks so their edges stay monotone. Images with
-//! any non-opaque pixel are resampled premultiplied (in `f32`), so the invisible colour of
-//! transparent pixels cannot bleed into visible neighbours.
+//! any non-opaque pixel are resampled premultiplied, so the invisible colour of
+//! transparent pixels cannot bleed into visible neighbours. The filtering itself is
+//! `resample`'s.
 
-use image::imageops::{self, FilterType};
-use image::{ImageBuffer, Luma, Rgba};
 use livefill_protocol::{Mask, RgbaImage};
 
 use super::error::{ImagingError, check_side, validate_mask, validate_rgba};
+use super::resample::{Kernel, resample};
 
 /// Resamples an RGBA image to `width` x `height` (see the module docs for the filters).
 pub fn resize_rgba(image: &RgbaImage, width: u32, height: u32) -> Result<RgbaImage, ImagingError> {
@@ -20,12 +20,16 @@ pub fn resize_rgba(image: &RgbaImage, width: u32, height: u32) -> Result<RgbaIma
     if (image.width, image.height) == (width, height) {
         return Ok(image.clone());
     }
-    let filter = image_filter(image.width, image.height, width, height);
-    let pixels = if image.pixels.chunks_exact(4).all(|p| p[3] == u8::MAX) {
-        resize_opaque(image, width, height, filter)
-    } else {
-        resize_premultiplied(image, width, height, filter)
-    };
+    let kernel = image_kernel(image.width, image.height, width, height);
+    let translucent = image.pixels.chunks_exact(4).any(|p| p[3] != u8::MAX);
+    let pixels = resample(
+        &image.pixels,
+        (image.width as usize, image.height as usize),
+        4,
+        (width as usize, height as usize),
+        kernel,
+        translucent,
+    );
     Ok(RgbaImage {
         width,
         height,
@@ -40,63 +44,28 @@ pub fn resize_mask(mask: &Mask, width: u32, height: u32) -> Result<Mask, Imaging
     if (mask.width, mask.height) == (width, height) {
         return Ok(mask.clone());
     }
-    let view: ImageBuffer<Luma<u8>, &[u8]> =
-        ImageBuffer::from_raw(mask.width, mask.height, mask.pixels.as_slice())
-            .expect("validated length");
-    let out = imageops::resize(&view, width, height, FilterType::Triangle);
+    let pixels = resample(
+        &mask.pixels,
+        (mask.width as usize, mask.height as usize),
+        1,
+        (width as usize, height as usize),
+        Kernel::Triangle,
+        false,
+    );
     Ok(Mask {
         width,
         height,
-        pixels: out.into_raw(),
+        pixels,
     })
 }
 
 /// Lanczos3 when no side grows, Catmull-Rom otherwise.
-fn image_filter(from_w: u32, from_h: u32, to_w: u32, to_h: u32) -> FilterType {
+fn image_kernel(from_w: u32, from_h: u32, to_w: u32, to_h: u32) -> Kernel {
     if to_w <= from_w && to_h <= from_h {
-        FilterType::Lanczos3
+        Kernel::Lanczos3
     } else {
-        FilterType::CatmullRom
+        Kernel::CatmullRom
     }
-}
-
-fn resize_opaque(image: &RgbaImage, width: u32, height: u32, filter: FilterType) -> Vec<u8> {
-    let view: ImageBuffer<Rgba<u8>, &[u8]> =
-        ImageBuffer::from_raw(image.width, image.height, image.pixels.as_slice())
-            .expect("validated length");
-    imageops::resize(&view, width, height, filter).into_raw()
-}
-
-fn resize_premultiplied(image: &RgbaImage, width: u32, height: u32, filter: FilterType) -> Vec<u8> {
-    let mut floats = Vec::with_capacity(image.pixels.len());
-    for p in image.pixels.chunks_exact(4) {
-        let a = f32::from(p[3]) / 255.0;
-        floats.extend_from_slice(&[
-            f32::from(p[0]) * a,
-            f32::from(p[1]) * a,
-            f32::from(p[2]) * a,
-            a,
-        ]);
-    }
-    let src: ImageBuffer<Rgba<f32>, Vec<f32>> =
-        ImageBuffer::from_raw(image.width, image.height, floats).expect("sized above");
-    let out = imageops::resize(&src, width, height, filter).into_raw();
-    let mut pixels = Vec::with_capacity(out.len());
-    for p in out.chunks_exact(4) {
-        pixels.extend_from_slice(&unpremultiply(p));
-    }
-    pixels
-}
-
-/// Premultiplied `[r*a, g*a, b*a, a]` (colour in 0..=255, alpha in 0..=1) back to straight u8.
-fn unpremultiply(p: &[f32]) -> [u8; 4] {
-    let a = p[3].clamp(0.0, 1.0);
-    let alpha = (a * 255.0).round() as u8;
-    if alpha == 0 {
-        return [0, 0, 0, 0];
-    }
-    let channel = |v: f32| (v / a).round().clamp(0.0, 255.0) as u8;
-    [channel(p[0]), channel(p[1]), channel(p[2]), alpha]
 }
 
 #[cfg(test)]
