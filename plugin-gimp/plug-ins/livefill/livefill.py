@@ -1,0 +1,552 @@
+#!/usr/bin/env python3
+"""livefill for GIMP 3: fill a selection, extend the canvas, img2img a layer or generate an image
+from a prompt with the local livefill daemon (Stable Diffusion + LCM), plus a live preview.
+
+Exists as the GIMP entry point: it registers the procedures (menu Filters > livefill), shows the
+dialogs and drives one job per call. Pixels and layers go through ``gimp_document``, everything
+else (geometry, requests, daemon lookup) through ``livefill_logic``; the wire codec and transport
+are the shared ``livefill_protocol`` / ``livefill_client`` installed next to this file.
+
+Every argument can be set from scripts, e.g. in python-fu::
+
+    proc = Gimp.get_pdb().lookup_procedure('plug-in-livefill-inpaint')
+    cfg = proc.create_config()
+    cfg.set_property('run-mode', Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property('image', image)
+    cfg.set_core_object_array('drawables', [layer])
+    cfg.set_property('prompt', 'a red fox')
+    result = proc.run(cfg)   # result.index(0): status, 1: new layer, 2: seed
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import gi  # noqa: E402
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("GimpUi", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import GLib, GObject, Gimp, GimpUi, Gegl  # noqa: E402,F401
+
+import gimp_document as doc  # noqa: E402
+import livefill_logic as logic  # noqa: E402
+from livefill_logic import LivefillError  # noqa: E402
+
+MENU = "<Image>/Filters/livefill"
+RW = GObject.ParamFlags.READWRITE
+
+# procedure name -> (mode, menu label, blurb)
+PROCEDURES = {
+    "plug-in-livefill-inpaint": (
+        "inpaint", "_Inpaint selection...",
+        "Regenerate the selected region of the active layer from a prompt"),
+    "plug-in-livefill-extend": (
+        "outpaint", "_Extend canvas...",
+        "Grow the canvas on any side and fill the new borders (outpainting)"),
+    "plug-in-livefill-img2img": (
+        "img2img", "Img2img _layer...",
+        "Redraw the active layer from a prompt, keeping its composition"),
+    "plug-in-livefill-generate": (
+        "txt2img", "_Generate...",
+        "Generate a new layer from a prompt (text to image)"),
+    "plug-in-livefill-live-preview": (
+        "preview", "_Live preview...",
+        "While the dialog is open, keep redrawing the active layer into one preview layer"),
+}
+
+# Arguments shown in the dialogs (the connection arguments are for scripts and env only).
+DIALOG_ARGS = {
+    "inpaint": ["prompt", "negative-prompt", "strength", "steps", "guidance", "seed", "context",
+                "feather", "color-match", "sample-merged", "mask-result"],
+    "outpaint": ["prompt", "negative-prompt", "left", "top", "right", "bottom", "steps",
+                 "guidance", "seed", "feather", "color-match", "sample-merged"],
+    "img2img": ["prompt", "negative-prompt", "strength", "steps", "guidance", "seed",
+                "sample-merged"],
+    "txt2img": ["prompt", "negative-prompt", "width", "height", "steps", "guidance", "seed"],
+    "preview": ["prompt", "negative-prompt", "strength", "steps", "guidance", "seed",
+                "preview-max-side"],
+}
+
+
+def _prepare_dialog(dialog, mode):
+    """Widgets that need more than the defaults: the 0..1 strength as a percent slider (GIMP's
+    default increments are larger than a 0..1 range)."""
+    if "strength" in DIALOG_ARGS[mode]:
+        dialog.get_spin_scale("strength", 100.0)
+
+
+def _auto_respond(dialog):
+    """Test hook: with LIVEFILL_DIALOG_AUTORESPOND=ok:MS (or cancel:MS) the dialog answers itself
+    after MS milliseconds, so the interactive paths can run unattended (tests/gimp). Unset in
+    normal use."""
+    spec = os.environ.get("LIVEFILL_DIALOG_AUTORESPOND", "")
+    if not spec:
+        return
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+
+    answer, _, ms = spec.partition(":")
+    response = Gtk.ResponseType.OK if answer == "ok" else Gtk.ResponseType.CANCEL
+
+    def respond():
+        dialog.response(response)
+        return False
+
+    GLib.timeout_add(int(ms or "500"), respond)
+
+
+def _error(procedure, status, text):
+    err = GLib.Error.new_literal(Gimp.PlugIn.error_quark(), text, 0)
+    return procedure.new_return_values(status, err)
+
+
+def _success(procedure, layer, seed):
+    values = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+    values.remove(1)
+    values.insert(1, GObject.Value(Gimp.Layer, layer))
+    values.remove(2)
+    seed = int(seed) if seed is not None and 0 <= seed <= logic.MAX_SEED else -1
+    values.insert(2, GObject.Value(GObject.TYPE_INT, seed))
+    return values
+
+
+def _add_arguments(procedure, mode):
+    p = procedure
+    p.add_string_argument("prompt", "_Prompt", "What to paint", "", RW)
+    p.add_string_argument("negative-prompt", "_Negative prompt", "What to avoid", "", RW)
+    if mode in ("inpaint", "img2img", "preview"):
+        default = {
+            "inpaint": logic.DEFAULT_INPAINT_STRENGTH,
+            "img2img": logic.DEFAULT_IMG2IMG_STRENGTH,
+            "preview": logic.DEFAULT_PREVIEW_STRENGTH,
+        }[mode]
+        p.add_double_argument("strength", "Stren_gth",
+                              "How much to change (1 = ignore the old pixels)",
+                              0.01, 1.0, default, RW)
+    else:
+        p.add_double_argument("strength", "Stren_gth", "Unused by this mode", 0.01, 1.0, 1.0, RW)
+    p.add_int_argument("steps", "St_eps", "Denoising steps (LCM: 1-8)", 1, 100,
+                       logic.DEFAULT_STEPS, RW)
+    p.add_double_argument("guidance", "G_uidance", "Guidance scale", 0.0, 30.0,
+                          logic.DEFAULT_GUIDANCE, RW)
+    p.add_int_argument("seed", "See_d", "Random seed (-1 = pick one; the layer name shows it)",
+                       -1, logic.MAX_SEED, -1, RW)
+    context = Gimp.Choice.new()
+    context.add("auto", 0, "Around the selection",
+                "Crop around the selection and work at the model's native size")
+    context.add("full", 1, "Whole layer", "Send the whole layer as is")
+    p.add_choice_argument("context", "Conte_xt", "How much of the layer the model sees",
+                          context, "auto", RW)
+    p.add_int_argument("feather", "_Feather", "Mask edge softening in pixels", 0, 256,
+                       logic.DEFAULT_FEATHER, RW)
+    p.add_boolean_argument("color-match", "_Match colors",
+                           "Match the result's colors to the surroundings", True, RW)
+    p.add_boolean_argument("sample-merged", "Use _visible image",
+                           "Send what is visible instead of the active layer alone", False, RW)
+    p.add_boolean_argument("mask-result", "Mask result _with selection",
+                           "Give the new layer a layer mask made from the selection", True, RW)
+    # Mnemonics are unique per dialog (GIMP warns otherwise; O, C, R, S belong to its buttons).
+    for side, label in (("left", "_Left"), ("top", "_Top"), ("right", "R_ight"),
+                        ("bottom", "_Bottom")):
+        p.add_int_argument(side, label, "Border to add on the %s side" % side,
+                           0, 4096, 64 if mode == "outpaint" else 0, RW)
+    p.add_int_argument("width", "_Width", "Output width (0 = model native)", 0, 8192, 0, RW)
+    p.add_int_argument("height", "_Height", "Output height (0 = model native)", 0, 8192, 0, RW)
+    p.add_int_argument("preview-max-side", "Preview si_ze",
+                       "Longest side the live preview works at (0 = full size)", 0, 8192, 512, RW)
+    # Connection (scripts, tests; the dialog uses the environment / defaults).
+    p.add_string_argument("socket", "Socket",
+                          "Daemon socket ('' = $LIVEFILL_SOCKET or the default)", "", RW)
+    p.add_string_argument("livefill-exe", "livefill executable",
+                          "Used to start the daemon when it is not running "
+                          "('' = $LIVEFILL_EXE or livefill on PATH)", "", RW)
+    p.add_string_argument("model", "Model",
+                          "Model folder for a daemon started by the plug-in "
+                          "('' = $LIVEFILL_MODEL)", "", RW)
+    p.add_double_argument("timeout", "Timeout", "Seconds to wait for a result", 1.0, 86400.0,
+                          logic.DEFAULT_TIMEOUT_S, RW)
+    p.add_layer_return_value("layer", "Layer", "The new layer", True, RW)
+    p.add_int_return_value("seed", "Seed", "The seed used", -1, logic.MAX_SEED, -1, RW)
+
+
+def _settings(config, mode, session_seed=None) -> logic.Settings:
+    """Settings from the procedure config. A random seed (-1) is drawn here, or taken from
+    ``session_seed`` (the live preview keeps one seed while its dialog is open)."""
+    g = config.get_property
+    seed = g("seed")
+    if seed < 0 and session_seed is not None:
+        seed = session_seed
+    return logic.Settings(
+        prompt=g("prompt") or "",
+        negative_prompt=g("negative-prompt") or "",
+        seed=logic.effective_seed(seed),
+        steps=g("steps"),
+        guidance=g("guidance"),
+        strength=g("strength"),
+        context=g("context") or "auto",
+        feather=g("feather"),
+        color_match=g("color-match"),
+        width=g("width"),
+        height=g("height"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Talking to the daemon
+
+
+def _connect(config):
+    """A connected DaemonConnection; starts the daemon first when it is not running."""
+    import livefill_client
+
+    socket = logic.resolve_socket(config.get_property("socket"))
+    exe = logic.resolve_executable(config.get_property("livefill-exe"))
+    args = logic.daemon_args(config.get_property("model"))
+    return logic.connect_or_start(livefill_client, socket, exe, args)
+
+
+def _run_job(conn, request, timeout, label):
+    doc.progress_start("livefill: %s..." % label)
+    state = {"last": 0.0}
+
+    def on_progress(step, total):
+        # Called on this (the plug-in's main) thread by logic.run_job.
+        frac = step / float(total) if total else 0.0
+        if frac != state["last"]:
+            state["last"] = frac
+            doc.progress(frac, "livefill: %s (step %d/%d)" % (label, step, total))
+
+    try:
+        return logic.run_job(conn, request, on_progress, timeout)
+    finally:
+        doc.progress_end()
+
+
+# --------------------------------------------------------------------------------------------
+# The procedures
+
+
+def _do_inpaint(image, drawable, config, settings, conn, timeout):
+    dr = doc.drawable_rect(drawable)
+    sent = logic.plan_inpaint(dr, doc.selection_bounds(image), settings.context)
+    rgba = doc.source_pixels(image, drawable, sent, config.get_property("sample-merged"))
+    mask = doc.read_selection(image, sent)
+    if logic.mask_is_empty(mask):
+        raise LivefillError("The selection is empty where it overlaps the active layer.")
+    request = logic.build_request("inpaint", settings, image=(sent.width, sent.height, rgba),
+                                  mask=(sent.width, sent.height, mask))
+    result = _run_job(conn, request, timeout, "inpainting")
+    x, y = logic.result_position(sent, result.offset_x, result.offset_y)
+    with doc.UndoGroup(image):
+        layer = doc.add_result_layer(
+            image, drawable, logic.layer_name("inpaint", settings.prompt, result.seed), x, y,
+            result.image.width, result.image.height, result.image.pixels,
+            mask_with_selection=config.get_property("mask-result"))
+    return layer, result.seed
+
+
+def _do_extend(image, drawable, config, settings, conn, timeout):
+    g = config.get_property
+    growth = logic.extend_canvas(image.get_width(), image.get_height(),
+                                 g("left"), g("top"), g("right"), g("bottom"))
+    sent = doc.image_rect(image)
+    rgba = doc.source_pixels(image, drawable, sent, g("sample-merged"))
+    request = logic.build_request("outpaint", settings, image=(sent.width, sent.height, rgba),
+                                  extend=(g("left"), g("top"), g("right"), g("bottom")))
+    result = _run_job(conn, request, timeout, "extending the canvas")
+    # After the resize the sent image's origin sits at (shift_x, shift_y).
+    moved = sent.translate(growth.shift_x, growth.shift_y)
+    x, y = logic.result_position(moved, result.offset_x, result.offset_y)
+    with doc.UndoGroup(image):
+        doc.resize_canvas(image, growth.new_width, growth.new_height, growth.shift_x,
+                          growth.shift_y)
+        layer = doc.add_result_layer(
+            image, drawable, logic.layer_name("outpaint", settings.prompt, result.seed), x, y,
+            result.image.width, result.image.height, result.image.pixels)
+    return layer, result.seed
+
+
+def _do_img2img(image, drawable, config, settings, conn, timeout):
+    sent = doc.drawable_rect(drawable)
+    rgba = doc.source_pixels(image, drawable, sent, config.get_property("sample-merged"))
+    request = logic.build_request("img2img", settings, image=(sent.width, sent.height, rgba))
+    result = _run_job(conn, request, timeout, "img2img")
+    x, y = logic.result_position(sent, result.offset_x, result.offset_y)
+    with doc.UndoGroup(image):
+        layer = doc.add_result_layer(
+            image, drawable, logic.layer_name("img2img", settings.prompt, result.seed), x, y,
+            result.image.width, result.image.height, result.image.pixels)
+    return layer, result.seed
+
+
+def _do_generate(image, drawable, config, settings, conn, timeout):
+    request = logic.build_request("txt2img", settings)
+    result = _run_job(conn, request, timeout, "generating")
+    name = logic.layer_name("txt2img", settings.prompt, result.seed)
+    if image is None:  # run without an open image: the result becomes a new image
+        image, layer = doc.new_image(name, result.image.width, result.image.height,
+                                     result.image.pixels)
+        return layer, result.seed
+    sel = doc.selection_bounds(image)
+    x, y = (sel.x, sel.y) if sel is not None else (0, 0)
+    with doc.UndoGroup(image):
+        layer = doc.add_result_layer(
+            image, drawable, name, x, y,
+            result.image.width, result.image.height, result.image.pixels)
+    return layer, result.seed
+
+
+def _do_preview_once(image, drawable, config, settings, conn, timeout):
+    """Non-interactive live preview: one live-priority img2img written into the preview layer."""
+    preview = LivePreview(image, drawable, config, conn)
+    result = preview.run_once(settings, timeout)
+    return preview.layer, result.seed
+
+
+ACTIONS = {
+    "inpaint": _do_inpaint,
+    "outpaint": _do_extend,
+    "img2img": _do_img2img,
+    "txt2img": _do_generate,
+    "preview": _do_preview_once,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Live preview
+
+
+class LivePreview:
+    """Keeps one preview layer in sync with img2img of the active layer.
+
+    Edits are noticed through GIMP's thumbnail of the layer (cheap to fetch); the source is then
+    read at ``preview-max-side`` resolution and sent as a live-priority img2img, one request at a
+    time. Results are written into the preview layer directly (no undo step per update);
+    creating the layer is the only undo step until the dialog closes."""
+
+    def __init__(self, image, drawable, config, conn):
+        self.image = image
+        self.drawable = drawable
+        self.config = config
+        self.conn = conn
+        self.layer = None
+        self.pending = None  # request id in flight
+        self.last_key = None
+        self.last_seed = None
+
+    def _key(self, settings):
+        """What a preview depends on: the layer's thumbnail, its area, the settings."""
+        rect = doc.drawable_rect(self.drawable)
+        return (logic.fingerprint(doc.change_probe(self.drawable)), rect, repr(settings),
+                self.config.get_property("preview-max-side"))
+
+    def _request(self, settings):
+        rect = doc.drawable_rect(self.drawable)
+        scale = logic.preview_scale(rect.width, rect.height,
+                                    self.config.get_property("preview-max-side"))
+        w, h = logic.scaled_size(rect.width, rect.height, scale)
+        rgba = doc.read_rgba(self.drawable, rect, scale)
+        return rect, logic.build_request("img2img", settings, image=(w, h, rgba), live=True)
+
+    def show(self, rect, result):
+        """Writes ``result`` (an img2img of the possibly downscaled layer) into the preview layer,
+        creating it above the source layer on first use."""
+        if self.layer is None or not self.layer.is_valid():
+            self.layer = doc.find_layer(self.image, logic.PREVIEW_LAYER_NAME)
+        if self.layer is None or not self.layer.is_valid():
+            with doc.UndoGroup(self.image):
+                self.layer = doc.add_result_layer(
+                    self.image, self.drawable, logic.PREVIEW_LAYER_NAME, rect.x, rect.y,
+                    rect.width, rect.height, bytes(rect.width * rect.height * 4))
+        elif doc.drawable_rect(self.layer) != rect:  # the source layer moved or was resized
+            with doc.UndoGroup(self.image):
+                if (self.layer.get_width(), self.layer.get_height()) != (rect.width, rect.height):
+                    self.layer.resize(rect.width, rect.height, 0, 0)
+                self.layer.set_offsets(rect.x, rect.y)
+        doc.write_scaled(self.layer, result.image.width, result.image.height,
+                         result.image.pixels, rect.width, rect.height)
+        self.last_seed = result.seed
+        doc.flush()
+
+    def run_once(self, settings, timeout):
+        rect, request = self._request(settings)
+        result = _run_job(self.conn, request, timeout, "live preview")
+        self.show(rect, result)
+        return result
+
+    def poll(self, settings):
+        """One tick of the interactive loop: collects a finished result, sends a new request
+        when the source or the settings changed. Returns a status line for the dialog."""
+        status = None
+        if self.pending is not None:
+            outcome = logic.poll_job(self.conn, self.pending)
+            if outcome is not None:
+                kind, payload = outcome
+                self.pending = None
+                if kind == "result":
+                    self.show(self.pending_rect, payload)
+                    status = "Preview updated (seed %d)" % payload.seed
+                elif kind == "superseded":
+                    pass
+                else:
+                    status = "Error: %s" % payload
+        if self.pending is not None:
+            # One request in flight at a time: edits made meanwhile are picked up as soon as it
+            # is done, so a continuous stroke still gets previews (the daemon would otherwise
+            # cancel the running live request for each newer one).
+            return status
+        key = self._key(settings)
+        if key != self.last_key:
+            try:
+                rect, request = self._request(settings)
+            except LivefillError as e:
+                return "Error: %s" % e
+            self.pending = self.conn.generate(request)
+            self.pending_rect = rect
+            self.last_key = key
+            status = "Working..."
+        return status
+
+
+def _live_dialog(procedure, config, image, drawable):
+    """Interactive live preview. OK keeps the preview layer (renamed like a result layer),
+    Cancel removes it."""
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+
+    conn = _connect(config)
+    preview = LivePreview(image, drawable, config, conn)
+    dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config,
+                                    title="livefill live preview")
+    _prepare_dialog(dialog, "preview")
+    dialog.fill(DIALOG_ARGS["preview"])
+    status = Gtk.Label(label="Starting...")
+    status.set_xalign(0.0)
+    dialog.get_content_area().pack_end(status, False, False, 4)
+    status.show()
+    session_seed = logic.effective_seed(-1)
+
+    def tick():
+        try:
+            line = preview.poll(_settings(config, "preview", session_seed))
+        except Exception as e:  # keep the dialog alive, show what went wrong
+            line = "Error: %s" % e
+        if line:
+            status.set_text(line)
+        return True
+
+    source_id = GLib.timeout_add(400, tick)
+    _auto_respond(dialog)
+    try:
+        keep = dialog.run()
+    finally:
+        GLib.source_remove(source_id)
+        dialog.destroy()
+        if preview.pending is not None:
+            try:
+                conn.cancel(preview.pending)
+            except Exception:
+                pass
+        conn.close()
+    layer = preview.layer
+    if layer is not None and layer.is_valid():
+        if keep:
+            layer.set_name(logic.layer_name("preview", config.get_property("prompt"),
+                                            preview.last_seed if preview.last_seed is not None
+                                            else -1))
+        else:
+            image.remove_layer(layer)
+            layer = None
+    doc.flush()
+    if not keep:
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    return _success(procedure, layer, preview.last_seed)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def run(procedure, run_mode, image, drawables, config, data):
+    mode = PROCEDURES[procedure.get_name()][0]
+    if len(drawables) != 1 and mode != "txt2img":
+        return _error(procedure, Gimp.PDBStatusType.CALLING_ERROR,
+                      "livefill works on exactly one layer; select one layer.")
+    drawable = drawables[0] if drawables else None
+    if drawable is not None and drawable.is_layer_mask():
+        drawable = Gimp.Layer.from_mask(drawable)  # work on the mask's layer, not the mask
+    if image is None and mode != "txt2img":
+        return _error(procedure, Gimp.PDBStatusType.CALLING_ERROR,
+                      "livefill: open an image first.")
+    Gegl.init(None)
+
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        GimpUi.init("livefill")
+        if mode == "preview":
+            try:
+                return _live_dialog(procedure, config, image, drawable)
+            except LivefillError as e:
+                return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, "livefill: %s" % e)
+        dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config)
+        _prepare_dialog(dialog, mode)
+        dialog.fill(DIALOG_ARGS[mode])
+        _auto_respond(dialog)
+        ok = dialog.run()
+        dialog.destroy()
+        if not ok:
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+
+    settings = _settings(config, mode)
+    conn = None
+    try:
+        logic.validate(settings, mode)
+        conn = _connect(config)
+        layer, seed = ACTIONS[mode](image, drawable, config, settings, conn,
+                                    config.get_property("timeout"))
+    except logic.Cancelled as e:
+        return _error(procedure, Gimp.PDBStatusType.CANCEL, str(e))
+    # GIMP shows a returned error message to the artist (interactive runs) and hands it to the
+    # caller (scripts), so errors are only returned, not also shown with Gimp.message.
+    except LivefillError as e:
+        return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, "livefill: %s" % e)
+    except Exception as e:  # unexpected: still tell the artist rather than crash silently
+        import traceback
+
+        traceback.print_exc()
+        return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, "livefill failed: %r" % e)
+    finally:
+        if conn is not None:
+            conn.close()
+    if image is None and run_mode == Gimp.RunMode.INTERACTIVE:
+        doc.show_image(layer.get_image())  # Generate without an open image made a new one
+    doc.flush()
+    return _success(procedure, layer, seed)
+
+
+class Livefill(Gimp.PlugIn):
+    def do_query_procedures(self):
+        return list(PROCEDURES)
+
+    def do_set_i18n(self, name):
+        return False
+
+    def do_create_procedure(self, name):
+        mode, label, blurb = PROCEDURES[name]
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+        procedure.set_image_types("RGB*, GRAY*")
+        if mode == "txt2img":
+            procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
+        else:
+            procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        procedure.set_menu_label(label)
+        procedure.add_menu_path(MENU)
+        procedure.set_documentation(blurb, blurb + " (livefill daemon, Stable Diffusion + LCM).",
+                                    name)
+        procedure.set_attribution("livefill", "livefill", "2025")
+        _add_arguments(procedure, mode)
+        return procedure
+
+
+if __name__ == "__main__":
+    Gimp.main(Livefill.__gtype__, sys.argv)

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Tests the livefill GIMP plug-in in real GIMP 3 (inside a Debian trixie tree, see
+# make_chroot.sh) against a real `livefill serve` running on the host on the tiny fixture models,
+# plus the plain-Python logic tests.
+#
+#   tests/gimp/run_gimp_tests.sh             real daemon (needs LIVEFILL_BIN with `serve`)
+#   tests/gimp/run_gimp_tests.sh --standin   Python stand-in daemon (no model, no ONNX Runtime)
+#
+# Environment: LIVEFILL_BIN (default target/debug/livefill), ORT_DYLIB_PATH (for the daemon),
+# LIVEFILL_GIMP_CHROOT (tree location, default /var/cache/livefill-gimp-chroot).
+# The daemon runs on the host with its socket inside the tree (<tree>/tmp/livefill-test-PID/),
+# GIMP sees it as /tmp/livefill-test-PID/livefill.sock. The batch script writes its checks as
+# JSON; this script asserts on it (gimp-console's exit status does not reflect failures).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+backend=daemon
+[ "${1:-}" = "--standin" ] && backend=standin
+LIVEFILL_BIN=${LIVEFILL_BIN:-$root/target/debug/livefill}
+
+log() { echo "[gimp-tests] $*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+    log "needs root (debootstrap/chroot)"; exit 1
+fi
+
+log "plain-Python logic tests"
+python3 -m unittest tests/gimp/test_logic.py
+
+tree=$(bash tests/gimp/make_chroot.sh | tail -n 1)
+[ -x "$tree/usr/bin/gimp-console-3.0" ] || { log "no GIMP 3 in $tree"; exit 1; }
+
+inside=/tmp/livefill-test-$$
+work=$tree$inside
+daemon_pid=
+proc_mounted=0
+cleanup() {
+    if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
+    if [ "$proc_mounted" = 1 ]; then umount "$tree/proc" 2>/dev/null || umount -l "$tree/proc" || true; fi
+    rm -rf --one-file-system "$work"
+}
+trap cleanup EXIT
+rm -rf "$work"
+mkdir -p "$work"
+if ! mountpoint -q "$tree/proc"; then mount -t proc proc "$tree/proc"; proc_mounted=1; fi
+
+start_daemon() { # $1 = model folder
+    local sock=$work/livefill.sock
+    rm -f "$sock"
+    if [ "$backend" = standin ]; then
+        python3 tests/gimp/standin_server.py "$sock" >"$work/daemon.log" 2>&1 &
+    else
+        "$LIVEFILL_BIN" serve --model "$1" --socket "$sock" >"$work/daemon.log" 2>&1 &
+    fi
+    daemon_pid=$!
+    # Ready = it answers the handshake (the daemon binds its socket before loading the model).
+    local t0=$SECONDS
+    while [ $((SECONDS - t0)) -lt 300 ]; do
+        if [ -S "$sock" ] && python3 - "$sock" <<'PY' 2>>"$work/probe.log"; then
+import sys
+sys.path.insert(0, "protocol/python")
+import livefill_client
+c = livefill_client.DaemonConnection.connect(sys.argv[1], "gimp-tests", timeout=5)
+print("[gimp-tests] daemon ready: model %r, %dx%d native, %s" % (
+    c.hello.model, c.hello.native_width, c.hello.native_height, c.hello.execution_provider))
+c.close()
+PY
+            return 0
+        fi
+        if ! kill -0 "$daemon_pid" 2>/dev/null; then
+            log "daemon exited:"; cat "$work/daemon.log" >&2; daemon_pid=; return 1
+        fi
+        sleep 0.5
+    done
+    log "daemon did not answer at $sock within 300 s"; cat "$work/daemon.log" >&2; return 1
+}
+
+stop_daemon() {
+    if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
+    daemon_pid=
+}
+
+install_plugin() { # $1 = GIMP profile (inside the tree, host path)
+    local plug_ins=$1/plug-ins
+    mkdir -p "$plug_ins"
+    if [ "$backend" = daemon ] && "$LIVEFILL_BIN" install-plugin gimp --help >/dev/null 2>&1; then
+        "$LIVEFILL_BIN" install-plugin gimp --dest "$plug_ins" >&2
+    else
+        [ "$backend" = daemon ] && log "warning: $LIVEFILL_BIN has no 'install-plugin gimp'; copying the files"
+        # Same layout as `livefill install-plugin gimp` (daemon/src/plugin_install/gimp.rs).
+        mkdir -p "$plug_ins/livefill"
+        cp plugin-gimp/plug-ins/livefill/*.py protocol/python/livefill_protocol.py \
+            protocol/python/livefill_client.py "$plug_ins/livefill/"
+        chmod 755 "$plug_ins/livefill/livefill.py"
+    fi
+    [ -x "$plug_ins/livefill/livefill.py" ] || { log "plug-in not installed in $plug_ins"; return 1; }
+}
+
+failures=0
+run_gimp() { # $1 = label, $2 = expectation (standin|daemon), $3 = tests to run ("" = all),
+             # $4 = dialog answer for the interactive runs ("" = non-interactive, ok:MS, cancel:MS)
+    local label=$1 out=$work/results-$1.json home=$inside/home-$1 answer=${4:-}
+    local gimp="gimp-console-3.0" minimum=60
+    if [ -n "$answer" ]; then gimp="xvfb-run -a gimp-3.0"; minimum=8; fi
+    [ -n "$3" ] && minimum=10
+    mkdir -p "$tree$home/.config/GIMP/3.0"
+    install_plugin "$tree$home/.config/GIMP/3.0"
+    cp tests/gimp/gimp_batch_test.py "$work/batch.py"
+    log "running GIMP ($label)"
+    local t0=$SECONDS
+    timeout 900 chroot "$tree" /usr/bin/env -i PATH=/usr/bin:/bin HOME="$home" LANG=C.UTF-8 \
+        LIVEFILL_SOCKET="$inside/livefill.sock" LIVEFILL_TEST_OUT="$inside/results-$label.json" \
+        LIVEFILL_TEST_EXPECT="$2" LIVEFILL_TEST_ONLY="$3" LIVEFILL_DIALOG_AUTORESPOND="$answer" \
+        sh -c "$gimp -idf --batch-interpreter python-fu-eval -b - --quit < $inside/batch.py" \
+        >"$work/gimp-$label.log" 2>&1 || log "gimp-console exited with $? (checked through the JSON)"
+    log "GIMP ($label) took $((SECONDS - t0)) s"
+    if ! python3 - "$out" "$minimum" <<'PY'; then
+import json, sys
+path, minimum = sys.argv[1], int(sys.argv[2])
+try:
+    r = json.load(open(path))
+except Exception as e:
+    print("no results from GIMP (%s)" % e); sys.exit(1)
+bad = [c for c in r["checks"] if not c["ok"]]
+for c in r["checks"]:
+    print("  %s %s%s" % ("ok  " if c["ok"] else "FAIL", c["name"], "" if c["ok"] else ": " + c["detail"]))
+extra = {k: v for k, v in r.items() if k != "checks"}
+print("  " + json.dumps(extra))
+if not r.get("done"):
+    print("batch script did not finish"); sys.exit(1)
+if len(r["checks"]) < minimum:
+    print("only %d checks ran (expected >= %d)" % (len(r["checks"]), minimum)); sys.exit(1)
+print("  %d checks, %d failed" % (len(r["checks"]), len(bad)))
+sys.exit(1 if bad else 0)
+PY
+        failures=$((failures + 1))
+        log "GIMP log ($label), last lines:"; grep -v -i scriptfu "$work/gimp-$label.log" | tail -n 40 >&2
+        log "daemon log:"; tail -n 40 "$work/daemon.log" >&2 || true
+    fi
+}
+
+if [ "$backend" = standin ]; then
+    start_daemon ""
+    run_gimp standin standin ""
+    run_gimp standin-dialogs standin "" ok:3000
+    run_gimp standin-cancel standin "" cancel:1500
+    stop_daemon
+else
+    if ! "$LIVEFILL_BIN" serve --help >/dev/null 2>&1; then
+        log "$LIVEFILL_BIN has no 'serve' command (yet); run with --standin for the stand-in daemon"
+        exit 1
+    fi
+    [ -n "${ORT_DYLIB_PATH:-}" ] || log "warning: ORT_DYLIB_PATH is not set"
+    # Every procedure on the plain tiny model, then inpainting again on the 9-channel inpaint model.
+    start_daemon "$root/tests/fixtures/tiny-sd"
+    run_gimp tiny-sd daemon ""
+    run_gimp tiny-sd-dialogs daemon "" ok:4000
+    run_gimp tiny-sd-cancel daemon "" cancel:1500
+    stop_daemon
+    start_daemon "$root/tests/fixtures/tiny-sd-inpaint"
+    run_gimp tiny-sd-inpaint daemon "inpaint"
+    stop_daemon
+fi
+
+if [ "$failures" != 0 ]; then log "$failures GIMP run(s) failed"; exit 1; fi
+log "all GIMP checks passed ($backend)"
