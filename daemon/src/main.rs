@@ -15,6 +15,12 @@ struct Cli {
 enum Command {
     /// Run one request in process and write the result image.
     Generate(cli::generate::GenerateArgs),
+    /// Keep a model loaded and serve editor plugins on the local socket.
+    Serve(cli::serve::ServeArgs),
+    /// Ask a running daemon what it is doing.
+    Status(cli::status::StatusArgs),
+    /// Offline round trip: start a daemon on the smoke model, inpaint a picture through the socket.
+    Demo(cli::demo::DemoArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,5 +33,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Generate(args) => cli::generate::run(args),
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Status(args) => cli::status::run(args),
+        Command::Demo(args) => cli::demo::run(args),
     }
 }

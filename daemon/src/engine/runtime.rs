@@ -160,14 +160,7 @@ pub fn init_runtime(options: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
         DeviceRequest::Auto => nvidia_gpu_present(),
     };
     let library_path = locate_library(options.library.as_deref(), wants_gpu)?;
-    let builder = ort::init_from(&library_path).map_err(|e| RuntimeError::Load {
-        path: library_path.clone(),
-        reason: e.to_string(),
-    })?;
-    let environment = builder
-        .with_name("livefill")
-        .build()
-        .map_err(|e| RuntimeError::Environment(e.to_string()))?;
+    let environment = process_environment(&library_path)?;
     let version = library_version(&library_path);
     let device = resolve_device(options.device);
     tracing::info!(
@@ -183,6 +176,38 @@ pub fn init_runtime(options: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
         device,
         intra_threads: options.intra_threads,
     })
+}
+
+/// The process's one ONNX Runtime environment: `ort` allows a single `Environment` per process
+/// (ever), so it is created on the first call and shared by every later `init_runtime` (a second
+/// model load, tests loading several models). A different library than the one already loaded is
+/// an error: a process cannot switch ONNX Runtime libraries.
+fn process_environment(library_path: &Path) -> Result<Environment, RuntimeError> {
+    static ENVIRONMENT: std::sync::Mutex<Option<(PathBuf, Environment)>> =
+        std::sync::Mutex::new(None);
+    let mut slot = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((loaded, environment)) = slot.as_ref() {
+        if loaded != library_path {
+            return Err(RuntimeError::Load {
+                path: library_path.to_path_buf(),
+                reason: format!(
+                    "this process already loaded ONNX Runtime from {}",
+                    loaded.display()
+                ),
+            });
+        }
+        return Ok(environment.clone());
+    }
+    let builder = ort::init_from(library_path).map_err(|e| RuntimeError::Load {
+        path: library_path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let environment = builder
+        .with_name("livefill")
+        .build()
+        .map_err(|e| RuntimeError::Environment(e.to_string()))?;
+    *slot = Some((library_path.to_path_buf(), environment.clone()));
+    Ok(environment)
 }
 
 fn resolve_device(request: DeviceRequest) -> ResolvedDevice {

@@ -1,0 +1,97 @@
+//! Generation jobs: who asked for what, in which order the GPU runs them, and who gets told.
+//!
+//! Exists because the engine is one stateful object that must run one job at a time on one OS
+//! thread, while any number of connections submit, cancel and abandon jobs concurrently. The
+//! connection side talks to a [`JobQueue`] (`queue`: ordering, per-client coalescing of
+//! live previews, cancellation, status counters); a single worker thread (`worker`) takes jobs
+//! from it and drives the [`crate::generator::ImageGenerator`]. Replies go straight from the
+//! queue or the worker into the submitting connection's [`Outbox`].
+
+mod queue;
+mod worker;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use livefill_protocol::{DaemonMessage, ErrorCode, ErrorReply, GenerateRequest};
+use tokio::sync::mpsc::UnboundedSender;
+
+pub use queue::{JobQueue, QueueStatus, SubmitError};
+pub use worker::{WorkerHandle, spawn_worker};
+
+/// Identifies one client connection for the lifetime of the daemon.
+pub type ConnectionId = u64;
+
+/// Where messages for one connection go; the connection's writer task drains it in order.
+pub type Outbox = UnboundedSender<DaemonMessage>;
+
+/// Request ids are chosen by clients and unique only per connection, so jobs are keyed by both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JobKey {
+    pub connection: ConnectionId,
+    pub request_id: u64,
+}
+
+/// One accepted generate request, ready to queue.
+#[derive(Debug)]
+pub struct Job {
+    pub key: JobKey,
+    /// The client's name from its hello, for logs.
+    pub client: String,
+    pub request: GenerateRequest,
+    /// Resolved before queueing (`request.seed` or a random one) and reported in the result.
+    pub seed: u64,
+    pub outbox: Outbox,
+}
+
+impl Job {
+    pub fn new(
+        connection: ConnectionId,
+        client: impl Into<String>,
+        request: GenerateRequest,
+        outbox: Outbox,
+    ) -> Self {
+        let seed = request.seed.unwrap_or_else(random_seed);
+        Self {
+            key: JobKey {
+                connection,
+                request_id: request.request_id,
+            },
+            client: client.into(),
+            request,
+            seed,
+            outbox,
+        }
+    }
+
+    /// Sends `msg` to the job's client; a client that has gone away is not an error.
+    fn send(&self, msg: DaemonMessage) {
+        let _ = self.outbox.send(msg);
+    }
+
+    fn send_error(&self, code: ErrorCode, message: impl Into<String>) {
+        self.send(DaemonMessage::Error(ErrorReply::for_request(
+            self.key.request_id,
+            code,
+            message,
+        )));
+    }
+}
+
+/// A seed for requests that did not bring one: clock, process id and a counter, mixed (no RNG
+/// crate needed, and two requests in the same nanosecond still differ).
+pub fn random_seed() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut x =
+        nanos ^ (u64::from(std::process::id()) << 32) ^ count.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // splitmix64 finaliser
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}

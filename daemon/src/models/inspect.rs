@@ -1,0 +1,189 @@
+//! What kind of model a folder holds, read cheaply from its configs and ONNX headers.
+//!
+//! Exists for `models list`, `doctor` and the daemon's model list: UNet channels (4 = text-to-image,
+//! 9 = inpainting), LCM-distilled (a `timestep_cond` guidance embedding) or plain / LCM-LoRA-fused,
+//! fp16 or fp32, TAESD previews, size on disk — and a full structural check of every graph (files
+//! present, not truncated, inputs the pipeline needs), all without ONNX Runtime.
+
+use std::path::{Path, PathBuf};
+
+use crate::engine::model_dir::{ModelDir, ModelDirError};
+
+use super::onnx_info::{self, ElemType, GraphSignature, OnnxInfoError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    Layout(#[from] ModelDirError),
+    #[error(transparent)]
+    Onnx(#[from] OnnxInfoError),
+    #[error("{path}: {problem}")]
+    Graph { path: PathBuf, problem: String },
+}
+
+/// A checked model folder, described.
+#[derive(Debug, Clone)]
+pub struct ModelSummary {
+    pub root: PathBuf,
+    pub name: String,
+    /// UNet input channels as the graph declares them (config value when the graph leaves it open).
+    pub unet_in_channels: usize,
+    /// The UNet takes a `timestep_cond` guidance embedding (LCM-distilled, e.g. LCM Dreamshaper).
+    pub lcm_distilled: bool,
+    /// The UNet's working precision: "fp16" or "fp32".
+    pub dtype: String,
+    pub taesd: bool,
+    /// A VAE encoder is present (img2img / inpaint / outpaint possible).
+    pub vae_encoder: bool,
+    /// Native image side in pixels.
+    pub native_side: u32,
+    /// Bytes of every graph (with external data).
+    pub bytes: u64,
+    /// The scheduler config names LCMScheduler.
+    pub lcm_scheduler: bool,
+}
+
+impl ModelSummary {
+    /// e.g. "9-ch inpainting UNet, LCM-LoRA fused / plain, fp16, TAESD".
+    pub fn kind(&self) -> String {
+        let unet = match self.unet_in_channels {
+            9 => "9-ch inpainting UNet".to_string(),
+            4 => "4-ch UNet".to_string(),
+            n => format!("{n}-ch UNet"),
+        };
+        let distill = if self.lcm_distilled {
+            "LCM-distilled"
+        } else {
+            "plain or LCM-LoRA fused"
+        };
+        let mut parts = vec![unet, distill.to_string(), self.dtype.clone()];
+        if self.taesd {
+            parts.push("TAESD".into());
+        }
+        if !self.vae_encoder {
+            parts.push("no VAE encoder (txt2img only)".into());
+        }
+        parts.join(", ")
+    }
+
+    /// The wire description the daemon sends for `ListModels`.
+    pub fn to_model_info(&self, loaded: bool) -> livefill_protocol::ModelInfo {
+        livefill_protocol::ModelInfo {
+            name: self.name.clone(),
+            path: self.root.display().to_string(),
+            unet_in_channels: self.unet_in_channels as u32,
+            lcm_distilled: self.lcm_distilled,
+            dtype: self.dtype.clone(),
+            taesd: self.taesd,
+            loaded,
+        }
+    }
+}
+
+fn graph_err(path: &Path, problem: String) -> InspectError {
+    InspectError::Graph {
+        path: path.to_path_buf(),
+        problem,
+    }
+}
+
+fn require_inputs(path: &Path, sig: &GraphSignature, names: &[&str]) -> Result<(), InspectError> {
+    for name in names {
+        if sig.input(name).is_none() {
+            return Err(graph_err(
+                path,
+                format!(
+                    "graph has no input named {name:?} (inputs: {}) — not the graph this \
+                     component of an SD pipeline needs",
+                    sig.input_names()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Open the folder, check every graph's file and inputs, and describe it.
+pub fn inspect(root: &Path) -> Result<ModelSummary, InspectError> {
+    let dir = ModelDir::open(root)?;
+    let mut bytes = 0u64;
+    let mut read = |path: &Path| -> Result<GraphSignature, InspectError> {
+        let sig = onnx_info::inspect(path)?;
+        bytes += onnx_info::size_on_disk(path, &sig);
+        Ok(sig)
+    };
+    let text = read(&dir.text_encoder)?;
+    require_inputs(&dir.text_encoder, &text, &["input_ids"])?;
+    let unet = read(&dir.unet)?;
+    require_inputs(
+        &dir.unet,
+        &unet,
+        &["sample", "timestep", "encoder_hidden_states"],
+    )?;
+    let lcm_distilled = dir.unet_config.time_cond_proj_dim.is_some();
+    if lcm_distilled {
+        require_inputs(&dir.unet, &unet, &["timestep_cond"])?;
+    }
+    let sample = unet.input("sample").expect("checked above");
+    let unet_in_channels = match sample.fixed_dim(1) {
+        Some(c) if c > 0 => {
+            if c as usize != dir.unet_config.in_channels {
+                return Err(graph_err(
+                    &dir.unet,
+                    format!(
+                        "graph takes {c} channels but unet/config.json says in_channels = {}",
+                        dir.unet_config.in_channels
+                    ),
+                ));
+            }
+            c as usize
+        }
+        _ => dir.unet_config.in_channels,
+    };
+    let vae = read(&dir.vae_decoder)?;
+    require_inputs(&dir.vae_decoder, &vae, &["latent_sample"])?;
+    if let Some(enc) = &dir.vae_encoder {
+        let sig = read(enc)?;
+        require_inputs(enc, &sig, &["sample"])?;
+    }
+    if let Some(taesd) = &dir.taesd_decoder {
+        let sig = read(taesd)?;
+        if sig.inputs.is_empty() {
+            return Err(graph_err(taesd, "graph has no inputs".into()));
+        }
+    }
+    let dtype = match unet.float_type() {
+        Some(ElemType::Float16) => "fp16".to_string(),
+        Some(ElemType::Float32) | None => "fp32".to_string(),
+        Some(other) => other.name(),
+    };
+    let (side, _) = dir.native_size();
+    Ok(ModelSummary {
+        root: dir.root.clone(),
+        name: dir.name.clone(),
+        unet_in_channels,
+        lcm_distilled,
+        dtype,
+        taesd: dir.taesd_decoder.is_some(),
+        vae_encoder: dir.vae_encoder.is_some(),
+        native_side: side,
+        bytes,
+        lcm_scheduler: dir.scheduler_config.class_name == "LCMScheduler",
+    })
+}
+
+/// "1.9 GiB", "512 KiB", …
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

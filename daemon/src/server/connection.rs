@@ -1,0 +1,298 @@
+//! One client connection: frames in, messages out.
+//!
+//! Exists to keep per-client protocol handling in one place: the handshake (`Hello` first, same
+//! protocol version or `UnsupportedVersion` and close), request checks before anything is queued,
+//! frame errors (a payload that does not decode is answered and the connection goes on; a broken
+//! header is answered with `request_id: None` and the connection is closed, since the stream
+//! position is lost), and the split between a reader (this task) and a writer task that drains
+//! the connection's outbox, which the job queue and worker also write into. When the connection
+//! ends for any reason its jobs are cancelled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use interprocess::local_socket::tokio::Stream;
+use livefill_protocol::{
+    Capabilities, ClientHello, ClientMessage, DaemonHello, DaemonMessage, ErrorCode, ErrorReply,
+    FrameError, GenerateRequest, PROTOCOL_VERSION, read_client_frame_async, write_frame_async,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use super::Context;
+use super::shutdown::Shutdown;
+use crate::jobs::{ConnectionId, Job, JobKey, Outbox};
+
+/// How long a connection closed for a protocol error keeps reading (and discarding) what the
+/// peer still sends, so that the peer reads our error reply instead of a reset.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// What to do after a message.
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// Serves one connection until the peer leaves, a fatal protocol error, or `closing` is raised.
+pub(super) async fn serve_connection(
+    ctx: Arc<Context>,
+    id: ConnectionId,
+    stream: Stream,
+    closing: Shutdown,
+) {
+    let span = tracing::info_span!("connection", id);
+    run(ctx, id, stream, closing).instrument(span).await;
+}
+
+async fn run(ctx: Arc<Context>, id: ConnectionId, stream: Stream, closing: Shutdown) {
+    let stream = Arc::new(stream);
+    let (outbox, inbox) = unbounded_channel();
+    let (close_writer, writer_closed) = oneshot::channel();
+    let writer = tokio::spawn(write_loop(stream.clone(), inbox, writer_closed).in_current_span());
+    ctx.register(id, outbox.clone());
+    tracing::debug!("connected");
+
+    let mut conn = Connection {
+        id,
+        ctx: ctx.clone(),
+        outbox,
+        client: None,
+    };
+    let mut reader = &*stream;
+    let fatal = loop {
+        let frame = tokio::select! {
+            biased;
+            () = closing.wait() => break false,
+            frame = read_client_frame_async(&mut reader, ctx.max_frame_bytes) => frame,
+        };
+        match frame {
+            Ok(Some(msg)) => {
+                if let Flow::Close = conn.handle(msg) {
+                    break true;
+                }
+            }
+            Ok(None) => break false,
+            Err(FrameError::Io(e)) => {
+                tracing::debug!(error = %e, "read failed");
+                break false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bad frame");
+                conn.send(DaemonMessage::Error(e.to_error_reply()));
+                if !e.is_recoverable() {
+                    break true;
+                }
+            }
+        }
+    };
+
+    ctx.queue.disconnect(id);
+    ctx.unregister(id);
+    let _ = close_writer.send(());
+    drop(conn);
+    let _ = writer.await;
+    if fatal {
+        linger(&mut reader).await;
+    }
+    tracing::debug!("disconnected");
+}
+
+/// Drains the outbox into the socket, in order, until told to close (then flushes what is left)
+/// or the peer is gone.
+async fn write_loop(
+    stream: Arc<Stream>,
+    mut inbox: UnboundedReceiver<DaemonMessage>,
+    mut closed: oneshot::Receiver<()>,
+) {
+    let mut writer = &*stream;
+    let mut closing = false;
+    loop {
+        let msg = if closing {
+            match inbox.try_recv() {
+                Ok(msg) => msg,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                msg = inbox.recv() => match msg {
+                    Some(msg) => msg,
+                    None => break,
+                },
+                _ = &mut closed => {
+                    closing = true;
+                    continue;
+                }
+            }
+        };
+        if let Err(e) = write_frame_async(&mut writer, &msg).await {
+            tracing::debug!(error = %e, "write failed; peer gone");
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Reads and discards input for a short while, until the peer closes or `LINGER` passes.
+async fn linger(reader: &mut &Stream) {
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut total = 0usize;
+        while let Ok(n) = reader.read(&mut sink).await {
+            total += n;
+            if n == 0 || total > (64 << 20) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+struct Connection {
+    id: ConnectionId,
+    ctx: Arc<Context>,
+    outbox: Outbox,
+    /// The client's name, once it said hello.
+    client: Option<String>,
+}
+
+impl Connection {
+    fn send(&self, msg: DaemonMessage) {
+        let _ = self.outbox.send(msg);
+    }
+
+    fn handle(&mut self, msg: ClientMessage) -> Flow {
+        tracing::trace!(kind = msg.kind(), "message");
+        match msg {
+            ClientMessage::Hello(hello) => return self.hello(hello),
+            _ if self.client.is_none() => self.send(DaemonMessage::Error(ErrorReply::connection(
+                ErrorCode::InvalidRequest,
+                format!("send Hello before {}", msg.kind()),
+            ))),
+            ClientMessage::Generate(request) => self.generate(request),
+            ClientMessage::Cancel { request_id } => {
+                let found = self.ctx.queue.cancel(JobKey {
+                    connection: self.id,
+                    request_id,
+                });
+                tracing::debug!(request_id, found, "cancel");
+            }
+            ClientMessage::Status => self.send(DaemonMessage::Status(self.ctx.status())),
+            ClientMessage::ListModels => {
+                self.send(DaemonMessage::Models(self.ctx.models.clone()));
+            }
+            ClientMessage::Shutdown => {
+                tracing::info!(client = self.client.as_deref(), "shutdown requested");
+                self.ctx.shutdown.trigger();
+            }
+        }
+        Flow::Continue
+    }
+
+    fn hello(&mut self, hello: ClientHello) -> Flow {
+        if hello.protocol_version != PROTOCOL_VERSION {
+            tracing::warn!(
+                client = %hello.client_name,
+                version = hello.protocol_version,
+                "client speaks another protocol version"
+            );
+            self.send(DaemonMessage::Error(ErrorReply::connection(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "client speaks protocol version {}, this daemon speaks version {PROTOCOL_VERSION}",
+                    hello.protocol_version
+                ),
+            )));
+            return Flow::Close;
+        }
+        tracing::info!(client = %hello.client_name, "hello");
+        self.client = Some(hello.client_name);
+        let info = &self.ctx.info;
+        self.send(DaemonMessage::Hello(DaemonHello {
+            daemon_version: env!("CARGO_PKG_VERSION").to_string(),
+            protocol_version: PROTOCOL_VERSION,
+            device: info.device.clone(),
+            execution_provider: info.execution_provider.clone(),
+            model: info.model.clone(),
+            native_width: info.native_width,
+            native_height: info.native_height,
+            capabilities: Capabilities {
+                modes: info.modes.clone(),
+                inpainting_unet: info.inpainting_unet,
+                taesd_previews: info.taesd_previews,
+                max_image_side: self.ctx.max_image_side,
+                max_frame_bytes: u64::from(self.ctx.max_frame_bytes),
+            },
+        }));
+        Flow::Continue
+    }
+
+    fn generate(&mut self, request: GenerateRequest) {
+        let request_id = request.request_id;
+        if let Err((code, message)) = self.check(&request) {
+            tracing::info!(request_id, %code, %message, "request refused");
+            self.send(DaemonMessage::Error(ErrorReply::for_request(
+                request_id, code, message,
+            )));
+            return;
+        }
+        let client = self.client.clone().unwrap_or_default();
+        let job = Job::new(self.id, client, request, self.outbox.clone());
+        let (mode, priority, seed) = (job.request.mode, job.request.priority, job.seed);
+        match self.ctx.queue.submit(job) {
+            Ok(position) => tracing::info!(
+                request_id,
+                client = self.client.as_deref(),
+                ?mode,
+                ?priority,
+                seed,
+                position,
+                "queued"
+            ),
+            Err(e) => self.send(DaemonMessage::Error(ErrorReply::for_request(
+                request_id,
+                e.code(),
+                e.to_string(),
+            ))),
+        }
+    }
+
+    /// Everything that can be refused before queueing.
+    fn check(&self, request: &GenerateRequest) -> Result<(), (ErrorCode, String)> {
+        let info = &self.ctx.info;
+        if !info.modes.contains(&request.mode) {
+            return Err((
+                ErrorCode::InvalidRequest,
+                format!(
+                    "mode {:?} is not available with model {} (available: {:?})",
+                    request.mode, info.model, info.modes
+                ),
+            ));
+        }
+        let max = self.ctx.max_image_side;
+        let too_large = |w: u32, h: u32| w > max || h > max;
+        if let Some(image) = &request.image
+            && too_large(image.width, image.height)
+        {
+            return Err((
+                ErrorCode::ImageTooLarge,
+                format!(
+                    "image {}×{} exceeds the daemon's limit of {max} px per side",
+                    image.width, image.height
+                ),
+            ));
+        }
+        if too_large(request.width, request.height) {
+            return Err((
+                ErrorCode::ImageTooLarge,
+                format!(
+                    "output {}×{} exceeds the daemon's limit of {max} px per side",
+                    request.width, request.height
+                ),
+            ));
+        }
+        crate::engine::request::validate(request, max).map_err(|e| (e.code(), e.to_string()))
+    }
+}

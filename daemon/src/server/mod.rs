@@ -1,0 +1,173 @@
+//! The daemon's server: accepts plugin connections on a local socket and feeds the job queue.
+//!
+//! Exists to tie the pieces together and own the daemon's lifecycle: `listener` owns the socket
+//! address (permissions, stale sockets, peer checks), `connection` speaks the protocol with one
+//! client, `shutdown` is the stop flag, and [`serve`] runs the accept loop and the orderly
+//! shutdown (stop accepting and remove the socket, fail or cancel every job, tell every client
+//! `ShuttingDown`, close). Generation itself runs on the worker thread of [`crate::jobs`].
+
+mod connection;
+mod listener;
+mod shutdown;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use livefill_protocol::{DaemonMessage, DaemonStatus, ModelInfo};
+use tokio::task::JoinSet;
+
+pub use listener::{BindError, SocketListener};
+pub use shutdown::Shutdown;
+
+use crate::generator::{GeneratorInfo, ImageGenerator};
+use crate::jobs::{ConnectionId, JobQueue, Outbox, spawn_worker};
+
+/// How long shutdown waits for the running job to reach a step boundary.
+const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for connections to flush their last messages.
+const CONNECTION_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Server settings that are not the socket or the generator.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest accepted frame payload in bytes (checked from the header, before allocating).
+    pub max_frame_bytes: u32,
+    /// Largest accepted image side in pixels (announced in the hello, checked per request).
+    pub max_image_side: u32,
+    /// What `ListModels` answers.
+    pub models: Vec<ModelInfo>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("cannot start the job worker thread: {0}")]
+    Worker(#[source] std::io::Error),
+}
+
+/// State shared by the accept loop and every connection.
+pub(crate) struct Context {
+    queue: JobQueue,
+    info: GeneratorInfo,
+    models: Vec<ModelInfo>,
+    max_frame_bytes: u32,
+    max_image_side: u32,
+    started: Instant,
+    clients: Mutex<HashMap<ConnectionId, Outbox>>,
+    shutdown: Shutdown,
+}
+
+impl Context {
+    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Outbox>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn register(&self, id: ConnectionId, outbox: Outbox) {
+        self.clients().insert(id, outbox);
+    }
+
+    fn unregister(&self, id: ConnectionId) {
+        self.clients().remove(&id);
+    }
+
+    fn broadcast(&self, msg: &DaemonMessage) {
+        for outbox in self.clients().values() {
+            let _ = outbox.send(msg.clone());
+        }
+    }
+
+    fn status(&self) -> DaemonStatus {
+        let queue = self.queue.status();
+        DaemonStatus {
+            model: self.info.model.clone(),
+            device: self.info.device.clone(),
+            execution_provider: self.info.execution_provider.clone(),
+            queued_jobs: queue.queued,
+            running_request: queue.running_request,
+            connected_clients: self.clients().len() as u32,
+            jobs_completed: queue.completed,
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+        }
+    }
+}
+
+/// Serves `listener` with `generator` until `shutdown` is raised (by a signal handler the caller
+/// installed, or by a client's `Shutdown` message), then shuts down in order and returns. The
+/// socket file is gone when this returns.
+pub async fn serve(
+    listener: SocketListener,
+    generator: Box<dyn ImageGenerator>,
+    options: ServerOptions,
+    shutdown: Shutdown,
+) -> Result<(), ServerError> {
+    let queue = JobQueue::new();
+    let info = generator.info();
+    let worker = spawn_worker(generator, queue.clone()).map_err(ServerError::Worker)?;
+    let ctx = Arc::new(Context {
+        queue: queue.clone(),
+        info,
+        models: options.models,
+        max_frame_bytes: options.max_frame_bytes,
+        max_image_side: options.max_image_side,
+        started: Instant::now(),
+        clients: Mutex::new(HashMap::new()),
+        shutdown: shutdown.clone(),
+    });
+    let closing = Shutdown::new();
+    let mut connections = JoinSet::new();
+    let mut next_id: ConnectionId = 0;
+    tracing::info!(socket = %listener.path().display(), "ready");
+
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(stream) => {
+                    next_id += 1;
+                    connections.spawn(connection::serve_connection(
+                        ctx.clone(),
+                        next_id,
+                        stream,
+                        closing.clone(),
+                    ));
+                }
+                Err(e) => {
+                    // e.g. out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(joined) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(e) = joined {
+                    tracing::error!(error = %e, "a connection task failed");
+                }
+            }
+        }
+    }
+
+    tracing::info!("shutting down");
+    let path = listener.path().to_path_buf();
+    // Dropping the listener removes the socket file (interprocess' name reclamation).
+    drop(listener);
+    queue.shutdown();
+    let stopped = tokio::task::spawn_blocking(move || worker.join_timeout(WORKER_STOP_TIMEOUT))
+        .await
+        .unwrap_or(false);
+    if !stopped {
+        tracing::warn!("the running job did not stop in time; exiting anyway");
+    }
+    ctx.broadcast(&DaemonMessage::ShuttingDown);
+    closing.trigger();
+    let all_closed = tokio::time::timeout(CONNECTION_CLOSE_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if all_closed.is_err() {
+        tracing::warn!("some connections did not close in time");
+        connections.abort_all();
+    }
+    tracing::info!(socket = %path.display(), "stopped");
+    Ok(())
+}

@@ -1,0 +1,285 @@
+"""The daemon connection as Krita's UI thread sees it: signals, never blocking calls.
+
+Why this module exists: socket work (starting the daemon, connecting, sending megabytes of
+pixels, reading replies) must never freeze Krita. ``livefill_client`` (shared with the GIMP
+plugin) does the protocol on a reader thread; this module adds a connect thread, a send thread,
+and a QTimer on the UI thread that drains their queues and turns everything into Qt signals. It
+also reconnects after the daemon restarts.
+"""
+
+import os
+import queue
+import shutil
+import threading
+from typing import Any, Callable, List, Optional
+
+from PyQt5.QtCore import QObject, QTimer, pyqtSignal
+
+try:
+    from . import livefill_client as client
+    from . import livefill_protocol as proto
+except ImportError:  # development checkout: protocol/python on sys.path
+    import livefill_client as client  # type: ignore[no-redef]
+    import livefill_protocol as proto  # type: ignore[no-redef]
+
+CLIENT_NAME = "krita-livefill"
+#: How often the UI thread looks at the queues (ms).
+DRAIN_INTERVAL_MS = 20
+#: Reconnect back-off after the connection drops (ms): first try, then growing to the maximum.
+RECONNECT_FIRST_MS = 500
+RECONNECT_MAX_MS = 5000
+#: How long a started daemon may take to accept connections (loading a model can be slow).
+START_TIMEOUT_S = 180.0
+
+#: Connection failures that a retry may fix (a daemon restarting), and how many in a row are
+#: tolerated before an attempt that should have started the daemon gives up.
+TRANSIENT_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionRefusedError, FileNotFoundError,
+                    client.ConnectionClosed, client.WaitTimeout)
+MAX_TRANSIENT_FAILURES = 4
+
+DISCONNECTED = "disconnected"
+CONNECTING = "connecting"
+CONNECTED = "connected"
+
+
+def find_livefill(configured: str = "") -> str:
+    """The livefill executable to start: the configured path, ``$LIVEFILL_BIN``, or ``livefill``
+    on PATH (returned as given when nothing is found, so the error names it)."""
+    for candidate in (configured, os.environ.get("LIVEFILL_BIN", "")):
+        if candidate:
+            return os.path.expanduser(candidate)
+    found = shutil.which("livefill")
+    if found:
+        return found
+    for extra in ("~/.cargo/bin/livefill", "~/.local/bin/livefill"):
+        path = os.path.expanduser(extra)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return "livefill"
+
+
+def describe_connect_error(exc: BaseException, exe: str, started: bool) -> str:
+    """An artist-facing explanation of why there is no daemon."""
+    if isinstance(exc, client.DaemonStartError):
+        text = str(exc)
+        if "cannot start" in text:
+            return ("The livefill daemon is not running and could not be started (%s). Install livefill "
+                    "or set its path under Daemon settings." % text.split(":", 1)[-1].strip())
+        return "The livefill daemon did not start: %s" % text
+    if isinstance(exc, client.DaemonError):
+        from . import logic
+
+        return logic.error_text(exc.code, exc.message)
+    if isinstance(exc, proto.UnsupportedVersion):
+        return ("The daemon speaks protocol version %d, this plugin %d: reinstall the plugin with "
+                "`livefill install-plugin krita`." % (exc.got, exc.supported))
+    if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)) and not started:
+        return "No livefill daemon is running (it starts on the first Fill, Expand, Generate or Live)."
+    return "Cannot reach the livefill daemon: %s" % exc
+
+
+class DaemonLink(QObject):
+    """One (re)connecting link to the daemon.
+
+    Signals (all emitted on the UI thread):
+      ``state_changed(state, text)``: DISCONNECTED / CONNECTING / CONNECTED and a status line.
+      ``connected(hello)``: a ``proto.DaemonHello`` after each successful handshake.
+      ``message(msg)``: every ``proto`` daemon message.
+      ``send_failed(request_id, text)``: a request could not be sent.
+      ``connection_lost(text)``: an established connection ended.
+      ``connect_failed(text, final)``: a connection attempt failed; ``final``: it was meant to
+      start the daemon and will not be retried (waiting work should be given up).
+
+    ``keep_alive`` (a callable set by the owner) says whether work is waiting for the daemon;
+    while it returns true, reconnect attempts also start the daemon.
+    """
+
+    state_changed = pyqtSignal(str, str)
+    connected = pyqtSignal(object)
+    message = pyqtSignal(object)
+    send_failed = pyqtSignal(object, str)
+    connection_lost = pyqtSignal(str)
+    connect_failed = pyqtSignal(str, bool)
+
+    def __init__(self, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self.socket_path = ""
+        self.livefill_exe = ""
+        self.model_dir = ""
+        self.auto_reconnect = True
+        self.keep_alive: Callable[[], bool] = lambda: False
+        self.conn: Optional["client.DaemonConnection"] = None
+        self.hello: Optional["proto.DaemonHello"] = None
+        self.state = DISCONNECTED
+        self.last_error = ""
+        self._events: "queue.Queue[Any]" = queue.Queue()
+        self._outbox: "queue.Queue[Any]" = queue.Queue()
+        self._connecting = False
+        self._ever_connected = False
+        self._backoff_ms = RECONNECT_FIRST_MS
+        self._failures = 0
+        self._next_id = 1
+        self._drain = QTimer(self)
+        self._drain.setInterval(DRAIN_INTERVAL_MS)
+        self._drain.timeout.connect(self._pump)
+        self._drain.start()
+        self._reconnect = QTimer(self)
+        self._reconnect.setSingleShot(True)
+        self._reconnect.timeout.connect(lambda: self.connect_daemon(start=self.keep_alive()))
+        self._sender = threading.Thread(target=self._send_loop, name="livefill-send", daemon=True)
+        self._sender.start()
+
+    # ---- public API (UI thread) --------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        return self.state == CONNECTED and self.conn is not None and not self.conn.is_closed
+
+    def new_request_id(self) -> int:
+        """Request ids stay unique across reconnects (the daemon scopes them per connection)."""
+        rid = self._next_id
+        self._next_id += 1
+        return rid
+
+    def connect_daemon(self, start: bool = True) -> None:
+        """Connects in the background (starting ``livefill serve`` first when ``start`` is true and
+        nothing answers). No-op while connected or already connecting."""
+        if self.is_connected or self._connecting:
+            return
+        self._reconnect.stop()
+        self._connecting = True
+        self._set_state(CONNECTING, "Starting the livefill daemon\u2026" if start else "Connecting\u2026")
+        exe = find_livefill(self.livefill_exe)
+        args: List[str] = []
+        if self.model_dir:
+            args += ["--model", os.path.expanduser(self.model_dir)]
+        path = self.socket_path or client.default_socket_path()
+        thread = threading.Thread(
+            target=self._connect_worker, args=(start, exe, args, path), name="livefill-connect", daemon=True
+        )
+        thread.start()
+
+    def send(self, msg: Any) -> None:
+        """Queues a client message for the send thread (never blocks)."""
+        self._outbox.put((self.conn, msg))
+
+    def cancel(self, request_id: int) -> None:
+        if self.conn is not None:
+            self.send(proto.Cancel(request_id))
+
+    def close(self) -> None:
+        """Drops the connection (no reconnect) and stops the threads."""
+        self.auto_reconnect = False
+        self._reconnect.stop()
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+        self._outbox.put(None)
+        self._drain.stop()
+        self._set_state(DISCONNECTED, "Disconnected.")
+
+    # ---- threads -----------------------------------------------------------------------------
+
+    def _connect_worker(self, start: bool, exe: str, args: List[str], path: str) -> None:
+        try:
+            if start:
+                conn = client.ensure_daemon(exe, args, path, timeout=START_TIMEOUT_S, client_name=CLIENT_NAME)
+            else:
+                conn = client.DaemonConnection.connect(path, CLIENT_NAME, timeout=10.0)
+            self._events.put(("connected", conn))
+        except BaseException as e:  # reported on the UI thread
+            self._events.put(("failed", (e, exe, start)))
+
+    def _send_loop(self) -> None:
+        while True:
+            item = self._outbox.get()
+            if item is None:
+                return
+            conn, msg = item
+            rid = getattr(msg, "request_id", None)
+            if conn is None or conn.is_closed:
+                self._events.put(("send_failed", (rid, "not connected to the livefill daemon")))
+                continue
+            try:
+                conn.send(msg)
+            except Exception as e:
+                self._events.put(("send_failed", (rid, str(e))))
+
+    # ---- UI thread ---------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                kind, payload = self._events.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "connected":
+                self._on_connected(payload)
+            elif kind == "failed":
+                self._on_connect_failed(*payload)
+            elif kind == "send_failed":
+                self.send_failed.emit(payload[0], payload[1])
+        conn = self.conn
+        if conn is None:
+            return
+        for _ in range(64):  # bounded, so a flood of messages cannot starve the UI
+            try:
+                msg = conn.messages.get_nowait()
+            except queue.Empty:
+                return
+            if msg is None:
+                self._on_lost(conn)
+                return
+            self.message.emit(msg)
+
+    def _on_connected(self, conn: "client.DaemonConnection") -> None:
+        self._connecting = False
+        if self.conn is not None and self.conn is not conn:
+            self.conn.close()
+        self.conn = conn
+        self.hello = conn.hello
+        self._ever_connected = True
+        self._backoff_ms = RECONNECT_FIRST_MS
+        self._failures = 0
+        from . import logic
+
+        self.last_error = ""
+        self._set_state(CONNECTED, logic.status_text(conn.hello.device, conn.hello.model,
+                                                     conn.hello.execution_provider))
+        self.connected.emit(conn.hello)
+
+    def _on_connect_failed(self, exc: BaseException, exe: str, started: bool) -> None:
+        self._connecting = False
+        self.last_error = describe_connect_error(exc, exe, started)
+        self._set_state(DISCONNECTED, self.last_error)
+        # A daemon caught shutting down or restarting resets the handshake: worth retrying, a few
+        # times, even when this attempt was meant to start it.
+        transient = isinstance(exc, TRANSIENT_ERRORS)
+        self._failures = self._failures + 1 if transient else MAX_TRANSIENT_FAILURES
+        final = started and self._failures >= MAX_TRANSIENT_FAILURES
+        self.connect_failed.emit(self.last_error, final)
+        if final:
+            self._failures = 0
+            return
+        if (self._ever_connected and self.auto_reconnect) or self.keep_alive():
+            self._schedule_reconnect()
+
+    def _on_lost(self, conn: "client.DaemonConnection") -> None:
+        reason = conn.closed_reason
+        conn.close()
+        if self.conn is conn:
+            self.conn = None
+        text = "The livefill daemon went away%s; reconnecting\u2026" % (": %s" % reason if reason else "")
+        self._set_state(DISCONNECTED, text)
+        self.connection_lost.emit(text)
+        if self.auto_reconnect:
+            self._backoff_ms = RECONNECT_FIRST_MS
+            self._schedule_reconnect()
+
+    def _schedule_reconnect(self) -> None:
+        self._reconnect.start(self._backoff_ms)
+        self._backoff_ms = min(RECONNECT_MAX_MS, self._backoff_ms * 2)
+
+    def _set_state(self, state: str, text: str) -> None:
+        self.state = state
+        self.state_changed.emit(state, text)

@@ -1,0 +1,277 @@
+"""The livefill docker: prompt and knobs, the action buttons, progress and status.
+
+Why this module exists: it is the artist's side of the plugin and nothing more. Every button calls
+the shared ``Controller`` (the same code the tests drive), and the docker only mirrors the
+controller's signals (connection state, progress, messages) into widgets.
+"""
+
+from krita import DockWidget
+from PyQt5.QtCore import Qt
+from PyQt5.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import krita_document as kd
+from . import logic
+from .connection import CONNECTED
+from .controller import get_controller
+
+DOCKER_ID = "livefill_docker"
+DOCKER_TITLE = "livefill"
+
+
+def _setting_float(key: str, default: float) -> float:
+    try:
+        return float(kd.read_setting(key, str(default)))
+    except ValueError:
+        return default
+
+
+def _setting_int(key: str, default: int) -> int:
+    try:
+        return int(float(kd.read_setting(key, str(default))))
+    except ValueError:
+        return default
+
+
+class LivefillDocker(DockWidget):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle(DOCKER_TITLE)
+        self.controller = get_controller()
+        root = QWidget(self)
+        layout = QVBoxLayout(root)
+        layout.setContentsMargins(4, 4, 4, 4)
+
+        self.prompt = QPlainTextEdit(root)
+        self.prompt.setPlaceholderText("Prompt: what to paint")
+        self.prompt.setFixedHeight(56)
+        self.negative = QLineEdit(root)
+        self.negative.setPlaceholderText("Negative prompt")
+        layout.addWidget(self.prompt)
+        layout.addWidget(self.negative)
+
+        form = QFormLayout()
+        self.strength = QDoubleSpinBox(root)
+        self.strength.setRange(0.05, 1.0)
+        self.strength.setSingleStep(0.05)
+        self.steps = QSpinBox(root)
+        self.steps.setRange(1, 50)
+        self.guidance = QDoubleSpinBox(root)
+        self.guidance.setRange(0.0, 20.0)
+        self.guidance.setSingleStep(0.5)
+        seed_row = QHBoxLayout()
+        self.random_seed = QCheckBox("Random", root)
+        self.seed = QSpinBox(root)
+        self.seed.setRange(0, 2**31 - 1)
+        seed_row.addWidget(self.random_seed)
+        seed_row.addWidget(self.seed, 1)
+        self.source = QComboBox(root)
+        self.source.addItem("Current layer", logic.SOURCE_LAYER)
+        self.source.addItem("Visible image", logic.SOURCE_IMAGE)
+        form.addRow("Strength", self.strength)
+        form.addRow("Steps", self.steps)
+        form.addRow("Guidance", self.guidance)
+        form.addRow("Seed", seed_row)
+        form.addRow("Read from", self.source)
+        layout.addLayout(form)
+
+        buttons = QGridLayout()
+        self.fill_button = QPushButton("Fill", root)
+        self.fill_button.setToolTip("Inpaint the selection (the whole layer without one) into a new layer")
+        self.generate_button = QPushButton("Generate", root)
+        self.generate_button.setToolTip("Text to image into a new layer over the selection or canvas")
+        self.expand_button = QPushButton("Expand", root)
+        self.expand_button.setToolTip("Grow the canvas on the chosen sides and outpaint the new border")
+        self.live_button = QPushButton("Live", root)
+        self.live_button.setCheckable(True)
+        self.live_button.setToolTip("Preview img2img of the current layer while you paint")
+        self.apply_button = QPushButton("Apply", root)
+        self.apply_button.setToolTip("Keep the live preview as a normal layer")
+        self.cancel_button = QPushButton("Cancel", root)
+        buttons.addWidget(self.fill_button, 0, 0)
+        buttons.addWidget(self.generate_button, 0, 1)
+        buttons.addWidget(self.expand_button, 0, 2)
+        buttons.addWidget(self.live_button, 1, 0)
+        buttons.addWidget(self.apply_button, 1, 1)
+        buttons.addWidget(self.cancel_button, 1, 2)
+        layout.addLayout(buttons)
+
+        expand_row = QHBoxLayout()
+        self.expand_amount = QSpinBox(root)
+        self.expand_amount.setRange(8, 2048)
+        self.expand_amount.setSingleStep(8)
+        self.expand_amount.setSuffix(" px")
+        expand_row.addWidget(self.expand_amount)
+        self.side_boxes = {}
+        for side, label in (("left", "L"), ("top", "T"), ("right", "R"), ("bottom", "B")):
+            box = QCheckBox(label, root)
+            box.setToolTip("Expand the %s side" % side)
+            self.side_boxes[side] = box
+            expand_row.addWidget(box)
+        layout.addLayout(expand_row)
+
+        self.progress = QProgressBar(root)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(8)
+        layout.addWidget(self.progress)
+        self.message = QLabel("", root)
+        self.message.setWordWrap(True)
+        self.status = QLabel("", root)
+        self.status.setWordWrap(True)
+        self.status.setStyleSheet("color: palette(mid);")
+        layout.addWidget(self.message)
+        layout.addWidget(self.status)
+
+        daemon_box = QGroupBox("Daemon settings", root)
+        daemon_box.setCheckable(True)
+        daemon_box.setChecked(False)
+        daemon_form = QFormLayout(daemon_box)
+        self.exe_path = QLineEdit(daemon_box)
+        self.exe_path.setPlaceholderText("livefill (from PATH)")
+        self.model_dir = QLineEdit(daemon_box)
+        self.model_dir.setPlaceholderText("model folder (daemon default)")
+        self.connect_button = QPushButton("Connect / start", daemon_box)
+        daemon_form.addRow("livefill", self.exe_path)
+        daemon_form.addRow("Model", self.model_dir)
+        daemon_form.addRow(self.connect_button)
+        daemon_box.toggled.connect(self._show_daemon_settings)
+        self.daemon_box = daemon_box
+        layout.addWidget(daemon_box)
+        layout.addStretch(1)
+        self.setWidget(root)
+
+        self._load_settings()
+        self._show_daemon_settings(False)
+        self._wire()
+        self._push_settings()
+        link = self.controller.link
+        self._on_connection(link.state, link.last_error or "Not connected yet.")
+        self.controller.refresh_status()
+
+    # ---- wiring ----------------------------------------------------------------------------
+
+    def _wire(self) -> None:
+        c = self.controller
+        self.fill_button.clicked.connect(lambda: (self._push_settings(), c.fill()))
+        self.generate_button.clicked.connect(lambda: (self._push_settings(), c.generate()))
+        self.expand_button.clicked.connect(lambda: (self._push_settings(), c.expand()))
+        self.live_button.toggled.connect(self._toggle_live)
+        self.apply_button.clicked.connect(c.apply_preview)
+        self.cancel_button.clicked.connect(c.cancel)
+        self.connect_button.clicked.connect(lambda: (self._push_settings(), c.link.connect_daemon(start=True)))
+        c.connection_changed.connect(self._on_connection)
+        c.progress.connect(self._on_progress)
+        c.message.connect(self.message.setText)
+        c.live_changed.connect(self._on_live_changed)
+        c.preview_changed.connect(self.apply_button.setEnabled)
+        for widget in (self.strength, self.guidance):
+            widget.valueChanged.connect(self._push_settings)
+        for widget in (self.steps, self.seed, self.expand_amount):
+            widget.valueChanged.connect(self._push_settings)
+        self.prompt.textChanged.connect(self._push_settings)
+        self.negative.textChanged.connect(self._push_settings)
+        self.random_seed.toggled.connect(self._push_settings)
+        self.random_seed.toggled.connect(lambda on: self.seed.setEnabled(not on))
+        self.source.currentIndexChanged.connect(self._push_settings)
+        for box in self.side_boxes.values():
+            box.toggled.connect(self._push_settings)
+        self.exe_path.editingFinished.connect(self._push_settings)
+        self.model_dir.editingFinished.connect(self._push_settings)
+        self.apply_button.setEnabled(False)
+
+    def _show_daemon_settings(self, on: bool) -> None:
+        for w in (self.exe_path, self.model_dir, self.connect_button):
+            w.setVisible(on)
+        form = self.daemon_box.layout()
+        for i in range(form.rowCount()):
+            label = form.itemAt(i, QFormLayout.LabelRole)
+            if label is not None and label.widget() is not None:
+                label.widget().setVisible(on)
+
+    def _load_settings(self) -> None:
+        self.prompt.setPlainText(kd.read_setting("prompt", ""))
+        self.negative.setText(kd.read_setting("negative_prompt", ""))
+        self.strength.setValue(_setting_float("strength", 0.75))
+        self.steps.setValue(_setting_int("steps", 4))
+        self.guidance.setValue(_setting_float("guidance", 1.0))
+        self.random_seed.setChecked(kd.read_setting("random_seed", "true") == "true")
+        self.seed.setValue(_setting_int("seed", 42))
+        self.seed.setEnabled(not self.random_seed.isChecked())
+        index = self.source.findData(kd.read_setting("source", logic.SOURCE_LAYER))
+        self.source.setCurrentIndex(max(0, index))
+        self.expand_amount.setValue(_setting_int("expand_amount", 64))
+        sides = kd.read_setting("expand_sides", "right")
+        for side, box in self.side_boxes.items():
+            box.setChecked(side in sides.split(","))
+        self.exe_path.setText(kd.read_setting("livefill_exe", ""))
+        self.model_dir.setText(kd.read_setting("model_dir", ""))
+
+    def _push_settings(self, *_args) -> None:
+        """Copies the widgets into the controller and remembers them in kritarc."""
+        s = logic.Settings(
+            prompt=self.prompt.toPlainText(),
+            negative_prompt=self.negative.text(),
+            strength=self.strength.value(),
+            steps=self.steps.value(),
+            guidance=self.guidance.value(),
+            seed=None if self.random_seed.isChecked() else self.seed.value(),
+            source=self.source.currentData() or logic.SOURCE_LAYER,
+        )
+        sides = logic.Sides(self.expand_amount.value(), **{k: b.isChecked() for k, b in self.side_boxes.items()})
+        c = self.controller
+        c.settings = s
+        c.sides = sides
+        c.configure(self.exe_path.text().strip(), self.model_dir.text().strip(), c.link.socket_path)
+        for key, value in (
+            ("prompt", s.prompt), ("negative_prompt", s.negative_prompt), ("strength", s.strength),
+            ("steps", s.steps), ("guidance", s.guidance), ("random_seed", "true" if s.seed is None else "false"),
+            ("seed", self.seed.value()), ("source", s.source), ("expand_amount", sides.amount),
+            ("expand_sides", ",".join(k for k, b in self.side_boxes.items() if b.isChecked())),
+            ("livefill_exe", self.exe_path.text().strip()), ("model_dir", self.model_dir.text().strip()),
+        ):
+            kd.write_setting(key, str(value))
+
+    # ---- controller -> widgets -------------------------------------------------------------
+
+    def _toggle_live(self, on: bool) -> None:
+        self._push_settings()
+        self.controller.set_live(on)
+
+    def _on_live_changed(self, on: bool) -> None:
+        if self.live_button.isChecked() != on:
+            self.live_button.blockSignals(True)
+            self.live_button.setChecked(on)
+            self.live_button.blockSignals(False)
+
+    def _on_connection(self, state: str, text: str) -> None:
+        self.status.setText(text)
+        color = {CONNECTED: "#3a3"}.get(state, "#c83")
+        self.status.setStyleSheet("color: %s;" % color)
+
+    def _on_progress(self, step: int, total: int) -> None:
+        if total <= 0:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+        else:
+            self.progress.setRange(0, total)
+            self.progress.setValue(step)
+
+    def canvasChanged(self, canvas) -> None:  # required by DockWidget
+        pass

@@ -1,0 +1,352 @@
+"""What a Fill / Expand / Generate / Live job sends and where its result lands (no Krita, no Qt).
+
+Why this module exists: the plugin's behaviour is mostly decisions (which region goes to the
+daemon, with which mask and mode, at which offset the answer becomes a layer, what that layer is
+called, what an error code means to an artist). They live here, as plain functions over plain
+data, so ``tests/krita/test_logic.py`` can check them without Krita; ``krita_document`` only
+reads and writes pixels and ``controller`` only sequences the steps.
+
+Coordinates are canvas pixels at the time the job was started. Images are RGBA (straight alpha)
+here: the BGRA swap happens at the Krita boundary.
+"""
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Tuple
+
+from . import pixels as px
+from .geometry import Rect
+
+try:
+    from . import livefill_protocol as proto
+except ImportError:  # development checkout: protocol/python on sys.path
+    import livefill_protocol as proto  # type: ignore[no-redef]
+
+#: Name of the one layer live mode draws into.
+PREVIEW_LAYER_NAME = "livefill preview"
+#: Prefix of every layer livefill creates (live mode never watches these).
+LAYER_PREFIX = "livefill"
+#: How much context around a selection is sent, as a fraction of the selection's longer side.
+CONTEXT_FRACTION = 0.5
+#: ...but at least this many pixels.
+MIN_CONTEXT = 32
+#: Largest side requested for txt2img when the daemon does not say.
+DEFAULT_MAX_SIDE = 2048
+MAX_SEED = 2**32 - 1
+
+KIND_FILL = "fill"
+KIND_EXPAND = "expand"
+KIND_GENERATE = "generate"
+KIND_LIVE = "live"
+
+SOURCE_LAYER = "layer"
+SOURCE_IMAGE = "image"
+
+
+@dataclass
+class Settings:
+    """The docker's knobs, as the request builder needs them."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    strength: float = 0.75
+    steps: int = 4
+    guidance: float = 1.0
+    #: None = random (the daemon picks and reports it back).
+    seed: Optional[int] = None
+    #: SOURCE_LAYER (current layer's pixels) or SOURCE_IMAGE (the visible, composited image).
+    source: str = SOURCE_LAYER
+    feather: int = 0
+    color_match: bool = False
+
+
+@dataclass
+class Sides:
+    """Which canvas sides Expand grows, and by how much."""
+
+    amount: int = 64
+    left: bool = False
+    top: bool = False
+    right: bool = True
+    bottom: bool = False
+
+    def extend(self) -> Tuple[int, int, int, int]:
+        a = max(0, int(self.amount))
+        return (a if self.left else 0, a if self.top else 0, a if self.right else 0, a if self.bottom else 0)
+
+    def any(self) -> bool:
+        return self.amount > 0 and (self.left or self.top or self.right or self.bottom)
+
+
+@dataclass
+class Plan:
+    """One job, decided before any pixel is read.
+
+    ``region``: the canvas rectangle whose pixels are sent (None for txt2img).
+    ``target``: where the result may land (selection bounds, or the whole canvas).
+    ``mask_region_mask``: filled in once read: the selection mask over ``region`` (or ``target``
+    for txt2img), 255 = replace; None = no selection.
+    """
+
+    kind: str
+    mode: "proto.Mode"
+    canvas: Rect
+    target: Rect
+    region: Optional[Rect] = None
+    has_selection: bool = False
+    extend: Tuple[int, int, int, int] = (0, 0, 0, 0)
+    width: int = 0
+    height: int = 0
+    mask: Optional[bytes] = field(default=None, repr=False)
+    prompt: str = ""
+
+
+@dataclass
+class Placement:
+    """Where a result goes: ``rect`` in canvas coordinates (after ``resize``, if any), RGBA pixels."""
+
+    rect: Rect
+    pixels: bytes = field(repr=False)
+    #: Canvas resize to apply first, as Krita's ``Document.resizeImage(x, y, w, h)`` arguments.
+    resize: Optional[Tuple[int, int, int, int]] = None
+
+
+class PlanError(Exception):
+    """A job cannot start (nothing to do, empty selection, ...); the text is for the artist."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Planning
+# ------------------------------------------------------------------------------------------------
+
+
+def context_region(canvas: Rect, selection: Rect) -> Rect:
+    """The selection's bounds plus surrounding context, clipped to the canvas."""
+    pad = max(MIN_CONTEXT, int(max(selection.w, selection.h) * CONTEXT_FRACTION))
+    return selection.grow(pad, pad, pad, pad).intersect(canvas)
+
+
+def plan_fill(canvas: Rect, selection: Optional[Rect], prompt: str = "", live: bool = False) -> Plan:
+    """Fill: inpaint the selection (with context around it), or img2img the whole canvas."""
+    kind = KIND_LIVE if live else KIND_FILL
+    if selection is not None:
+        sel = selection.intersect(canvas)
+        if sel.empty():
+            raise PlanError("The selection lies outside the canvas.")
+        return Plan(kind, proto.Mode.INPAINT, canvas, target=sel, region=context_region(canvas, sel),
+                    has_selection=True, prompt=prompt)
+    return Plan(kind, proto.Mode.IMG2IMG, canvas, target=canvas, region=canvas, prompt=prompt)
+
+
+def plan_expand(canvas: Rect, sides: Sides, prompt: str = "") -> Plan:
+    """Expand: send the canvas, ask for ``sides`` more pixels around it."""
+    if not sides.any():
+        raise PlanError("Choose at least one side and a size above 0 to expand.")
+    left, top, right, bottom = sides.extend()
+    target = Rect(0, 0, canvas.w + left + right, canvas.h + top + bottom)
+    return Plan(KIND_EXPAND, proto.Mode.OUTPAINT, canvas, target=target, region=canvas,
+                extend=(left, top, right, bottom), prompt=prompt)
+
+
+def txt2img_size(w: int, h: int, max_side: int) -> Tuple[int, int]:
+    """A request size for a ``w`` x ``h`` target: multiples of 8, longer side at most ``max_side``."""
+    limit = max_side if max_side > 0 else DEFAULT_MAX_SIDE
+    scale = min(1.0, float(limit) / max(w, h, 1))
+    rw = max(8, int(w * scale) // 8 * 8)
+    rh = max(8, int(h * scale) // 8 * 8)
+    return rw, rh
+
+
+def plan_generate(canvas: Rect, selection: Optional[Rect], max_side: int = 0, prompt: str = "") -> Plan:
+    """Generate: txt2img sized like the selection (or the canvas), landing on it."""
+    target = canvas if selection is None else selection.intersect(canvas)
+    if target.empty():
+        raise PlanError("The selection lies outside the canvas.")
+    w, h = txt2img_size(target.w, target.h, max_side)
+    return Plan(KIND_GENERATE, proto.Mode.TXT2IMG, canvas, target=target, region=None,
+                has_selection=selection is not None, width=w, height=h, prompt=prompt)
+
+
+# ------------------------------------------------------------------------------------------------
+# Requests
+# ------------------------------------------------------------------------------------------------
+
+
+def build_request(
+    plan: Plan,
+    settings: Settings,
+    request_id: int,
+    image_rgba: Optional[bytes],
+    seed: Optional[int] = None,
+) -> "proto.GenerateRequest":
+    """The wire request for ``plan``; ``image_rgba`` holds ``plan.region``'s pixels (RGBA)."""
+    image = None
+    mask = None
+    if plan.region is not None:
+        if image_rgba is None or len(image_rgba) != plan.region.w * plan.region.h * 4:
+            raise ValueError("image does not match the planned region %r" % (plan.region,))
+        image = proto.RgbaImage(plan.region.w, plan.region.h, bytes(image_rgba))
+        if plan.mode == proto.Mode.INPAINT and plan.mask is not None:
+            mask = proto.Mask(plan.region.w, plan.region.h, bytes(plan.mask))
+    left, top, right, bottom = plan.extend
+    live = plan.kind == KIND_LIVE
+    return proto.GenerateRequest(
+        request_id=request_id,
+        mode=plan.mode,
+        prompt=settings.prompt,
+        negative_prompt=settings.negative_prompt,
+        seed=settings.seed if seed is None else seed,
+        steps=max(1, int(settings.steps)),
+        guidance=float(settings.guidance),
+        strength=min(1.0, max(0.01, float(settings.strength))),
+        width=plan.width,
+        height=plan.height,
+        image=image,
+        mask=mask,
+        extend=proto.Extend(left, top, right, bottom),
+        context=proto.Context.AUTO,
+        feather=max(0, int(settings.feather)),
+        color_match=bool(settings.color_match),
+        priority=proto.Priority.LIVE_PREVIEW if live else proto.Priority.FINAL,
+        stream_previews=False,
+    )
+
+
+def live_seed(settings: Settings, rng: Optional[random.Random] = None) -> int:
+    """The seed a live session uses: the fixed one, or one random pick kept for the session (so
+    previews do not flicker between seeds while the artist paints)."""
+    if settings.seed is not None:
+        return settings.seed
+    return (rng or random).randint(0, MAX_SEED)
+
+
+# ------------------------------------------------------------------------------------------------
+# Results
+# ------------------------------------------------------------------------------------------------
+
+Scaler = Callable[[bytes, int, int, int, int], bytes]
+
+
+def scale_nearest(pixels: bytes, w: int, h: int, tw: int, th: int) -> bytes:
+    """Nearest-neighbour resize of RGBA ``pixels`` (the Krita side uses Qt's smooth scaling)."""
+    if (w, h) == (tw, th):
+        return pixels
+    xs = [min(w - 1, (x * w) // tw) for x in range(tw)]
+    out = bytearray(tw * th * 4)
+    for y in range(th):
+        sy = min(h - 1, (y * h) // th)
+        row = pixels[sy * w * 4:(sy + 1) * w * 4]
+        line = b"".join(row[sx * 4:sx * 4 + 4] for sx in xs)
+        out[y * tw * 4:(y + 1) * tw * 4] = line
+    return bytes(out)
+
+
+def place_result(
+    plan: Plan,
+    image: bytes,
+    width: int,
+    height: int,
+    offset_x: int = 0,
+    offset_y: int = 0,
+    scale: Scaler = scale_nearest,
+) -> Placement:
+    """Turns a daemon result (RGBA, offset in the sent image's coordinates) into a layer placement.
+
+    The result is clipped to the job's target and, with a selection, its alpha is multiplied by
+    the selection mask, so no pixel outside the selection is ever covered. Expand keeps only the
+    new border (the original canvas area stays transparent) and reports the canvas resize.
+    """
+    if len(image) != width * height * 4:
+        raise ValueError("result holds %d bytes for %dx%d" % (len(image), width, height))
+    if plan.kind == KIND_GENERATE:
+        t = plan.target
+        pixels = scale(image, width, height, t.w, t.h)
+        if plan.mask is not None:
+            pixels = px.multiply_alpha(pixels, plan.mask)
+        return Placement(t, pixels)
+
+    if plan.kind == KIND_EXPAND:
+        left, top, right, bottom = plan.extend
+        new_canvas = plan.target
+        result_rect = Rect(offset_x + left, offset_y + top, width, height)
+        clip = result_rect.intersect(new_canvas)
+        if clip.empty():
+            raise ValueError("the result does not overlap the expanded canvas")
+        local = clip.translate(-result_rect.x, -result_rect.y)
+        pixels = px.crop(image, width, height, local)
+        old_area = Rect(left, top, plan.canvas.w, plan.canvas.h).translate(-clip.x, -clip.y)
+        pixels = px.multiply_alpha(pixels, px.transparent_inside(clip.w, clip.h, old_area))
+        return Placement(clip, pixels, resize=(-left, -top, new_canvas.w, new_canvas.h))
+
+    # Fill and live: offsets are relative to the sent region.
+    region = plan.region
+    assert region is not None
+    result_rect = Rect(region.x + offset_x, region.y + offset_y, width, height)
+    clip = result_rect.intersect(plan.target)
+    if clip.empty():
+        raise ValueError("the result does not overlap the selection")
+    pixels = px.crop(image, width, height, clip.translate(-result_rect.x, -result_rect.y))
+    if plan.mask is not None:
+        mask = px.crop(plan.mask, region.w, region.h, clip.translate(-region.x, -region.y), bpp=1)
+        pixels = px.multiply_alpha(pixels, mask)
+    return Placement(clip, pixels)
+
+
+# ------------------------------------------------------------------------------------------------
+# Names and messages
+# ------------------------------------------------------------------------------------------------
+
+
+def short_prompt(prompt: str, limit: int = 40) -> str:
+    text = " ".join(prompt.split())
+    if not text:
+        return "(no prompt)"
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "\u2026"
+    return text
+
+
+def layer_name(kind: str, prompt: str, seed: Optional[int]) -> str:
+    """e.g. ``livefill fill: a red fox [seed 42]``."""
+    label = {KIND_LIVE: "live"}.get(kind, kind)
+    seed_text = "" if seed is None else " [seed %d]" % seed
+    return "%s %s: %s%s" % (LAYER_PREFIX, label, short_prompt(prompt), seed_text)
+
+
+def is_livefill_layer(name: str) -> bool:
+    return name == PREVIEW_LAYER_NAME or name.startswith(LAYER_PREFIX + " ")
+
+
+_ERROR_TEXT = {
+    "NO_MODEL": "The daemon has no model loaded. Set the model folder in the livefill docker's "
+    "Daemon settings (or start it with `livefill serve --model DIR`).",
+    "OUT_OF_MEMORY": "Out of memory on the daemon's device. Try a smaller selection or fewer "
+    "steps, or close other programs using the GPU.",
+    "IMAGE_TOO_LARGE": "The image sent is larger than the daemon accepts. Select a smaller area.",
+    "FRAME_TOO_LARGE": "The image sent is larger than the daemon accepts. Select a smaller area.",
+    "UNSUPPORTED_VERSION": "The daemon speaks another protocol version. Reinstall the plugin "
+    "with `livefill install-plugin krita` from the same livefill build.",
+    "CANCELLED": "Cancelled.",
+    "SHUTTING_DOWN": "The daemon is shutting down.",
+    "MASK_SIZE_MISMATCH": "Internal error: the mask does not match the image (please report).",
+    "INVALID_REQUEST": "The daemon rejected the request",
+    "BAD_FRAME": "The daemon could not read the request (please report)",
+    "INTERNAL": "The daemon failed",
+}
+
+
+def error_text(code: "proto.ErrorCode", message: str = "") -> str:
+    """An artist-facing sentence for an ErrorReply."""
+    name = getattr(code, "name", str(code))
+    base = _ERROR_TEXT.get(name, "Error %s" % name)
+    if message and name in ("INVALID_REQUEST", "BAD_FRAME", "INTERNAL", "IMAGE_TOO_LARGE"):
+        return "%s: %s" % (base.rstrip("."), message)
+    return base
+
+
+def status_text(device: str, model: str, provider: str = "") -> str:
+    """The docker's status line once connected."""
+    where = device or "unknown device"
+    if provider and provider not in where:
+        where = "%s, %s" % (where, provider.replace("ExecutionProvider", ""))
+    return "Connected \u2014 %s \u2014 model: %s" % (where, model or "none loaded")

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Offline end-to-end test of `livefill models export`: tiny random base + tiny random LoRA →
+# export → livefill's output must equal diffusers' fused pipeline (PSNR ≥ 40 dB).
+#
+# Needs a Python with tests/export/requirements.txt. Uses, in order: $LIVEFILL_EXPORT_PYTHON,
+# .cache/exportvenv (made from .cache/refvenv + peft, see below). When neither exists the test is
+# SKIPPED with a message (exit 0) — create it with:
+#   .cache/refvenv/bin/python -m venv .cache/exportvenv
+#   echo "$(.cache/refvenv/bin/python -c 'import site;print(site.getsitepackages()[0])')" \
+#       > .cache/exportvenv/lib/python3.11/site-packages/_refvenv.pth
+#   .cache/exportvenv/bin/python -m pip install peft==0.21.2
+# (or a fresh venv with `pip install -r tests/export/requirements.txt`).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+python=${LIVEFILL_EXPORT_PYTHON:-.cache/exportvenv/bin/python}
+if [ ! -x "$python" ] || ! "$python" -c 'import diffusers, peft, torch, onnx' 2>/dev/null; then
+    echo "SKIPPED: no Python with the exporter's requirements ($python); see tests/export/test_export.sh"
+    exit 0
+fi
+livefill=${LIVEFILL_BIN:-target/debug/livefill}
+[ -x "$livefill" ] || cargo build -p livefill --quiet
+export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$PWD/.cache/ort/libonnxruntime.so.1.31.1}
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+exec "$python" tests/export/test_export.py --livefill "$livefill" "$@"

@@ -1,0 +1,13 @@
+#!/bin/sh
+# Stands in for the `livefill` binary in fake mode: `fake_livefill.sh serve --socket PATH [...]`
+# starts fake_daemon.py on PATH (other flags are ignored). Used by the plugin's auto-start path.
+here=$(cd "$(dirname "$0")" && pwd)
+sock=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --socket) sock="$2"; shift 2 ;;
+        *) shift ;;
+    esac
+done
+[ -n "$sock" ] || sock="${LIVEFILL_SOCKET:?no socket}"
+exec python3 "$here/fake_daemon.py" "$sock"

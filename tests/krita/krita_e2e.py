@@ -1,0 +1,407 @@
+"""End-to-end tests of the livefill Krita plugin, run inside real Krita by ``kritarunner``.
+
+Why this exists: the plugin's value is in what it does to real Krita documents (layer offsets,
+masks, canvas growth, live preview layer), which only real Krita can confirm. This module drives
+the plugin's own ``Controller`` (the code behind the docker's buttons) against a daemon and
+writes every check to a JSON file, because kritarunner's exit code does not reflect failures.
+
+Run (see run_krita_tests.sh):
+    QT_QPA_PLATFORM=offscreen PYTHONPATH=<pykrita dir>:<this dir> kritarunner -s krita_e2e -f main
+
+Environment:
+    LIVEFILL_TEST_RESULTS  JSON output path (required)
+    LIVEFILL_TEST_DAEMON   "real" (livefill serve on the tiny fixtures) or "fake" (fake_daemon.py)
+    LIVEFILL_SOCKET        socket the daemon listens on
+    LIVEFILL_BIN, LIVEFILL_MODEL  what the plugin starts when nothing listens (real mode)
+    LIVEFILL_TEST_RESTART  command line (shell) that starts the daemon again, for the reconnect test
+"""
+
+import json
+import os
+import subprocess
+import time
+import traceback
+
+RESULTS = os.environ.get("LIVEFILL_TEST_RESULTS", "/tmp/livefill-krita-results.json")
+DAEMON = os.environ.get("LIVEFILL_TEST_DAEMON", "fake")
+W, H = 200, 150
+SEL = (60, 40, 64, 48)  # x, y, w, h of the elliptic selection's bounds
+JOB_TIMEOUT = float(os.environ.get("LIVEFILL_TEST_JOB_TIMEOUT", "300"))
+
+checks = []
+state = {"done": False, "daemon": DAEMON, "checks": checks, "timings": {}}
+
+
+def save():
+    tmp = RESULTS + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(state, f, indent=1, default=str)
+    os.replace(tmp, RESULTS)
+
+
+def check(name, ok, detail=""):
+    checks.append({"name": name, "ok": bool(ok), "detail": str(detail)[:2000]})
+    save()
+    return ok
+
+
+def pump(seconds=0.0):
+    from PyQt5.QtCore import QCoreApplication, QEventLoop
+
+    end = time.monotonic() + seconds
+    while True:
+        QCoreApplication.processEvents(QEventLoop.AllEvents, 20)
+        if time.monotonic() >= end:
+            return
+        time.sleep(0.005)
+
+
+def wait_until(pred, timeout):
+    from PyQt5.QtCore import QCoreApplication, QEventLoop
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        QCoreApplication.processEvents(QEventLoop.AllEvents, 20)
+        if pred():
+            return True
+        time.sleep(0.005)
+    return pred()
+
+
+# ------------------------------------------------------------------------------------------------
+# Document set-up and pixel helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def pattern(w, h):
+    """A BGRA pattern where every pixel differs from its neighbours (so misplacement shows)."""
+    out = bytearray(w * h * 4)
+    for y in range(h):
+        for x in range(w):
+            i = (y * w + x) * 4
+            out[i] = (x * 7 + y * 3) & 255
+            out[i + 1] = (x * 2 + y * 5) & 255
+            out[i + 2] = (x * 11 + y * 13) & 255
+            out[i + 3] = 255
+    return bytes(out)
+
+
+def ellipse_mask(w, h):
+    """An elliptic 8-bit mask with soft (128) rim pixels."""
+    out = bytearray(w * h)
+    cx, cy, rx, ry = (w - 1) / 2.0, (h - 1) / 2.0, w / 2.0, h / 2.0
+    for y in range(h):
+        for x in range(w):
+            d = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2
+            out[y * w + x] = 255 if d <= 0.85 else (128 if d <= 1.0 else 0)
+    return bytes(out)
+
+
+def make_document():
+    from krita import Krita
+
+    app = Krita.instance()
+    doc = app.createDocument(W, H, "livefill-test", "RGBA", "U8", "", 72.0)
+    layer = doc.createNode("painted", "paintlayer")
+    doc.rootNode().addChildNode(layer, None)
+    layer.setPixelData(pattern(W, H), 0, 0, W, H)
+    doc.refreshProjection()
+    doc.waitForDone()
+    return doc, layer
+
+
+def select_ellipse(doc):
+    from krita import Selection
+
+    x, y, w, h = SEL
+    sel = Selection()
+    sel.setPixelData(ellipse_mask(w, h), x, y, w, h)
+    doc.setSelection(sel)
+
+
+def projection(doc):
+    doc.refreshProjection()
+    doc.waitForDone()
+    return bytes(doc.pixelData(0, 0, doc.width(), doc.height()))
+
+
+def full_mask(doc):
+    sel = doc.selection()
+    if sel is None:
+        return bytes(doc.width() * doc.height())
+    return bytes(sel.pixelData(0, 0, doc.width(), doc.height()))
+
+
+def bounds(node):
+    b = node.bounds()
+    return (b.x(), b.y(), b.width(), b.height())
+
+
+def diff_outside(before, after, mask):
+    """Pixels that changed where the mask is 0."""
+    bad = 0
+    first = None
+    for i, m in enumerate(mask):
+        if m == 0 and before[i * 4:i * 4 + 4] != after[i * 4:i * 4 + 4]:
+            bad += 1
+            if first is None:
+                first = i
+    return bad, first
+
+
+def changed_inside(before, after, mask):
+    return sum(1 for i, m in enumerate(mask) if m == 255 and before[i * 4:i * 4 + 4] != after[i * 4:i * 4 + 4])
+
+
+def layer_names(doc):
+    return [n.name() for n in doc.rootNode().childNodes()]
+
+
+# ------------------------------------------------------------------------------------------------
+# Jobs
+# ------------------------------------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self, controller):
+        self.done = {}
+        self.messages = []
+        controller.job_done.connect(self._done)
+        controller.message.connect(self.messages.append)
+
+    def _done(self, rid, kind, node):
+        self.done[rid] = (kind, node)
+
+
+def run_job(name, controller, rec, start):
+    t0 = time.monotonic()
+    rid = start()
+    if not check(name + ": request started", rid is not None, rec.messages[-3:]):
+        return None
+    finished = wait_until(lambda: rid in rec.done, JOB_TIMEOUT)
+    state["timings"][name] = round(time.monotonic() - t0, 3)
+    if not check(name + ": finished", finished, "messages: %s" % rec.messages[-5:]):
+        return None
+    node = rec.done[rid][1]
+    check(name + ": produced a layer", node is not None, "messages: %s" % rec.messages[-5:])
+    return node
+
+
+def test_fill(doc, layer, controller, rec, logic):
+    select_ellipse(doc)
+    mask = full_mask(doc)
+    layer_before = bytes(layer.pixelData(0, 0, W, H))
+    proj_before = projection(doc)
+    names_before = layer_names(doc)
+    controller.settings = logic.Settings(prompt="a red fox", seed=7, steps=2, strength=0.8)
+    node = run_job("fill", controller, rec, controller.fill)
+    if node is None:
+        return
+    check("fill: new layer name has prompt and seed", node.name() == "livefill fill: a red fox [seed 7]", node.name())
+    check("fill: one layer added", len(layer_names(doc)) == len(names_before) + 1, layer_names(doc))
+    check("fill: layer sits on the selection bounds", bounds(node) == SEL, bounds(node))
+    check("fill: placed right above the source layer",
+          layer_names(doc).index(node.name()) == layer_names(doc).index("painted") + 1, layer_names(doc))
+    check("fill: source layer unchanged", bytes(layer.pixelData(0, 0, W, H)) == layer_before)
+    proj_after = projection(doc)
+    bad, first = diff_outside(proj_before, proj_after, mask)
+    check("fill: composite unchanged outside the selection", bad == 0, "%d pixels, first %s" % (bad, first))
+    inside = changed_inside(proj_before, proj_after, mask)
+    check("fill: composite changed inside the selection", inside > 0, "%d pixels" % inside)
+    if DAEMON == "fake":
+        px = bytes(node.pixelData(SEL[0] + SEL[2] // 2, SEL[1] + SEL[3] // 2, 1, 1))
+        check("fill: fake result colour arrives as BGRA magenta", px == bytes((255, 0, 255, 255)), px.hex())
+
+
+def test_fill_without_selection(doc, layer, controller, rec, logic):
+    doc.setSelection(None)
+    layer_before = bytes(layer.pixelData(0, 0, W, H))
+    controller.settings = logic.Settings(prompt="oil painting", seed=11, steps=2, strength=0.5)
+    node = run_job("img2img", controller, rec, controller.fill)
+    if node is None:
+        return
+    check("img2img: layer covers the canvas", bounds(node) == (0, 0, W, H), bounds(node))
+    check("img2img: source layer unchanged", bytes(layer.pixelData(0, 0, W, H)) == layer_before)
+    check("img2img: layer name", node.name() == "livefill fill: oil painting [seed 11]", node.name())
+    node.setVisible(False)
+    doc.refreshProjection()
+
+
+def test_generate(doc, layer, controller, rec, logic):
+    select_ellipse(doc)
+    mask = full_mask(doc)
+    proj_before = projection(doc)
+    controller.settings = logic.Settings(prompt="a blue bird", seed=3, steps=2)
+    node = run_job("generate", controller, rec, controller.generate)
+    if node is None:
+        return
+    check("generate: layer on the selection bounds", bounds(node) == SEL, bounds(node))
+    bad, first = diff_outside(proj_before, projection(doc), mask)
+    check("generate: composite unchanged outside the selection", bad == 0, "%d pixels, first %s" % (bad, first))
+    node.setVisible(False)
+    doc.refreshProjection()
+
+
+def test_expand(doc, layer, controller, rec, logic):
+    doc.setSelection(None)
+    layer_before = bytes(layer.pixelData(0, 0, W, H))
+    proj_before = projection(doc)
+    controller.settings = logic.Settings(prompt="more landscape", seed=5, steps=2)
+    sides = logic.Sides(amount=32, left=True, top=True, right=True, bottom=False)
+    node = run_job("expand", controller, rec, lambda: controller.expand(sides))
+    if node is None:
+        return
+    nw, nh = W + 64, H + 32
+    check("expand: canvas grew", (doc.width(), doc.height()) == (nw, nh), (doc.width(), doc.height()))
+    check("expand: source layer moved with the canvas", bounds(layer) == (32, 32, W, H), bounds(layer))
+    check("expand: source layer pixels unchanged", bytes(layer.pixelData(32, 32, W, H)) == layer_before)
+    check("expand: border layer covers the new canvas", bounds(node) == (0, 0, nw, nh), bounds(node))
+    inner = bytes(node.pixelData(32, 32, W, H))
+    check("expand: border layer transparent over the old canvas", inner == bytes(W * H * 4))
+    border = bytes(node.pixelData(0, 0, nw, 32))
+    check("expand: border layer opaque in the new strip", border[3::4] == b"\xff" * (nw * 32))
+    doc.refreshProjection()
+    doc.waitForDone()
+    proj_after = bytes(doc.pixelData(32, 32, W, H))
+    check("expand: old canvas area of the composite unchanged", proj_after == proj_before)
+    check("expand: layer name", node.name().startswith("livefill expand: more landscape"), node.name())
+
+
+def test_live(doc, layer, controller, rec, logic):
+    select_ellipse(doc)
+    controller.settings = logic.Settings(prompt="live sketch", seed=9, steps=2, strength=0.6)
+    live_done = lambda: [k for k, (kind, n) in rec.done.items() if kind == "live" and n is not None]  # noqa: E731
+    before = len(live_done())
+    controller.set_live(True)
+    check("live: turned on", controller.live, rec.messages[-3:])
+    ok = wait_until(lambda: len(live_done()) > before, JOB_TIMEOUT)
+    check("live: first preview", ok, rec.messages[-5:])
+    previews = [n for n in doc.rootNode().childNodes() if n.name() == "livefill preview"]
+    check("live: one preview layer", len(previews) == 1, layer_names(doc))
+    if previews:
+        b = bounds(previews[0])
+        check("live: preview on the selection bounds", b == SEL, b)
+    # Paint on the watched layer: the watcher must notice and send again.
+    n_before = len(live_done())
+    x, y, w, h = SEL
+    layer.setPixelData(bytes((0, 0, 0, 255)) * (10 * 10), x + 20, y + 15, 10, 10)
+    ok = wait_until(lambda: len(live_done()) > n_before, JOB_TIMEOUT)
+    check("live: change triggers a new preview", ok, rec.messages[-5:])
+    previews = [n for n in doc.rootNode().childNodes() if n.name() == "livefill preview"]
+    check("live: still one reused preview layer", len(previews) == 1, layer_names(doc))
+    node = controller.apply_preview()
+    check("live: apply keeps the preview as a layer", node is not None and node.name().startswith("livefill live: live sketch"),
+          node.name() if node is not None else None)
+    check("live: apply stops live mode", not controller.live)
+    previews = [n for n in doc.rootNode().childNodes() if n.name() == "livefill preview"]
+    check("live: no preview layer left after apply", len(previews) == 0, layer_names(doc))
+
+
+def test_errors(doc, layer, controller, rec, logic):
+    if DAEMON != "fake":
+        return
+    select_ellipse(doc)
+    for prompt, needle in (("__no_model__", "no model"), ("__oom__", "Out of memory")):
+        controller.settings = logic.Settings(prompt=prompt, seed=1, steps=1)
+        rid = controller.fill()
+        wait_until(lambda: rid in rec.done, 30)
+        check("errors: %s explained" % prompt, any(needle.lower() in m.lower() for m in rec.messages[-3:]),
+              rec.messages[-3:])
+
+
+def test_reconnect(doc, layer, controller, rec, logic):
+    """The daemon goes away; the next Fill must bring it back (plugin restarts it) and work."""
+    lf = controller.link
+    conn = lf.conn
+    if not check("reconnect: connected before", conn is not None and lf.is_connected, lf.state):
+        return
+    restart = os.environ.get("LIVEFILL_TEST_RESTART", "")
+    import livefill_krita.livefill_protocol as proto
+
+    conn.send(proto.Shutdown())
+    gone = wait_until(lambda: not lf.is_connected, 60)
+    check("reconnect: noticed the daemon went away", gone, lf.state)
+    if restart:
+        # External restart: the plugin must reconnect by itself.
+        time.sleep(0.5)
+        subprocess.Popen(restart, shell=True, start_new_session=True)
+        back = wait_until(lambda: lf.is_connected, 180)
+        check("reconnect: reconnected after an external restart", back, lf.last_error)
+        conn2 = lf.conn
+        if back:
+            conn2.send(proto.Shutdown())
+            wait_until(lambda: not lf.is_connected, 60)
+    # No daemon at all now: a button press starts it (LIVEFILL_BIN / fake start command).
+    select_ellipse(doc)
+    controller.settings = logic.Settings(prompt="after restart", seed=2, steps=2)
+    node = run_job("reconnect: fill after restart", controller, rec, controller.fill)
+    check("reconnect: result placed", node is not None and bounds(node) == SEL,
+          bounds(node) if node is not None else rec.messages[-5:])
+
+
+def test_no_daemon(doc, layer, controller, rec, logic):
+    """No daemon and no livefill executable: a clear message, no hanging job."""
+    from livefill_krita.controller import Controller
+
+    c2 = Controller()
+    c2.configure("/nonexistent/livefill", "", os.path.join(os.path.dirname(RESULTS), "nobody.sock"))
+    c2.target_provider = lambda: (doc, layer)
+    rec2 = Recorder(c2)
+    c2.settings = logic.Settings(prompt="nothing", seed=1, steps=1)
+    rid = c2.fill()
+    wait_until(lambda: rid in rec2.done, 30)
+    check("no daemon: job ends", rid in rec2.done, rec2.messages)
+    check("no daemon: message says it could not be started",
+          any("could not be started" in m for m in rec2.messages), rec2.messages)
+    c2.shutdown()
+
+
+def test_krita_scaler():
+    from livefill_krita import krita_document as kd
+
+    src = bytes((10, 20, 30, 255)) * (4 * 4)
+    out = kd.scale_rgba(src, 4, 4, 8, 6)
+    check("qt scaler: size and colour", len(out) == 8 * 6 * 4 and out[:4] == bytes((10, 20, 30, 255)), out[:8].hex())
+
+
+def _excepthook(kind, value, tb):
+    # Krita's own hook opens a modal dialog, which would hang a headless run: record instead.
+    check("no uncaught exception in a Qt slot", False, "".join(traceback.format_exception(kind, value, tb)))
+
+
+def main(*_args):
+    import sys
+
+    sys.excepthook = _excepthook
+    try:
+        from krita import Krita
+
+        state["krita_version"] = Krita.instance().version()
+        save()
+        from livefill_krita import logic
+        from livefill_krita.controller import Controller
+
+        test_krita_scaler()
+        doc, layer = make_document()
+        controller = Controller()
+        controller.configure(os.environ.get("LIVEFILL_BIN", ""), os.environ.get("LIVEFILL_MODEL", ""),
+                             os.environ.get("LIVEFILL_SOCKET", ""))
+        controller.target_provider = lambda: (doc, layer)
+        rec = Recorder(controller)
+        for test in (test_fill, test_fill_without_selection, test_generate, test_live, test_errors, test_expand,
+                     test_reconnect, test_no_daemon):
+            t0 = time.monotonic()
+            try:
+                test(doc, layer, controller, rec, logic)
+            except Exception:
+                check(test.__name__ + ": no exception", False, traceback.format_exc())
+            state["timings"][test.__name__] = round(time.monotonic() - t0, 3)
+            save()
+        state["messages"] = rec.messages
+        controller.shutdown()
+        doc.setModified(False)
+        doc.close()
+    except Exception:
+        check("harness: no exception", False, traceback.format_exc())
+    state["done"] = True
+    save()
