@@ -58,7 +58,17 @@ export LIVEFILL_BIN=$root/target/debug/livefill
 step "cargo test" cargo test --workspace
 step "python codec tests" bash protocol/python/run_tests.sh
 
+export_venv() {
+    # The exporter's pinned toolchain (torch + diffusers + peft), for the export test.
+    local venv=$root/.cache/exportvenv
+    if ! "$venv/bin/python" -c 'import diffusers, peft, torch, onnx' 2>/dev/null; then
+        python3 -m venv "$venv" && "$venv/bin/python" -m pip install --quiet -r tests/export/requirements.txt || return 1
+    fi
+    LIVEFILL_EXPORT_PYTHON=$venv/bin/python bash tests/export/test_export.sh
+}
+
 if [ "$quick" = 0 ]; then
+    step "models export: LCM-LoRA fuse + ONNX export vs diffusers" export_venv
     [ -f tests/krita/run_krita_tests.sh ] && step "krita plugin in real Krita" bash tests/krita/run_krita_tests.sh
     [ -f tests/gimp/run_gimp_tests.sh ] && step "gimp plugin in real GIMP 3" bash tests/gimp/run_gimp_tests.sh
 fi

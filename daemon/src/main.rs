@@ -21,6 +21,10 @@ enum Command {
     Status(cli::status::StatusArgs),
     /// Offline round trip: start a daemon on the smoke model, inpaint a picture through the socket.
     Demo(cli::demo::DemoArgs),
+    /// Fetch, list or export models.
+    Models(cli::models::ModelsArgs),
+    /// Check the runtime, GPU, model, socket and plugins, with a fix for each problem.
+    Doctor(cli::doctor::DoctorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +40,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => cli::serve::run(args),
         Command::Status(args) => cli::status::run(args),
         Command::Demo(args) => cli::demo::run(args),
+        Command::Models(args) => cli::models::run(args),
+        Command::Doctor(args) => cli::doctor::run(args),
     }
 }

@@ -93,9 +93,14 @@ impl OnnxModel {
                 ))
             })?;
         }
-        let session = builder
-            .commit_from_file(path)
-            .map_err(|e| load_err(e.to_string()))?;
+        let session = builder.commit_from_file(path).map_err(|e| {
+            // Prefer a precise diagnosis (truncated, corrupt, missing external data) when the
+            // file itself is broken.
+            match crate::models::onnx_info::read_signature(path) {
+                Err(diagnosis) => load_err(diagnosis.to_string()),
+                Ok(_) => load_err(e.to_string()),
+            }
+        })?;
         let inputs = session
             .inputs()
             .iter()
