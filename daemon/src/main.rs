@@ -25,6 +25,8 @@ enum Command {
     Models(cli::models::ModelsArgs),
     /// Check the runtime, GPU, model, socket and plugins, with a fix for each problem.
     Doctor(cli::doctor::DoctorArgs),
+    /// Time the engine per stage (and a running daemon with --socket).
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +44,6 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => cli::demo::run(args),
         Command::Models(args) => cli::models::run(args),
         Command::Doctor(args) => cli::doctor::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     }
 }

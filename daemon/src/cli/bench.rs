@@ -214,7 +214,8 @@ fn build_request(
     let mut request = default_request(wire_mode);
     request.request_id = iteration as u64 + 1;
     request.prompt = if args.fresh_prompts {
-        format!("{} #{iteration}", args.prompt)
+        // Unique per mode too: a prompt seen by an earlier mode would hit the cache.
+        format!("{} #{}-{iteration}", args.prompt, mode.name())
     } else {
         args.prompt.clone()
     };
@@ -456,7 +457,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .map(|e| e.components.dir.native_size().0)
         .unwrap_or(512);
     let size = args.size.unwrap_or(native);
-    if size == 0 || size % 64 != 0 {
+    if size == 0 || !size.is_multiple_of(64) {
         bail!("--size must be a positive multiple of 64, got {size}");
     }
     let base = match &args.image {

@@ -287,6 +287,7 @@ impl Job<'_> {
             steps: request.steps as usize,
             guidance: request.guidance,
             strength,
+            fast_decode: request.priority == Priority::LivePreview,
         }
     }
 

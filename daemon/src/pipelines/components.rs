@@ -297,6 +297,21 @@ impl Components {
         })
     }
 
+    /// Final decode: TAESD when `fast` and the model has one (timed as `taesd_decode`), else the
+    /// full VAE (timed as `vae_decode`).
+    pub fn decode_for(
+        &mut self,
+        latents: &Latents,
+        fast: bool,
+        timings: &mut Timings,
+    ) -> Result<ModelImage, PipelineError> {
+        if fast && self.taesd_decoder.is_some() {
+            timed(timings, "taesd_decode", || self.preview(latents))
+        } else {
+            timed(timings, "vae_decode", || self.decode_latents(latents))
+        }
+    }
+
     /// A cheap preview of latents: TAESD when present (input = the UNet's latents, output in
     /// [-1, 1]), otherwise a fixed linear map from SD latents to RGB at latent resolution.
     pub fn preview(&mut self, latents: &Latents) -> Result<ModelImage, PipelineError> {

@@ -65,8 +65,6 @@ pub fn img2img(
         timings,
         on_step,
     )?;
-    let decoded = timed(timings, "vae_decode", || {
-        components.decode_latents(&latents)
-    })?;
+    let decoded = components.decode_for(&latents, params.fast_decode, timings)?;
     Ok((decoded, image_latents))
 }

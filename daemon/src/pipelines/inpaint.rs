@@ -144,9 +144,7 @@ pub fn inpaint(
             on_step,
         )?
     };
-    timed(timings, "vae_decode", || {
-        components.decode_latents(&latents)
-    })
+    components.decode_for(&latents, params.fast_decode, timings)
 }
 
 /// The image with masked pixels (mask ≥ 50 %) set to 0.

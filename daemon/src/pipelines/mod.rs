@@ -64,6 +64,8 @@ pub struct SamplingParams {
     pub steps: usize,
     pub guidance: f32,
     pub strength: f32,
+    /// Decode with TAESD when the model has one (live previews); the full VAE otherwise.
+    pub fast_decode: bool,
 }
 
 /// Called after every step with (step, total, latents, the model — for previews).

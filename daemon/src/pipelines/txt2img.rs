@@ -8,7 +8,7 @@ use super::{
     Components, Conditioning, Latents, ModelImage, PipelineError, SamplingParams, StepCallback,
     Timings,
 };
-use super::{components::timed, denoise};
+use super::denoise;
 
 /// Generate a `width`×`height` image (multiples of the VAE scale).
 #[allow(clippy::too_many_arguments)]
@@ -60,9 +60,7 @@ pub fn txt2img(
             timings,
             on_step,
         )?;
-        return timed(timings, "vae_decode", || {
-            components.decode_latents(&latents)
-        });
+        return components.decode_for(&latents, params.fast_decode, timings);
     }
     let latents = denoise(
         components,
@@ -75,7 +73,5 @@ pub fn txt2img(
         timings,
         on_step,
     )?;
-    timed(timings, "vae_decode", || {
-        components.decode_latents(&latents)
-    })
+    components.decode_for(&latents, params.fast_decode, timings)
 }

@@ -142,7 +142,9 @@ pub fn install(dest: Option<&Path>) -> Result<PathBuf> {
     let default_dir = default_pykrita_dir().ok();
     let pykrita = match dest {
         Some(d) => d.to_path_buf(),
-        None => default_dir.clone().context("cannot find Krita's pykrita folder; pass --dest")?,
+        None => default_dir
+            .clone()
+            .context("cannot find Krita's pykrita folder; pass --dest")?,
     };
     write_files(&pykrita)?;
     let is_default = dest.is_none() || default_dir.as_deref() == Some(pykrita.as_path());
@@ -210,11 +212,8 @@ fn set_ini_value(text: &str, section: &str, key: &str, value: &str) -> String {
         .position(|l| l.trim_start().starts_with('['))
         .map_or(lines.len(), |i| start + 1 + i);
     let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
-    let existing = (start + 1..end).find(|&i| {
-        out[i]
-            .split_once('=')
-            .is_some_and(|(k, _)| k.trim() == key)
-    });
+    let existing =
+        (start + 1..end).find(|&i| out[i].split_once('=').is_some_and(|(k, _)| k.trim() == key));
     match existing {
         Some(i) => out[i] = format!("{key}={value}"),
         None => {
