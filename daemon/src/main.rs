@@ -27,6 +27,8 @@ enum Command {
     Doctor(cli::doctor::DoctorArgs),
     /// Time the engine per stage (and a running daemon with --socket).
     Bench(cli::bench::BenchArgs),
+    /// Install the Krita or GIMP plugin (with the shared protocol codec) into the editor.
+    InstallPlugin(cli::install_plugin::InstallPluginArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +47,6 @@ fn main() -> anyhow::Result<()> {
         Command::Models(args) => cli::models::run(args),
         Command::Doctor(args) => cli::doctor::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::InstallPlugin(args) => cli::install_plugin::run(args),
     }
 }

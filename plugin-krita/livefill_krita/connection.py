@@ -85,7 +85,7 @@ class DaemonLink(QObject):
       ``state_changed(state, text)``: DISCONNECTED / CONNECTING / CONNECTED and a status line.
       ``connected(hello)``: a ``proto.DaemonHello`` after each successful handshake.
       ``message(msg)``: every ``proto`` daemon message.
-      ``send_failed(request_id, text)``: a request could not be sent.
+      ``send_failed(msg, text)``: a client message could not be sent.
       ``connection_lost(text)``: an established connection ended.
       ``connect_failed(text, final)``: a connection attempt failed; ``final``: it was meant to
       start the daemon and will not be retried (waiting work should be given up).
@@ -151,8 +151,9 @@ class DaemonLink(QObject):
         self._set_state(CONNECTING, "Starting the livefill daemon\u2026" if start else "Connecting\u2026")
         exe = find_livefill(self.livefill_exe)
         args: List[str] = []
-        if self.model_dir:
-            args += ["--model", os.path.expanduser(self.model_dir)]
+        model_dir = self.model_dir or os.environ.get("LIVEFILL_MODEL", "")
+        if model_dir:
+            args += ["--model", os.path.expanduser(model_dir)]
         path = self.socket_path or client.default_socket_path()
         thread = threading.Thread(
             target=self._connect_worker, args=(start, exe, args, path), name="livefill-connect", daemon=True
@@ -196,14 +197,13 @@ class DaemonLink(QObject):
             if item is None:
                 return
             conn, msg = item
-            rid = getattr(msg, "request_id", None)
             if conn is None or conn.is_closed:
-                self._events.put(("send_failed", (rid, "not connected to the livefill daemon")))
+                self._events.put(("send_failed", (msg, "not connected to the livefill daemon")))
                 continue
             try:
                 conn.send(msg)
             except Exception as e:
-                self._events.put(("send_failed", (rid, str(e))))
+                self._events.put(("send_failed", (msg, str(e))))
 
     # ---- UI thread ---------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ except ImportError:  # development checkout
 #: Live mode: how often the watched layer is fingerprinted (ms), and how long it must stay
 #: unchanged before a request goes out (ms).
 LIVE_POLL_MS = 300
+LIVE_POLL_MAX_MS = 2000
 LIVE_DEBOUNCE_MS = 150
 
 
@@ -110,7 +111,7 @@ class Controller(QObject):
 
     def fill(self) -> Optional[int]:
         """Inpaint the selection (img2img the whole layer without one) into a new layer."""
-        return self._guarded(self._fill, live=False)
+        return self._guarded(self._fill)
 
     def expand(self, sides: Optional[logic.Sides] = None) -> Optional[int]:
         """Outpaint ``sides`` (default: ``self.sides``); the canvas grows when the result arrives."""
@@ -147,8 +148,10 @@ class Controller(QObject):
             self._live_poll.stop()
             self._live_debounce.stop()
             for job in [j for j in self.jobs.values() if j.live]:
-                self.link.cancel(job.request_id)
-            self._pending = [j for j in self._pending if not j.live]
+                if self.link.is_connected and job not in self._pending:
+                    self.link.cancel(job.request_id)
+                else:
+                    self._finish(job, None, None)
         self.live_changed.emit(self.live)
 
     def apply_preview(self) -> Optional[Any]:
@@ -169,13 +172,17 @@ class Controller(QObject):
         """Cancels every job in flight and stops live mode."""
         was_live = self.live
         self.set_live(False)
-        cancelled = len(self.jobs) + len(self._pending)
-        for rid in list(self.jobs):
-            self.link.cancel(rid)
-        for job in self._pending:
-            self.job_done.emit(job.request_id, job.plan.kind, None)
-        self._pending = []
-        if cancelled or was_live:
+        count = len(self.jobs)
+        pending, self._pending = self._pending, []
+        for job in pending:
+            self._finish(job, None, None)
+        if self.link.is_connected:
+            for rid in list(self.jobs):
+                self.link.cancel(rid)
+        else:  # nobody is working on them: done
+            for job in list(self.jobs.values()):
+                self._finish(job, None, None)
+        if count or was_live:
             self.message.emit("Cancelling\u2026" if self.jobs else "Cancelled.")
         self._update_busy()
 
@@ -190,7 +197,7 @@ class Controller(QObject):
         kd.check_supported(doc)
         return doc, node
 
-    def _guarded(self, start: Callable[[], Job], live: bool = False) -> Optional[int]:
+    def _guarded(self, start: Callable[[], Job]) -> Optional[int]:
         try:
             job = start()
         except (kd.DocumentError, logic.PlanError) as e:
@@ -282,6 +289,7 @@ class Controller(QObject):
             self.set_live(False)
             self.message.emit("Live stopped: its document or layer is gone.")
             return
+        started = time.monotonic()
         try:
             plan = logic.plan_fill(kd.canvas_rect(doc), kd.selection_bounds(doc), live=True)
             assert plan.region is not None
@@ -294,6 +302,9 @@ class Controller(QObject):
         except (kd.DocumentError, logic.PlanError) as e:
             self.message.emit(str(e))
             return
+        # Reading a large layer is not free: poll less often the longer it takes.
+        cost_ms = (time.monotonic() - started) * 1000.0
+        self._live_poll.setInterval(int(max(LIVE_POLL_MS, min(LIVE_POLL_MAX_MS, cost_ms * 8))))
         if fingerprint != self._live_fingerprint:
             self._live_fingerprint = fingerprint
             self._live_debounce.start(LIVE_DEBOUNCE_MS)
@@ -354,8 +365,10 @@ class Controller(QObject):
             self.set_live(False)
         self.message.emit(text)
 
-    def _on_send_failed(self, request_id: Any, text: str) -> None:
-        job = self.jobs.get(request_id) if request_id is not None else None
+    def _on_send_failed(self, msg: Any, text: str) -> None:
+        if not isinstance(msg, proto.GenerateRequest):
+            return  # a Cancel for a daemon that is gone: nothing left to cancel
+        job = self.jobs.get(msg.request_id)
         if job is None:
             return
         if not self.link.is_connected and job not in self._pending:

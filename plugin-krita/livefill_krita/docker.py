@@ -13,7 +13,6 @@ from PyQt5.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -21,6 +20,7 @@ from PyQt5.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -139,26 +139,31 @@ class LivefillDocker(DockWidget):
         layout.addWidget(self.message)
         layout.addWidget(self.status)
 
-        daemon_box = QGroupBox("Daemon settings", root)
-        daemon_box.setCheckable(True)
-        daemon_box.setChecked(False)
-        daemon_form = QFormLayout(daemon_box)
-        self.exe_path = QLineEdit(daemon_box)
+        self.daemon_toggle = QToolButton(root)
+        self.daemon_toggle.setText("Daemon settings")
+        self.daemon_toggle.setCheckable(True)
+        self.daemon_toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        self.daemon_toggle.setArrowType(Qt.RightArrow)
+        self.daemon_toggle.setAutoRaise(True)
+        self.daemon_box = QWidget(root)
+        daemon_form = QFormLayout(self.daemon_box)
+        daemon_form.setContentsMargins(0, 0, 0, 0)
+        self.exe_path = QLineEdit(self.daemon_box)
         self.exe_path.setPlaceholderText("livefill (from PATH)")
-        self.model_dir = QLineEdit(daemon_box)
+        self.model_dir = QLineEdit(self.daemon_box)
         self.model_dir.setPlaceholderText("model folder (daemon default)")
-        self.connect_button = QPushButton("Connect / start", daemon_box)
+        self.connect_button = QPushButton("Connect / start daemon", self.daemon_box)
         daemon_form.addRow("livefill", self.exe_path)
         daemon_form.addRow("Model", self.model_dir)
         daemon_form.addRow(self.connect_button)
-        daemon_box.toggled.connect(self._show_daemon_settings)
-        self.daemon_box = daemon_box
-        layout.addWidget(daemon_box)
+        self.daemon_box.setVisible(False)
+        self.daemon_toggle.toggled.connect(self._show_daemon_settings)
+        layout.addWidget(self.daemon_toggle)
+        layout.addWidget(self.daemon_box)
         layout.addStretch(1)
         self.setWidget(root)
 
         self._load_settings()
-        self._show_daemon_settings(False)
         self._wire()
         self._push_settings()
         link = self.controller.link
@@ -197,13 +202,8 @@ class LivefillDocker(DockWidget):
         self.apply_button.setEnabled(False)
 
     def _show_daemon_settings(self, on: bool) -> None:
-        for w in (self.exe_path, self.model_dir, self.connect_button):
-            w.setVisible(on)
-        form = self.daemon_box.layout()
-        for i in range(form.rowCount()):
-            label = form.itemAt(i, QFormLayout.LabelRole)
-            if label is not None and label.widget() is not None:
-                label.widget().setVisible(on)
+        self.daemon_box.setVisible(on)
+        self.daemon_toggle.setArrowType(Qt.DownArrow if on else Qt.RightArrow)
 
     def _load_settings(self) -> None:
         self.prompt.setPlainText(kd.read_setting("prompt", ""))

@@ -11,7 +11,7 @@ space stores BGRA, so the swap happens here. Only 8-bit RGBA documents are suppo
 
 from typing import Optional, Tuple
 
-from krita import Krita, Node  # noqa: F401  (Node: for type hints in callers)
+from krita import Krita
 from PyQt5.QtCore import Qt
 from PyQt5.QtGui import QImage
 

@@ -347,6 +347,7 @@ def error_text(code: "proto.ErrorCode", message: str = "") -> str:
 def status_text(device: str, model: str, provider: str = "") -> str:
     """The docker's status line once connected."""
     where = device or "unknown device"
-    if provider and provider not in where:
-        where = "%s, %s" % (where, provider.replace("ExecutionProvider", ""))
+    short = provider.replace("ExecutionProvider", "")
+    if short and short.lower() not in where.lower():
+        where = "%s, %s" % (where, short)
     return "Connected \u2014 %s \u2014 model: %s" % (where, model or "none loaded")

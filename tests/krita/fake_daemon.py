@@ -10,6 +10,10 @@ codec (``protocol/python/livefill_protocol.py``) and answers deterministically:
 * outpaint: the sent image grown by ``extend``, new border solid cyan, offset (-left, -top);
 * txt2img: a solid orange image of the requested size (64x64 when 0).
 
+Prompts starting with ``__`` trigger behaviours for error tests: ``__no_model__`` and ``__oom__``
+answer with that ErrorReply, ``__slow__`` takes 10 s (in steps, so a Cancel ends it early with
+ErrorReply CANCELLED).
+
 Usage: fake_daemon.py SOCKET_PATH  (runs until killed or sent Shutdown).
 """
 
@@ -72,6 +76,16 @@ def answer(req: proto.GenerateRequest) -> proto.GenerateResult:
 
 def serve_client(conn: socket.socket, stop: threading.Event) -> None:
     lock = threading.Lock()
+    cancelled = set()
+
+    def slow_job(req) -> None:
+        for step in range(1, 101):
+            if req.request_id in cancelled:
+                send(proto.ErrorReply(req.request_id, proto.ErrorCode.CANCELLED, "cancelled"))
+                return
+            send(proto.Progress(req.request_id, step, 100, None))
+            stop.wait(0.1)
+        send(answer(req))
 
     def send(msg) -> None:
         with lock:
@@ -96,11 +110,14 @@ def serve_client(conn: socket.socket, stop: threading.Event) -> None:
                 if msg.prompt == "__oom__":
                     send(proto.ErrorReply(msg.request_id, proto.ErrorCode.OUT_OF_MEMORY, "CUDA out of memory"))
                     continue
+                if msg.prompt == "__slow__":
+                    threading.Thread(target=slow_job, args=(msg,), daemon=True).start()
+                    continue
                 for step in range(1, msg.steps + 1):
                     send(proto.Progress(msg.request_id, step, msg.steps, None))
                 send(answer(msg))
             elif isinstance(msg, proto.Cancel):
-                pass
+                cancelled.add(msg.request_id)
             elif isinstance(msg, proto.Status):
                 send(proto.DaemonStatus("fake-model", "cpu (fake)", "CPUExecutionProvider", 0, None, 1, 0, 0))
             elif isinstance(msg, proto.Shutdown):

@@ -213,6 +213,25 @@ def test_fill(doc, layer, controller, rec, logic):
         check("fill: fake result colour arrives as BGRA magenta", px == bytes((255, 0, 255, 255)), px.hex())
 
 
+def test_fill_from_visible_image(doc, layer, controller, rec, logic):
+    """Read from = visible image: the composite is sent; the result still lands in a new layer."""
+    select_ellipse(doc)
+    mask = full_mask(doc)
+    proj_before = projection(doc)
+    layer_before = bytes(layer.pixelData(0, 0, W, H))
+    controller.settings = logic.Settings(prompt="from the image", seed=21, steps=2, strength=0.7,
+                                         source=logic.SOURCE_IMAGE)
+    node = run_job("fill (visible image)", controller, rec, controller.fill)
+    if node is None:
+        return
+    check("fill (visible image): layer on the selection bounds", bounds(node) == SEL, bounds(node))
+    check("fill (visible image): source layer unchanged", bytes(layer.pixelData(0, 0, W, H)) == layer_before)
+    bad, first = diff_outside(proj_before, projection(doc), mask)
+    check("fill (visible image): composite unchanged outside the selection", bad == 0, "%d pixels" % bad)
+    node.setVisible(False)
+    doc.refreshProjection()
+
+
 def test_fill_without_selection(doc, layer, controller, rec, logic):
     doc.setSelection(None)
     layer_before = bytes(layer.pixelData(0, 0, W, H))
@@ -309,6 +328,26 @@ def test_errors(doc, layer, controller, rec, logic):
               rec.messages[-3:])
 
 
+def test_cancel(doc, layer, controller, rec, logic):
+    if DAEMON != "fake":
+        return
+    select_ellipse(doc)
+    names = layer_names(doc)
+    progress = []
+    controller.progress.connect(lambda step, total: progress.append((step, total)))
+    controller.settings = logic.Settings(prompt="__slow__", seed=1, steps=4)
+    rid = controller.fill()
+    busy = wait_until(lambda: any(s > 0 for s, _ in progress), 10)
+    check("cancel: progress reported while running", busy, progress[-3:])
+    t0 = time.monotonic()
+    controller.cancel()
+    ended = wait_until(lambda: rid in rec.done, 10)
+    check("cancel: job ends quickly", ended and time.monotonic() - t0 < 5, rec.messages[-3:])
+    check("cancel: no layer added", layer_names(doc) == names, layer_names(doc))
+    check("cancel: says so", any("cancel" in m.lower() for m in rec.messages[-2:]), rec.messages[-2:])
+    check("cancel: progress bar reset", progress and progress[-1] == (0, 0), progress[-2:])
+
+
 def test_reconnect(doc, layer, controller, rec, logic):
     """The daemon goes away; the next Fill must bring it back (plugin restarts it) and work."""
     lf = controller.link
@@ -364,6 +403,19 @@ def test_krita_scaler():
     check("qt scaler: size and colour", len(out) == 8 * 6 * 4 and out[:4] == bytes((10, 20, 30, 255)), out[:8].hex())
 
 
+def stop_daemon(controller):
+    """Asks the daemon the plugin started (or reconnected to) to exit."""
+    import livefill_krita.livefill_protocol as proto
+
+    conn = controller.link.conn
+    if conn is not None and not conn.is_closed:
+        try:
+            conn.send(proto.Shutdown())
+        except Exception:
+            pass
+        wait_until(lambda: conn.is_closed, 10)
+
+
 def _excepthook(kind, value, tb):
     # Krita's own hook opens a modal dialog, which would hang a headless run: record instead.
     check("no uncaught exception in a Qt slot", False, "".join(traceback.format_exception(kind, value, tb)))
@@ -388,8 +440,9 @@ def main(*_args):
                              os.environ.get("LIVEFILL_SOCKET", ""))
         controller.target_provider = lambda: (doc, layer)
         rec = Recorder(controller)
-        for test in (test_fill, test_fill_without_selection, test_generate, test_live, test_errors, test_expand,
-                     test_reconnect, test_no_daemon):
+        tests = (test_fill, test_fill_from_visible_image, test_fill_without_selection, test_generate, test_live,
+                 test_errors, test_cancel, test_expand, test_reconnect, test_no_daemon)
+        for test in tests:
             t0 = time.monotonic()
             try:
                 test(doc, layer, controller, rec, logic)
@@ -398,6 +451,7 @@ def main(*_args):
             state["timings"][test.__name__] = round(time.monotonic() - t0, 3)
             save()
         state["messages"] = rec.messages
+        stop_daemon(controller)
         controller.shutdown()
         doc.setModified(False)
         doc.close()

@@ -283,7 +283,8 @@ class TextTest(unittest.TestCase):
         text = logic.status_text("NVIDIA H100 (cuda:0)", "sd-1.5-lcm", "CUDAExecutionProvider")
         self.assertIn("NVIDIA H100", text)
         self.assertIn("sd-1.5-lcm", text)
-        self.assertIn("CUDA", text)
+        self.assertIn("cuda", text.lower())
+        self.assertIn("DirectML", logic.status_text("AMD Radeon", "m", "DmlExecutionProvider".replace("Dml", "DirectML")))
         self.assertIn("none loaded", logic.status_text("cpu", ""))
 
 

@@ -22,16 +22,38 @@ pub struct InstallPluginArgs {
     /// GIMP: the `plug-ins` folder).
     #[arg(long)]
     pub dest: Option<PathBuf>,
+    /// Krita only: write a zip for Krita's "Import Python Plugin from File…" instead.
+    #[arg(long, value_name = "OUT")]
+    pub zip: Option<PathBuf>,
 }
 
 pub fn run(args: InstallPluginArgs) -> anyhow::Result<()> {
+    if let Some(out) = &args.zip {
+        anyhow::ensure!(
+            matches!(args.editor, Editor::Krita),
+            "--zip is for the Krita plugin"
+        );
+        plugin_install::krita::build_zip(out)?;
+        println!(
+            "wrote {} (Krita: Tools → Scripts → Import Python Plugin from File…)",
+            out.display()
+        );
+        return Ok(());
+    }
     let installed = match args.editor {
         Editor::Krita => plugin_install::krita::install(args.dest.as_deref())?,
         Editor::Gimp => plugin_install::gimp::install(args.dest.as_deref())?,
     };
-    println!("installed the {:?} plugin in {}", args.editor, installed.display());
+    println!(
+        "installed the {:?} plugin in {}",
+        args.editor,
+        installed.display()
+    );
     if matches!(args.editor, Editor::Krita) {
-        println!("restart Krita, then Settings → Dock Widgets → livefill");
+        if args.dest.is_some() {
+            println!("custom --dest: enable livefill in Krita's Python Plugin Manager yourself");
+        }
+        println!("restart Krita, then Settings → Dockers → livefill");
     } else {
         println!("restart GIMP, then Filters → livefill");
     }

@@ -5,6 +5,7 @@ pub mod client;
 pub mod demo;
 pub mod doctor;
 pub mod generate;
+pub mod install_plugin;
 pub mod models;
 pub mod serve;
 pub mod status;

@@ -4,11 +4,11 @@ use crate::generator::CancelToken;
 use crate::noise::NoiseSource;
 use crate::scheduler::{LcmScheduler, Scheduler};
 
+use super::denoise;
 use super::{
     Components, Conditioning, Latents, ModelImage, PipelineError, SamplingParams, StepCallback,
     Timings,
 };
-use super::denoise;
 
 /// Generate a `width`×`height` image (multiples of the VAE scale).
 #[allow(clippy::too_many_arguments)]

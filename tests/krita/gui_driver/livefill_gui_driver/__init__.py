@@ -1,0 +1,221 @@
+"""Test-only Krita plugin: drives the livefill docker in a real Krita window under Xvfb.
+
+Why this exists: kritarunner has no main window, so the docker itself (widgets, button clicks,
+the plugin being found and enabled by Krita from its pykrita folder) can only be exercised in the
+real GUI. Installed next to livefill_krita by run_krita_tests.sh, it opens a document, shows the
+livefill docker, clicks Fill and Expand, checks Undo reverts the canvas resize, then writes
+$LIVEFILL_GUI_RESULTS and waits for the runner to take a screenshot ($LIVEFILL_GUI_SHOT_DONE)
+before quitting Krita.
+"""
+
+import json
+import os
+import time
+import traceback
+
+from krita import Extension, Krita, Selection
+from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtWidgets import QApplication
+
+RESULTS = os.environ.get("LIVEFILL_GUI_RESULTS", "")
+SHOT_READY = os.environ.get("LIVEFILL_GUI_SHOT_READY", "")
+SHOT_DONE = os.environ.get("LIVEFILL_GUI_SHOT_DONE", "")
+W, H = 640, 420
+
+state = {"checks": [], "done": False}
+
+
+def save():
+    if RESULTS:
+        with open(RESULTS + ".tmp", "w") as f:
+            json.dump(state, f, indent=1, default=str)
+        os.replace(RESULTS + ".tmp", RESULTS)
+
+
+def check(name, ok, detail=""):
+    state["checks"].append({"name": name, "ok": bool(ok), "detail": str(detail)[:2000]})
+    save()
+    return ok
+
+
+def scene():
+    """A simple BGRA landscape: sky gradient, hills, sun."""
+    out = bytearray(W * H * 4)
+    for y in range(H):
+        for x in range(W):
+            i = (y * W + x) * 4
+            hill = H * 0.62 + 30 * ((x / 97.0) % 2 - 1) ** 2 * (1 if (x // 97) % 2 else -1)
+            if (x - 470) ** 2 + (y - 110) ** 2 < 45 ** 2:
+                b, g, r = 80, 210, 250
+            elif y > hill:
+                b, g, r = 40, 120 + (y * 60 // H), 50
+            else:
+                t = y / H
+                b, g, r = 235, int(170 + 60 * t), int(120 + 90 * t)
+            out[i:i + 4] = bytes((b, g, r, 255))
+    return bytes(out)
+
+
+class Driver(Extension):
+    def __init__(self, parent):
+        super().__init__(parent)
+        self.step_timer = None
+        self.deadline = 0.0
+
+    def setup(self):
+        Krita.instance().notifier().windowCreated.connect(lambda: QTimer.singleShot(2000, self.start))
+
+    def createActions(self, window):
+        pass
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def docker(self):
+        for dock in Krita.instance().dockers():
+            if dock.objectName() == "livefill_docker":
+                return dock
+        return None
+
+    def wait(self, pred, then, timeout=180.0):
+        end = time.monotonic() + timeout
+
+        def poll():
+            try:
+                if pred():
+                    then(True)
+                elif time.monotonic() > end:
+                    then(False)
+                else:
+                    QTimer.singleShot(100, poll)
+            except Exception:
+                self.fail()
+
+        QTimer.singleShot(100, poll)
+
+    def fail(self):
+        check("driver: no exception", False, traceback.format_exc())
+        self.finish()
+
+    # ---- steps ---------------------------------------------------------------------------
+
+    def start(self):
+        try:
+            app = Krita.instance()
+            window = app.activeWindow()
+            check("gui: main window exists", window is not None)
+            qwin = window.qwindow()
+            qwin.setGeometry(0, 0, 1600, 1000)  # Xvfb has no window manager to maximise it
+            doc = app.createDocument(W, H, "livefill demo", "RGBA", "U8", "", 300.0)
+            layer = doc.createNode("sketch", "paintlayer")
+            doc.rootNode().addChildNode(layer, None)
+            layer.setPixelData(scene(), 0, 0, W, H)
+            window.addView(doc)
+            doc.setActiveNode(layer)
+            doc.refreshProjection()
+            self.doc, self.layer = doc, layer
+            dock = self.docker()
+            check("gui: livefill docker registered (plugin enabled and loaded)", dock is not None,
+                  [d.objectName() for d in app.dockers()])
+            if dock is None:
+                return self.finish()
+            # Room for the docker in the screenshot: keep only Layers beside it on the right.
+            state["dockers"] = [d.objectName() for d in app.dockers()]
+            for other in app.dockers():
+                if (other.objectName() not in ("KisLayerBox", "livefill_docker")
+                        and qwin.dockWidgetArea(other) == Qt.RightDockWidgetArea):
+                    other.hide()
+            dock.show()
+            dock.raise_()
+            self.dock = dock
+            check("gui: docker has the livefill widgets", hasattr(dock, "fill_button"), type(dock).__name__)
+            sel = Selection()
+            sel.select(330, 60, 200, 150, 255)
+            doc.setSelection(sel)
+            dock.prompt.setPlainText("a hot air balloon in the sky")
+            dock.random_seed.setChecked(False)
+            dock.seed.setValue(1234)
+            dock.steps.setValue(4)
+            ctrl = dock.controller
+            self.done = {}
+            ctrl.job_done.connect(lambda rid, kind, node: self.done.__setitem__(kind, node))
+            QTimer.singleShot(500, self.click_fill)
+        except Exception:
+            self.fail()
+
+    def click_fill(self):
+        try:
+            self.dock.fill_button.click()
+            self.wait(lambda: "fill" in self.done, self.after_fill)
+        except Exception:
+            self.fail()
+
+    def after_fill(self, ok):
+        try:
+            node = self.done.get("fill")
+            check("gui: Fill button produced a layer", ok and node is not None, self.dock.message.text())
+            if node is not None:
+                b = node.bounds()
+                check("gui: fill layer on the selection", (b.x(), b.y(), b.width(), b.height()) == (330, 60, 200, 150),
+                      (b.x(), b.y(), b.width(), b.height()))
+            check("gui: status line shows the daemon", "Connected" in self.dock.status.text(), self.dock.status.text())
+            # Expand through the button, then undo until the canvas is back.
+            self.doc.setSelection(None)
+            for side, box in self.dock.side_boxes.items():
+                box.setChecked(side == "right")
+            self.dock.expand_amount.setValue(64)
+            self.dock.expand_button.click()
+            self.wait(lambda: "expand" in self.done, self.after_expand)
+        except Exception:
+            self.fail()
+
+    def after_expand(self, ok):
+        try:
+            check("gui: Expand grew the canvas", ok and (self.doc.width(), self.doc.height()) == (W + 64, H),
+                  (self.doc.width(), self.doc.height(), self.dock.message.text()))
+            undo = Krita.instance().action("edit_undo")
+            redo = Krita.instance().action("edit_redo")
+            steps = 0
+            while (self.doc.width(), self.doc.height()) != (W, H) and steps < 4:
+                undo.trigger()
+                self.doc.waitForDone()
+                steps += 1
+            check("gui: Undo reverts the canvas resize (%d undo steps: the new layer, then the resize)" % steps,
+                  (self.doc.width(), self.doc.height()) == (W, H), (self.doc.width(), self.doc.height()))
+            state["undo_steps_to_revert_expand"] = steps
+            for _ in range(steps):
+                redo.trigger()
+                self.doc.waitForDone()
+            check("gui: Redo brings the expansion back", (self.doc.width(), self.doc.height()) == (W + 64, H),
+                  (self.doc.width(), self.doc.height()))
+            self.doc.refreshProjection()
+            zoom = Krita.instance().action("toggle_zoom_to_fit")
+            if zoom is not None:
+                zoom.trigger()
+            QTimer.singleShot(1500, self.ready_for_screenshot)
+        except Exception:
+            self.fail()
+
+    def ready_for_screenshot(self):
+        state["ready_for_screenshot"] = True
+        save()
+        if SHOT_READY:
+            open(SHOT_READY, "w").close()
+        self.wait(lambda: not SHOT_DONE or os.path.exists(SHOT_DONE), lambda ok: self.finish(), 120)
+
+    def finish(self):
+        try:
+            conn = self.dock.controller.link.conn if getattr(self, "dock", None) is not None else None
+            if conn is not None and not conn.is_closed:
+                from livefill_krita import livefill_protocol as proto
+
+                conn.send(proto.Shutdown())
+        except Exception:
+            pass
+        state["done"] = True
+        save()
+        for doc in Krita.instance().documents():
+            doc.setModified(False)
+        QTimer.singleShot(500, QApplication.instance().quit)
+
+
+Krita.instance().addExtension(Driver(Krita.instance()))
