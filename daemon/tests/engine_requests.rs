@@ -261,3 +261,20 @@ fn a_cancelled_job_stops_with_cancelled() {
     assert!(matches!(result, Err(GenerateError::Cancelled)));
     assert_eq!(steps_seen, 1, "stops at the next step boundary");
 }
+
+#[test]
+fn live_preview_reuses_the_latents_of_an_unchanged_image() {
+    let image = picture();
+    let mut engine = engine("tiny-sd");
+    let mut request = default_request(Mode::Img2Img);
+    request.image = Some(image.clone());
+    request.priority = livefill_protocol::Priority::LivePreview;
+    let encoded = |out: &GenerateOutput| out.timings.iter().any(|t| t.stage == "vae_encode");
+    let first = run(&mut engine, &request, 1).unwrap();
+    let second = run(&mut engine, &request, 2).unwrap();
+    assert!(encoded(&first), "the first live frame encodes the image");
+    assert!(!encoded(&second), "an unchanged image reuses its latents");
+    request.image.as_mut().unwrap().pixels[4000] ^= 0xff;
+    let third = run(&mut engine, &request, 3).unwrap();
+    assert!(encoded(&third), "a changed image is encoded again");
+}
