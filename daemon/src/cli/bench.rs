@@ -444,7 +444,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     report.insert("live_strength".into(), json!(args.live_strength));
     report.insert("iterations".into(), json!(args.iterations));
     report.insert("warmup".into(), json!(args.warmup));
-    report.insert("threads".into(), json!(args.engine.threads));
+    report.insert("threads".into(), json!(args.engine.runtime.threads));
     report.insert("fresh_prompts".into(), json!(args.fresh_prompts));
 
     let mut engine = if args.socket_only {

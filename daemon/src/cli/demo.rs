@@ -19,10 +19,10 @@ use livefill_protocol::{Context, Mask, Mode, Priority, RgbaImage};
 
 use super::client::DaemonClient;
 use super::generate::{flatten, write_png};
+use super::runtime_args::RuntimeArgs;
 use super::serve::{DaemonSettings, run_daemon};
 use crate::engine::EngineOptions;
 use crate::engine::request::default_request;
-use crate::engine::runtime::{DeviceRequest, RuntimeOptions};
 use crate::server::Shutdown;
 
 /// Width and height of the demo picture.
@@ -40,15 +40,8 @@ pub struct DemoArgs {
     /// daemon already running is left alone).
     #[arg(long)]
     pub socket: Option<PathBuf>,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// ONNX Runtime intra-op threads (default: ONNX Runtime's choice).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// libonnxruntime to load (default: ORT_DYLIB_PATH, next to the binary, or fetched with pip).
-    #[arg(long)]
-    pub ort_lib: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     #[arg(long, default_value = "a red wooden barn in a green meadow, sunny day")]
     pub prompt: String,
     #[arg(long, default_value_t = 4)]
@@ -89,11 +82,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let settings = DaemonSettings {
         engine: EngineOptions {
             model: model.clone(),
-            runtime: RuntimeOptions {
-                library: args.ort_lib.clone(),
-                device: args.device.parse::<DeviceRequest>()?,
-                intra_threads: args.threads,
-            },
+            runtime: args.runtime.options()?,
             max_image_side: 8192,
         },
         socket: socket.clone(),

@@ -9,8 +9,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use livefill_protocol::{Context, Extend, Mask, Mode, RgbaImage};
 
+use super::runtime_args::RuntimeArgs;
 use crate::engine::request::default_request;
-use crate::engine::runtime::{DeviceRequest, RuntimeOptions};
 use crate::engine::{Engine, EngineOptions};
 use crate::generator::CancelToken;
 use crate::noise::{FileNoise, NoiseSource, SeededNoise};
@@ -41,15 +41,8 @@ pub struct EngineArgs {
     /// Model folder (optimum ONNX layout).
     #[arg(long)]
     pub model: PathBuf,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// ONNX Runtime intra-op threads (default: ONNX Runtime's choice).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// libonnxruntime to load (default: ORT_DYLIB_PATH, next to the binary, or fetched with pip).
-    #[arg(long)]
-    pub ort_lib: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     /// Largest accepted image side in pixels.
     #[arg(long, default_value_t = 8192)]
     pub max_image_side: u32,
@@ -57,14 +50,9 @@ pub struct EngineArgs {
 
 impl EngineArgs {
     pub fn engine_options(&self) -> anyhow::Result<EngineOptions> {
-        let device: DeviceRequest = self.device.parse()?;
         Ok(EngineOptions {
             model: self.model.clone(),
-            runtime: RuntimeOptions {
-                library: self.ort_lib.clone(),
-                device,
-                intra_threads: self.threads,
-            },
+            runtime: self.runtime.options()?,
             max_image_side: self.max_image_side,
         })
     }

@@ -7,5 +7,6 @@ pub mod doctor;
 pub mod generate;
 pub mod install_plugin;
 pub mod models;
+pub mod runtime_args;
 pub mod serve;
 pub mod status;

@@ -15,7 +15,7 @@ use clap::Args;
 use livefill_protocol::{DEFAULT_MAX_PAYLOAD, ModelInfo, default_socket_path};
 use ort::value::TensorElementType;
 
-use crate::engine::runtime::{DeviceRequest, RuntimeOptions};
+use super::runtime_args::RuntimeArgs;
 use crate::engine::{Engine, EngineOptions};
 use crate::generator::ImageGenerator;
 use crate::server::{ServerOptions, Shutdown, SocketListener};
@@ -30,18 +30,11 @@ pub struct ServeArgs {
     /// /tmp/livefill-<uid>/livefill.sock.
     #[arg(long)]
     pub socket: Option<PathBuf>,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// ONNX Runtime intra-op threads (default: ONNX Runtime's choice).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     /// Largest accepted image side in pixels.
     #[arg(long, default_value_t = 8192)]
     pub max_image_side: u32,
-    /// libonnxruntime to load (default: ORT_DYLIB_PATH, next to the binary, or fetched with pip).
-    #[arg(long)]
-    pub ort_lib: Option<PathBuf>,
     /// Largest accepted frame payload in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_PAYLOAD)]
     pub max_frame_bytes: u32,
@@ -61,15 +54,10 @@ impl ServeArgs {
             Some(model) => model.clone(),
             None => model_from_config()?,
         };
-        let device: DeviceRequest = self.device.parse()?;
         Ok(DaemonSettings {
             engine: EngineOptions {
                 model,
-                runtime: RuntimeOptions {
-                    library: self.ort_lib.clone(),
-                    device,
-                    intra_threads: self.threads,
-                },
+                runtime: self.runtime.options()?,
                 max_image_side: self.max_image_side,
             },
             socket: self.socket.clone().unwrap_or_else(default_socket_path),

@@ -1,0 +1,31 @@
+//! The command-line flags that choose where inference runs, shared by every command that loads a
+//! model (`generate`, `serve`, `demo`, `bench`).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::engine::runtime::{DeviceRequest, RuntimeOptions};
+
+#[derive(Debug, Clone, Args)]
+pub struct RuntimeArgs {
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// ONNX Runtime intra-op threads (default: ONNX Runtime's choice).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// libonnxruntime to load (default: ORT_DYLIB_PATH, next to the binary, or fetched with pip).
+    #[arg(long)]
+    pub ort_lib: Option<PathBuf>,
+}
+
+impl RuntimeArgs {
+    pub fn options(&self) -> anyhow::Result<RuntimeOptions> {
+        Ok(RuntimeOptions {
+            library: self.ort_lib.clone(),
+            device: self.device.parse::<DeviceRequest>()?,
+            intra_threads: self.threads,
+        })
+    }
+}
