@@ -45,6 +45,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 import diffusers  # noqa: E402
 from diffusers import (  # noqa: E402
     AutoencoderKL,
+    AutoencoderTiny,
     LatentConsistencyModelPipeline,
     LCMScheduler,
     StableDiffusionImg2ImgPipeline,
@@ -130,6 +131,34 @@ SCHEDULER_CONFIG = dict(
 
 LCM_TIME_COND_DIM = 32
 
+# Tiny TAESD (diffusers AutoencoderTiny). Only the decoder is exported, to
+# <TAESD_MODEL>/taesd_decoder/. 4 stages, 2x nearest upsampling between them: 8x overall, like
+# the VAE. num_decoder_blocks is (1, 1, 1, 1) instead of TAESD's (3, 3, 3, 1) to keep the file
+# ~140 KB. scaling_factor 1.0: the decoder takes the UNet's latents as they are.
+TAESD_MODEL = "tiny-sd"
+TAESD_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    encoder_block_out_channels=(16, 16, 16, 16),
+    decoder_block_out_channels=(16, 16, 16, 16),
+    act_fn="relu",
+    upsample_fn="nearest",
+    latent_channels=4,
+    upsampling_scaling_factor=2,
+    num_encoder_blocks=(1, 1, 1, 1),
+    num_decoder_blocks=(1, 1, 1, 1),
+    latent_magnitude=3,
+    latent_shift=0.5,
+    force_upcast=False,
+    scaling_factor=1.0,
+    shift_factor=0.0,
+)
+# With plain random weights the decoder's output saturates (~60% of pixels outside [-1, 1]).
+# Its last conv is therefore scaled by this gain and its bias shifted by +0.5 (the decoder maps
+# [0, 1] to [-1, 1] after that conv), so the reference image is mostly unclipped.
+TAESD_OUT_GAIN = 0.4
+TAESD_REF_SEED = 2001
+
 # The model with tokenizer.json (tiny-lcm) ships it WITHOUT vocab.json /
 # merges.txt, so that the Rust tokenizer-json code path is exercised on its own
 # (and the fixtures stay small). Set True to keep all four files there.
@@ -193,6 +222,17 @@ def build_vae() -> AutoencoderKL:
     vae = AutoencoderKL(**VAE_CONFIG).eval()
     reinit(vae, "vae")
     return vae
+
+
+@torch.no_grad()
+def build_taesd() -> AutoencoderTiny:
+    taesd = AutoencoderTiny(**TAESD_CONFIG).eval()
+    reinit(taesd, "taesd")
+    last = taesd.decoder.layers[-1]
+    assert isinstance(last, torch.nn.Conv2d) and last.out_channels == 3
+    last.weight.mul_(TAESD_OUT_GAIN)
+    last.bias.add_(0.5)
+    return taesd
 
 
 def build_unet(name: str) -> UNet2DConditionModel:
@@ -331,6 +371,18 @@ class VaeDecoderExport(torch.nn.Module):
         return self.vae.decode(latent_sample, return_dict=False)[0]
 
 
+class TaesdDecoderExport(torch.nn.Module):
+    """UNet latents in, RGB in [-1, 1] out: AutoencoderTiny.decode's DecoderTiny already applies
+    `tanh(x / 3) * 3` on the way in and `* 2 - 1` on the way out."""
+
+    def __init__(self, taesd):
+        super().__init__()
+        self.taesd = taesd
+
+    def forward(self, latent_sample):
+        return self.taesd.decode(latent_sample, return_dict=False)[0]
+
+
 def _export(module, args, path: Path, input_names, output_names, dynamic_axes):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
@@ -422,6 +474,22 @@ def export_vae(vae, enc_path: Path, dec_path: Path):
     )
 
 
+def export_taesd_decoder(taesd, path: Path):
+    f = TAESD_CONFIG["upsampling_scaling_factor"] ** (len(TAESD_CONFIG["decoder_block_out_channels"]) - 1)
+    lat = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(6))
+    _export(
+        TaesdDecoderExport(taesd),
+        (lat,),
+        path,
+        ["latent_sample"],
+        ["sample"],
+        {
+            "latent_sample": {0: "batch_size", 2: "latent_height", 3: "latent_width"},
+            "sample": {0: "batch_size", 2: f"latent_height * {f}", 3: f"latent_width * {f}"},
+        },
+    )
+
+
 # --------------------------------------------------------------------------
 # ONNX vs torch sanity check
 # --------------------------------------------------------------------------
@@ -497,6 +565,58 @@ def sanity_check(model_dir: Path, te, unet, vae, io: str):
         z = torch.randn(1, 4, h // 8, w // 8, generator=g) * 5
         (dec,) = sd.run(None, {"latent_sample": z.numpy()})
         _check(f"vae_decoder {h // 8}x{w // 8}", dec, vae.decode(z).sample.numpy(), 1e-4)
+
+
+@torch.no_grad()
+def sanity_check_taesd(path: Path, taesd):
+    g = torch.Generator().manual_seed(12)
+    s = ort_session(path)
+    # batch 1 and 2, square and non-square, and latents large enough for the tanh clamp to matter
+    for b, h, w, amp in ((1, 8, 8, 1.0), (2, 12, 8, 4.0)):
+        z = torch.randn(b, 4, h, w, generator=g) * amp
+        (dec,) = s.run(None, {"latent_sample": z.numpy()})
+        assert dec.shape == (b, 3, 8 * h, 8 * w), dec.shape
+        _check(f"taesd_decoder b={b} {h}x{w} amp={amp}", dec, taesd.decode(z).sample.numpy(), 1e-4)
+
+
+def write_taesd(taesd) -> dict:
+    d = FIX / TAESD_MODEL / "taesd_decoder"
+    if d.exists():
+        shutil.rmtree(d)
+    write_json(d / "config.json", diffusers_config(taesd))
+    export_taesd_decoder(taesd, d / "model.onnx")
+    print(f"[{TAESD_MODEL}/taesd_decoder] exported; checking ONNX against torch")
+    sanity_check_taesd(d / "model.onnx", taesd)
+    return io_signature(d / "model.onnx")
+
+
+@torch.no_grad()
+def write_taesd_reference(taesd, signature: dict) -> None:
+    """reference/taesd/: fixed latents and diffusers' AutoencoderTiny.decode of them."""
+    out = REF / "taesd"
+    latents = np.random.default_rng(TAESD_REF_SEED).standard_normal((1, 4, 8, 8), dtype=np.float32)
+    dec = taesd.decode(torch.from_numpy(latents)).sample  # [-1, 1]
+    img = (dec / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).numpy().astype(np.float32)  # HWC [0, 1]
+    entry = {
+        "model": TAESD_MODEL,
+        "graph": "taesd_decoder/model.onnx",
+        "io": signature,
+        "latents": save_npy(out / "latents.npy", latents),
+        "expected": save_npy(out / "expected.npy", img),
+        "expected_png": "taesd/expected.png",
+        "width": int(img.shape[1]),
+        "height": int(img.shape[0]),
+    }
+    png = (img * 255.0).round().clip(0, 255).astype(np.uint8)
+    Image.fromarray(png, "RGB").save(out / "expected.png", optimize=False)
+    # ORT on the exported graph reproduces diffusers' image
+    (o,) = ort_session(FIX / TAESD_MODEL / "taesd_decoder" / "model.onnx").run(None, {"latent_sample": latents})
+    err = float(np.max(np.abs(np.clip(o[0].transpose(1, 2, 0) / 2 + 0.5, 0, 1) - img)))
+    assert err < 1e-5, err
+    sat = float(np.mean((img <= 0.0) | (img >= 1.0)))
+    print(f"  taesd reference {img.shape[1]}x{img.shape[0]} mean={img.mean():.3f} std={img.std():.3f} "
+          f"clipped={sat:.1%} ort-vs-diffusers max|diff|={err:.2e}")
+    write_json(out / "case.json", entry)
 
 
 # --------------------------------------------------------------------------
@@ -870,6 +990,8 @@ def main():
     signatures = {}
     for name in MODELS:
         signatures[name] = write_model(name, te, vae, unets[name], vocab, merges)
+    taesd = build_taesd()
+    taesd_signature = write_taesd(taesd)
 
     # tokenizer check against well-known CLIP ids, both code paths
     tok = CLIPTokenizer.from_pretrained(str(FIX / "tiny-sd" / "tokenizer"))
@@ -931,6 +1053,7 @@ def main():
     assert json.loads(text) == entries
     (REF / "cases.json").write_text(text + "\n")
     print(f"wrote {len(entries)} cases to {REF / 'cases.json'}")
+    write_taesd_reference(taesd, taesd_signature)
 
     replay = Path(__file__).with_name("onnx_replay.py")
     if replay.exists():

@@ -1,0 +1,271 @@
+//! The optional TAESD decoder (`taesd_decoder/model.onnx`, diffusers' `AutoencoderTiny` decoder).
+//!
+//! `tests/reference/make_fixtures.py` adds a tiny random-weight one to tiny-sd and records
+//! diffusers' `AutoencoderTiny.decode` of fixed latents (`reference/taesd/`). Here livefill's
+//! `Components::preview` must match it (PSNR ≥ 40 dB on 8-bit pixels), and the engine must use
+//! TAESD for live-preview decodes and step previews but the full VAE for final jobs.
+
+use std::path::{Path, PathBuf};
+
+use livefill::engine::model_dir::ModelDir;
+use livefill::engine::request::default_request;
+use livefill::engine::runtime::{DeviceRequest, Runtime, RuntimeOptions, init_runtime};
+use livefill::engine::{Engine, EngineOptions};
+use livefill::generator::{CancelToken, GenerateOutput, ImageGenerator, StepProgress};
+use livefill::imaging::{ContextOptions, plan_context};
+use livefill::npy;
+use livefill::pipelines::{Components, Latents, ModelImage};
+use livefill_protocol::{GenerateRequest, Mode, Priority, RgbaImage};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+struct TaesdCase {
+    model: String,
+    latents: String,
+    expected: String,
+    width: usize,
+    height: usize,
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn runtime_options() -> RuntimeOptions {
+    RuntimeOptions {
+        device: DeviceRequest::Cpu,
+        intra_threads: Some(1),
+        ..Default::default()
+    }
+}
+
+fn runtime() -> Runtime {
+    init_runtime(&runtime_options())
+        .expect("ONNX Runtime (set ORT_DYLIB_PATH, or let livefill fetch it with pip)")
+}
+
+fn reference_case() -> TaesdCase {
+    let path = fixtures().join("reference/taesd/case.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("taesd case.json")).unwrap()
+}
+
+fn load_latents(path: &Path) -> Latents {
+    let array = npy::read_f32(path).expect("latents npy");
+    let [1, channels, height, width] = array.shape[..] else {
+        panic!("latents shape {:?}", array.shape)
+    };
+    Latents {
+        channels,
+        height,
+        width,
+        data: array.data,
+    }
+}
+
+/// livefill's 8-bit output for a model image in [-1, 1], as `[H, W, 3]`.
+fn to_u8_hwc(image: &ModelImage) -> Vec<f32> {
+    let plane = image.width * image.height;
+    let mut out = vec![0.0; plane * 3];
+    for i in 0..plane {
+        for c in 0..3 {
+            let v = (image.data[c * plane + i] / 2.0 + 0.5).clamp(0.0, 1.0);
+            out[i * 3 + c] = (v * 255.0).round();
+        }
+    }
+    out
+}
+
+/// PSNR of 8-bit pixels against an image in [0, 1].
+fn psnr(ours_u8: &[f32], expected_unit: &[f32]) -> f64 {
+    assert_eq!(ours_u8.len(), expected_unit.len(), "image sizes differ");
+    let mse = ours_u8
+        .iter()
+        .zip(expected_unit)
+        .map(|(&a, &b)| {
+            let d = a as f64 - b as f64 * 255.0;
+            d * d
+        })
+        .sum::<f64>()
+        / ours_u8.len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}
+
+#[test]
+fn taesd_preview_matches_diffusers_autoencoder_tiny() {
+    let case = reference_case();
+    let dir = fixtures().join("reference");
+    let runtime = runtime();
+    let model = ModelDir::open(&fixtures().join(&case.model)).expect("model dir");
+    let mut components = Components::load(&runtime, model).expect("load model");
+    assert!(
+        components.taesd_decoder.is_some(),
+        "{} has taesd_decoder/model.onnx",
+        case.model
+    );
+
+    let latents = load_latents(&dir.join(&case.latents));
+    let expected = npy::read_f32(&dir.join(&case.expected)).expect("expected npy");
+    assert_eq!(expected.shape, vec![case.height, case.width, 3]);
+    assert_eq!(
+        (case.width, case.height),
+        (latents.width * 8, latents.height * 8),
+        "TAESD upsamples 8x"
+    );
+
+    let preview = components.preview(&latents).expect("taesd preview");
+    assert_eq!((preview.width, preview.height), (case.width, case.height));
+    let score = psnr(&to_u8_hwc(&preview), &expected.data);
+    println!("taesd preview vs diffusers: PSNR {score:.2} dB");
+    assert!(score >= 40.0, "TAESD preview PSNR {score:.2} dB < 40 dB");
+
+    // Negative control: other latents through the same graph fail the bar.
+    let mut other = latents;
+    other.data.reverse();
+    let preview = components.preview(&other).expect("taesd preview");
+    let score = psnr(&to_u8_hwc(&preview), &expected.data);
+    assert!(score < 30.0, "reversed latents still scored {score:.2} dB");
+}
+
+fn engine() -> Engine {
+    Engine::load(&EngineOptions {
+        model: fixtures().join("tiny-sd"),
+        runtime: runtime_options(),
+        max_image_side: 4096,
+    })
+    .expect("engine on tiny-sd")
+}
+
+/// A 200×150 picture with some structure.
+fn picture() -> RgbaImage {
+    let (w, h) = (200u32, 150u32);
+    let mut pixels = Vec::with_capacity((w * h * 4) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            pixels.extend_from_slice(&[
+                (x * 255 / w) as u8,
+                (y * 255 / h) as u8,
+                ((x ^ y) & 0xff) as u8,
+                255,
+            ]);
+        }
+    }
+    RgbaImage {
+        width: w,
+        height: h,
+        pixels,
+    }
+}
+
+fn img2img_request(image: &RgbaImage, priority: Priority) -> GenerateRequest {
+    let mut request = default_request(Mode::Img2Img);
+    request.prompt = "a lighthouse at dusk".into();
+    request.image = Some(image.clone());
+    request.priority = priority;
+    request
+}
+
+fn run(
+    engine: &mut Engine,
+    request: &GenerateRequest,
+    seed: u64,
+) -> (GenerateOutput, Vec<StepProgress>) {
+    let mut steps = Vec::new();
+    let out = engine
+        .generate(request, seed, &CancelToken::new(), &mut |p| steps.push(p))
+        .expect("generate");
+    (out, steps)
+}
+
+fn stages(out: &GenerateOutput) -> Vec<&str> {
+    out.timings.iter().map(|t| t.stage.as_str()).collect()
+}
+
+#[test]
+fn engine_decodes_live_previews_with_taesd_and_final_jobs_with_the_vae() {
+    let image = picture();
+    let mut engine = engine();
+    assert!(engine.components.taesd_decoder.is_some());
+    assert!(
+        engine.info().taesd_previews,
+        "hello advertises TAESD previews"
+    );
+
+    let live = img2img_request(&image, Priority::LivePreview);
+    let (live_out, live_steps) = run(&mut engine, &live, 5);
+    let live_stages = stages(&live_out);
+    assert!(live_stages.contains(&"taesd_decode"), "{live_stages:?}");
+    assert!(!live_stages.contains(&"vae_decode"), "{live_stages:?}");
+    assert_eq!(
+        (live_out.image.width, live_out.image.height),
+        (image.width, image.height)
+    );
+    assert!(
+        live_steps.iter().all(|p| p.preview.is_none()),
+        "no previews unless asked"
+    );
+
+    let final_request = img2img_request(&image, Priority::Final);
+    let (final_out, _) = run(&mut engine, &final_request, 5);
+    let final_stages = stages(&final_out);
+    assert!(final_stages.contains(&"vae_decode"), "{final_stages:?}");
+    assert!(!final_stages.contains(&"taesd_decode"), "{final_stages:?}");
+    assert_eq!(
+        (final_out.image.width, final_out.image.height),
+        (image.width, image.height)
+    );
+    assert_ne!(
+        live_out.image.pixels, final_out.image.pixels,
+        "TAESD and the VAE are different decoders"
+    );
+}
+
+#[test]
+fn streamed_step_previews_are_taesd_images_at_model_resolution() {
+    let image = picture();
+    let mut engine = engine();
+    let mut request = img2img_request(&image, Priority::Final);
+    request.stream_previews = true;
+    let plan = plan_context(
+        image.width,
+        image.height,
+        None,
+        engine.components.dir.native_size(),
+        request.context,
+        &ContextOptions::default(),
+    )
+    .expect("plan");
+    let (latent_w, latent_h) = (plan.model_width / 8, plan.model_height / 8);
+
+    let (out, steps) = run(&mut engine, &request, 9);
+    assert!(!steps.is_empty(), "img2img ran no steps");
+    let total = steps[0].total_steps;
+    assert_eq!(
+        steps.iter().map(|p| p.step).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
+    for p in &steps {
+        let preview = p
+            .preview
+            .as_ref()
+            .unwrap_or_else(|| panic!("step {} has no preview", p.step));
+        // TAESD upsamples 8x; the linear fallback would be at latent resolution.
+        assert_eq!(
+            (preview.width, preview.height),
+            (latent_w * 8, latent_h * 8),
+            "step {} preview",
+            p.step
+        );
+        assert_eq!(
+            preview.pixels.len(),
+            (preview.width * preview.height * 4) as usize
+        );
+    }
+    assert_eq!(
+        (out.image.width, out.image.height),
+        (image.width, image.height)
+    );
+}
