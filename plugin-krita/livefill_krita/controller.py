@@ -371,10 +371,16 @@ class Controller(QObject):
         job = self.jobs.get(msg.request_id)
         if job is None:
             return
-        if not self.link.is_connected and job not in self._pending:
-            # Lost between queueing and sending: it goes out after the reconnect.
-            self._pending.append(job)
-            self.link.connect_daemon(start=True)
+        if job in self._pending:
+            return  # already waiting for the next connection (the loss was seen first)
+        if not job.resent:
+            # Lost between queueing and sending: send it once more, now or after the reconnect.
+            job.resent = True
+            if self.link.is_connected:
+                self.link.send(job.request)
+            else:
+                self._pending.append(job)
+                self.link.connect_daemon(start=True)
             return
         self._finish(job, None, "Could not send the request: %s" % text)
 

@@ -112,6 +112,11 @@ def default_socket_path() -> str:
     return os.path.join(tmp, "livefill-%d" % os.getuid(), SOCKET_FILE_NAME)
 
 
+# Editors that embed Python (Krita) may leave SIGPIPE at its default action, which would kill the
+# whole editor when the daemon goes away mid-send: ask the kernel for an EPIPE error instead.
+_SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
+
+
 def _connect_socket(path: str, timeout: Optional[float]) -> socket.socket:
     if sys.platform == "win32" or not hasattr(socket, "AF_UNIX"):
         raise NotImplementedError("livefill: named-pipe transport on Windows is not implemented yet")
@@ -186,7 +191,7 @@ class DaemonConnection:
         path = path or default_socket_path()
         sock = _connect_socket(path, timeout)
         try:
-            sock.sendall(proto.encode_client_message(proto.ClientHello(client_name, proto.PROTOCOL_VERSION)))
+            sock.sendall(proto.encode_client_message(proto.ClientHello(client_name, proto.PROTOCOL_VERSION)), _SEND_FLAGS)
             try:
                 reply = proto.read_daemon_message(sock)
             except socket.timeout:
@@ -214,7 +219,7 @@ class DaemonConnection:
             if self._closed:
                 raise ConnectionClosed("connection is closed") from self.closed_reason
             try:
-                self._sock.sendall(frame)
+                self._sock.sendall(frame, _SEND_FLAGS)
             except OSError as e:
                 raise ConnectionClosed("sending to the daemon failed: %s" % e) from e
 

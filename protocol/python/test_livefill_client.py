@@ -354,3 +354,32 @@ class EnsureDaemonTests(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class BrokenPipeTests(unittest.TestCase):
+    """Krita's embedded Python keeps SIGPIPE at its default action (terminate): a send to a daemon
+    that went away must raise, never kill the host process."""
+
+    @unittest.skipUnless(hasattr(socket, "MSG_NOSIGNAL"), "Linux-only flag")
+    def test_send_after_the_daemon_closed_raises_instead_of_sigpipe(self) -> None:
+        import subprocess
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        child = r'''
+import signal, socket, sys, threading, time, os
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # as in an embedding host
+sys.path.insert(0, sys.argv[1])
+import livefill_client as lc, livefill_protocol as p
+a, b = socket.socketpair()
+conn = lc.DaemonConnection(a, p.DaemonHello())
+b.shutdown(socket.SHUT_RD)   # the peer stops reading but keeps its end open: no EOF for us
+time.sleep(0.1)
+try:
+    for _ in range(50):
+        conn.send(p.Status())
+except lc.ConnectionClosed:
+    print("raised")
+'''
+        out = subprocess.run([sys.executable, "-c", child, here], capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("raised", out.stdout)
