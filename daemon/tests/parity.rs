@@ -6,16 +6,18 @@
 //! the same timesteps and token ids.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use livefill::engine::model_dir::ModelDir;
-use livefill::engine::runtime::{DeviceRequest, Runtime, RuntimeOptions, init_runtime};
 use livefill::generator::CancelToken;
 use livefill::noise::FileNoise;
 use livefill::npy;
 use livefill::pipelines::{self, Components, ModelImage, SamplingParams, Timings};
 use livefill::scheduler::{LcmScheduler, Scheduler};
+use reference_support::{fixtures, psnr, runtime, to_u8_hwc};
 use serde::Deserialize;
+
+mod reference_support;
 
 #[derive(Debug, Deserialize)]
 struct Case {
@@ -37,19 +39,6 @@ struct Case {
     token_ids: Option<Vec<i64>>,
 }
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-fn runtime() -> Runtime {
-    init_runtime(&RuntimeOptions {
-        device: DeviceRequest::Cpu,
-        intra_threads: Some(1),
-        ..Default::default()
-    })
-    .expect("ONNX Runtime (set ORT_DYLIB_PATH, or let livefill fetch it with pip)")
-}
-
 fn load_png_rgb(path: &Path) -> ModelImage {
     let img = image::open(path).expect("input png").to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
@@ -68,37 +57,6 @@ fn load_png_rgb(path: &Path) -> ModelImage {
 
 fn load_mask(path: &Path) -> Vec<u8> {
     image::open(path).expect("mask png").to_luma8().into_raw()
-}
-
-/// livefill's 8-bit output for a model image, as `[H, W, 3]`.
-fn to_u8_hwc(image: &ModelImage) -> Vec<f32> {
-    let plane = image.width * image.height;
-    let mut out = vec![0.0; plane * 3];
-    for i in 0..plane {
-        for c in 0..3 {
-            let v = (image.data[c * plane + i] / 2.0 + 0.5).clamp(0.0, 1.0);
-            out[i * 3 + c] = (v * 255.0).round();
-        }
-    }
-    out
-}
-
-fn psnr(ours_u8: &[f32], expected_unit: &[f32]) -> f64 {
-    assert_eq!(ours_u8.len(), expected_unit.len(), "image sizes differ");
-    let mse = ours_u8
-        .iter()
-        .zip(expected_unit)
-        .map(|(&a, &b)| {
-            let d = a as f64 - b as f64 * 255.0;
-            d * d
-        })
-        .sum::<f64>()
-        / ours_u8.len() as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
 }
 
 fn run_case(components: &mut Components, case: &Case, dir: &Path, perturb_noise: bool) -> f64 {

@@ -5,18 +5,20 @@
 //! `Components::preview` must match it (PSNR ≥ 40 dB on 8-bit pixels), and the engine must use
 //! TAESD for live-preview decodes and step previews but the full VAE for final jobs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use livefill::engine::model_dir::ModelDir;
 use livefill::engine::request::default_request;
-use livefill::engine::runtime::{DeviceRequest, Runtime, RuntimeOptions, init_runtime};
 use livefill::engine::{Engine, EngineOptions};
 use livefill::generator::{CancelToken, GenerateOutput, ImageGenerator, StepProgress};
 use livefill::imaging::{ContextOptions, plan_context};
 use livefill::npy;
-use livefill::pipelines::{Components, Latents, ModelImage};
+use livefill::pipelines::{Components, Latents};
 use livefill_protocol::{GenerateRequest, Mode, Priority, RgbaImage};
+use reference_support::{fixtures, psnr, runtime, runtime_options, to_u8_hwc};
 use serde::Deserialize;
+
+mod reference_support;
 
 #[derive(Debug, Deserialize)]
 struct TaesdCase {
@@ -25,23 +27,6 @@ struct TaesdCase {
     expected: String,
     width: usize,
     height: usize,
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-fn runtime_options() -> RuntimeOptions {
-    RuntimeOptions {
-        device: DeviceRequest::Cpu,
-        intra_threads: Some(1),
-        ..Default::default()
-    }
-}
-
-fn runtime() -> Runtime {
-    init_runtime(&runtime_options())
-        .expect("ONNX Runtime (set ORT_DYLIB_PATH, or let livefill fetch it with pip)")
 }
 
 fn reference_case() -> TaesdCase {
@@ -59,38 +44,6 @@ fn load_latents(path: &Path) -> Latents {
         height,
         width,
         data: array.data,
-    }
-}
-
-/// livefill's 8-bit output for a model image in [-1, 1], as `[H, W, 3]`.
-fn to_u8_hwc(image: &ModelImage) -> Vec<f32> {
-    let plane = image.width * image.height;
-    let mut out = vec![0.0; plane * 3];
-    for i in 0..plane {
-        for c in 0..3 {
-            let v = (image.data[c * plane + i] / 2.0 + 0.5).clamp(0.0, 1.0);
-            out[i * 3 + c] = (v * 255.0).round();
-        }
-    }
-    out
-}
-
-/// PSNR of 8-bit pixels against an image in [0, 1].
-fn psnr(ours_u8: &[f32], expected_unit: &[f32]) -> f64 {
-    assert_eq!(ours_u8.len(), expected_unit.len(), "image sizes differ");
-    let mse = ours_u8
-        .iter()
-        .zip(expected_unit)
-        .map(|(&a, &b)| {
-            let d = a as f64 - b as f64 * 255.0;
-            d * d
-        })
-        .sum::<f64>()
-        / ours_u8.len() as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
     }
 }
 

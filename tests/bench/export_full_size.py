@@ -91,52 +91,16 @@ VAE_CONFIG = dict(
 )
 
 
-class TextEncoderExport(torch.nn.Module):
-    def __init__(self, te):
-        super().__init__()
-        self.te = te
-
-    def forward(self, input_ids):
-        out = self.te(input_ids=input_ids)
-        return out.last_hidden_state, out.pooler_output
-
-
-class UNetExport(torch.nn.Module):
-    def __init__(self, unet):
-        super().__init__()
-        self.unet = unet
-
-    def forward(self, sample, timestep, encoder_hidden_states):
-        return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
-
-
-class VaeEncoderExport(torch.nn.Module):
-    def __init__(self, vae):
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, sample):
-        return self.vae.encode(sample).latent_dist.parameters
-
-
-class VaeDecoderExport(torch.nn.Module):
-    def __init__(self, vae):
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, latent_sample):
-        return self.vae.decode(latent_sample, return_dict=False)[0]
-
-
-class TaesdDecoderExport(torch.nn.Module):
-    """AutoencoderTiny.decode: the UNet's latents (its scaling_factor is 1) → RGB in [-1, 1]."""
-
-    def __init__(self, taesd):
-        super().__init__()
-        self.taesd = taesd
-
-    def forward(self, latent_sample):
-        return self.taesd.decode(latent_sample, return_dict=False)[0]
+# The graph wrappers are the production exporter's (`livefill models export`), so the benchmark
+# model has exactly the I/O of a real export.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+from export_lcm import (  # noqa: E402
+    TaesdDecoderExport,
+    TextEncoderExport,
+    UNetExport,
+    VaeDecoderExport,
+    VaeEncoderExport,
+)
 
 
 def export(module, args, path: Path, inputs, outputs, dynamic_axes) -> None:
