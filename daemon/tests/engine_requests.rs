@@ -278,3 +278,17 @@ fn live_preview_reuses_the_latents_of_an_unchanged_image() {
     let third = run(&mut engine, &request, 3).unwrap();
     assert!(encoded(&third), "a changed image is encoded again");
 }
+
+#[test]
+fn txt2img_on_an_inpainting_unet_is_sized_and_reproducible() {
+    let mut engine = engine("tiny-sd-inpaint");
+    let mut request = default_request(Mode::Txt2Img);
+    request.prompt = "a fox".into();
+    request.width = 96;
+    request.height = 64;
+    let a = run(&mut engine, &request, 9).unwrap();
+    let b = run(&mut engine, &request, 9).unwrap();
+    assert_eq!((a.image.width, a.image.height), (96, 64));
+    assert_eq!(a.image, b.image);
+    assert_ne!(a.image, run(&mut engine, &request, 10).unwrap().image);
+}

@@ -1,4 +1,5 @@
-//! Text to image: pure noise → LCM loop → decode.
+//! Text to image: pure noise → LCM loop → decode (9-channel UNets: an inpaint of a blank
+//! image with everything masked).
 
 use crate::generator::CancelToken;
 use crate::noise::NoiseSource;
@@ -23,6 +24,31 @@ pub fn txt2img(
     timings: &mut Timings,
     on_step: &mut StepCallback<'_>,
 ) -> Result<ModelImage, PipelineError> {
+    if components.dir.is_inpainting_unet() {
+        // A 9-channel UNet generates from scratch as an inpaint of a blank image with
+        // everything masked, at strength 1 (the same draws from `noise`, in the same order).
+        let blank = ModelImage {
+            height,
+            width,
+            data: vec![0.0; 3 * height * width],
+        };
+        let everything = vec![255u8; height * width];
+        let params = SamplingParams {
+            strength: 1.0,
+            ..params
+        };
+        return super::inpaint::inpaint(
+            components,
+            conditioning,
+            &blank,
+            &everything,
+            params,
+            noise,
+            cancel,
+            timings,
+            on_step,
+        );
+    }
     let scale = components.vae_scale();
     let scheduler = LcmScheduler::new(&components.dir.scheduler_config, params.steps, 1.0)?;
     let (h, w) = (height / scale, width / scale);
@@ -38,30 +64,6 @@ pub fn txt2img(
             .map(|v| v * sigma)
             .collect(),
     };
-    if components.dir.is_inpainting_unet() {
-        // A 9-channel UNet needs a mask and a masked image: everything is masked.
-        let blank = ModelImage {
-            height,
-            width,
-            data: vec![0.0; 3 * height * width],
-        };
-        let guide = super::inpaint::channel_guide(components, &blank, &vec![1.0; h * w], timings)?;
-        let guide = super::InpaintGuide::Channels {
-            mask_and_masked: &guide,
-        };
-        let latents = denoise(
-            components,
-            start,
-            &scheduler,
-            conditioning,
-            Some(&guide),
-            noise,
-            cancel,
-            timings,
-            on_step,
-        )?;
-        return components.decode_for(&latents, params.fast_decode, timings);
-    }
     let latents = denoise(
         components,
         start,
