@@ -330,57 +330,16 @@ def tokenize(tok: CLIPTokenizer, text: str) -> list[int]:
 # --------------------------------------------------------------------------
 
 
-class TextEncoderExport(torch.nn.Module):
-    def __init__(self, te):
-        super().__init__()
-        self.te = te
-
-    def forward(self, input_ids):
-        out = self.te(input_ids=input_ids)
-        return out.last_hidden_state, out.pooler_output
-
-
-class UNetExport(torch.nn.Module):
-    def __init__(self, unet, with_cond: bool):
-        super().__init__()
-        self.unet = unet
-        self.with_cond = with_cond
-
-    def forward(self, sample, timestep, encoder_hidden_states, timestep_cond=None):
-        return self.unet(
-            sample, timestep, encoder_hidden_states=encoder_hidden_states, timestep_cond=timestep_cond, return_dict=False
-        )[0]
-
-
-class VaeEncoderExport(torch.nn.Module):
-    def __init__(self, vae):
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, sample):
-        # optimum: {"latent_parameters": vae.encode(x=sample)["latent_dist"].parameters}
-        return self.vae.encode(sample).latent_dist.parameters
-
-
-class VaeDecoderExport(torch.nn.Module):
-    def __init__(self, vae):
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, latent_sample):
-        return self.vae.decode(latent_sample, return_dict=False)[0]
-
-
-class TaesdDecoderExport(torch.nn.Module):
-    """UNet latents in, RGB in [-1, 1] out: AutoencoderTiny.decode's DecoderTiny already applies
-    `tanh(x / 3) * 3` on the way in and `* 2 - 1` on the way out."""
-
-    def __init__(self, taesd):
-        super().__init__()
-        self.taesd = taesd
-
-    def forward(self, latent_sample):
-        return self.taesd.decode(latent_sample, return_dict=False)[0]
+# The graph wrappers are the production exporter's (`livefill models export`), so the fixtures
+# have exactly the I/O of a real export.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+from export_lcm import (  # noqa: E402
+    TaesdDecoderExport,
+    TextEncoderExport,
+    UNetExport,
+    VaeDecoderExport,
+    VaeEncoderExport,
+)
 
 
 def _export(module, args, path: Path, input_names, output_names, dynamic_axes):
@@ -443,7 +402,7 @@ def export_unet(unet, path: Path, io: str):
         args.append(torch.randn(2, unet.config.time_cond_proj_dim, generator=torch.Generator().manual_seed(3)))
         names.append("timestep_cond")
         dyn["timestep_cond"] = {0: "batch_size"}
-    _export(UNetExport(unet, with_cond), tuple(args), path, names, ["out_sample"], dyn)
+    _export(UNetExport(unet), tuple(args), path, names, ["out_sample"], dyn)
 
 
 def export_vae(vae, enc_path: Path, dec_path: Path):
