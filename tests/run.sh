@@ -15,20 +15,25 @@ quick=0
 passed=0
 failed=0
 failures=()
+disk_free() { df -h --output=avail,target "$root" "${TMPDIR:-/tmp}" /var/cache 2>/dev/null | tail -n +2 | tr -s ' ' | paste -sd ';'; }
 step() {
     local name=$1
     shift
     echo
     echo "=== $name"
+    local t0=$SECONDS
     if "$@"; then
         passed=$((passed + 1))
-        echo "--- ok: $name"
+        echo "--- ok: $name ($((SECONDS - t0)) s)"
     else
         failed=$((failed + 1))
         failures+=("$name")
-        echo "--- FAILED: $name"
+        # A full disk is the usual cause of a step that fails without saying why.
+        echo "--- FAILED: $name ($((SECONDS - t0)) s; disk free:$(disk_free))"
     fi
 }
+
+echo "disk free:$(disk_free)"
 
 # ONNX Runtime's shared library from the PyPI wheel (what livefill itself fetches on first use).
 ort_version=1.31.1
@@ -59,8 +64,9 @@ step "cargo test" cargo test --workspace
 step "python codec tests" bash protocol/python/run_tests.sh
 
 export_venv() {
-    # The exporter's pinned toolchain (torch + diffusers + peft), for the export test.
-    local venv=$root/.cache/exportvenv
+    # The exporter's pinned toolchain (torch + diffusers + peft, ~7 GB with torch's CUDA wheels),
+    # for the export test. Kept outside the checkout so that clones share it.
+    local venv=${LIVEFILL_TEST_CACHE:-$HOME/.cache/livefill-tests}/exportvenv
     if ! "$venv/bin/python" -c 'import diffusers, peft, torch, onnx' 2>/dev/null; then
         python3 -m venv "$venv" && "$venv/bin/python" -m pip install --quiet -r tests/export/requirements.txt || return 1
     fi

@@ -138,7 +138,6 @@ def main() -> int:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="livefill-export-test-"))
     work.mkdir(parents=True, exist_ok=True)
     livefill = Path(args.livefill).resolve()
-    has_models = "models" in subprocess.run([livefill, "--help"], capture_output=True, text=True).stdout
     image = Image.open(FIX / "reference" / "inputs" / "image_64.png").convert("RGB")
     mask = Image.open(FIX / "reference" / "inputs" / "mask_64.png").convert("L")
     failures = 0
@@ -158,11 +157,7 @@ def main() -> int:
             taesd = work / f"taesd-{name}"
             build_taesd(taesd)
             export_args += ["--fp16", "--taesd", taesd]
-        if has_models:
-            run([livefill, "models", "export", "--python", sys.executable] + export_args)
-        else:
-            log("`livefill models` is not wired into main.rs yet: running the exporter script directly")
-            run([sys.executable, HERE / "export_lcm.py"] + export_args)
+        run([livefill, "models", "export", "--python", sys.executable] + export_args)
 
         # diffusers' reference: the same base with the same LoRA fused, as the exporter builds it.
         pipe, _ = export_lcm.build(export_lcm.parse_args([str(a) for a in export_args]))

@@ -3,7 +3,7 @@
 # export → livefill's output must equal diffusers' fused pipeline (PSNR ≥ 40 dB).
 #
 # Needs a Python with tests/export/requirements.txt. Uses, in order: $LIVEFILL_EXPORT_PYTHON,
-# .cache/exportvenv (made from .cache/refvenv + peft, see below). When neither exists the test is
+# .cache/exportvenv (made from .cache/refvenv + peft, see below; tests/run.sh passes its own venv). When neither exists the test is
 # SKIPPED with a message (exit 0) — create it with:
 #   .cache/refvenv/bin/python -m venv .cache/exportvenv
 #   echo "$(.cache/refvenv/bin/python -c 'import site;print(site.getsitepackages()[0])')" \

@@ -53,13 +53,17 @@ if ! command -v debootstrap >/dev/null; then
 fi
 
 start=$(date +%s)
+mkdir -p "$(dirname "$DIR")"
+avail_mb=$(df -Pm "$(dirname "$DIR")" | awk 'NR == 2 { print $4 }')
+if [ "${avail_mb:-0}" -lt 2048 ]; then
+    log "only ${avail_mb} MB free under $(dirname "$DIR"): the tree needs about 1.5 GB"; exit 1
+fi
 if [ ! -x "$DIR/usr/bin/apt-get" ] || [ ! -f "$DIR/.livefill-debootstrap-done" ]; then
     if [ -d "$DIR" ]; then
         log "removing incomplete tree $DIR"
         mountpoint -q "$DIR/proc" && umount -l "$DIR/proc"
         rm -rf --one-file-system "$DIR"
     fi
-    mkdir -p "$(dirname "$DIR")"
     log "debootstrap --variant=minbase trixie $DIR $MIRROR"
     debootstrap --variant=minbase trixie "$DIR" "$MIRROR" >&2
     touch "$DIR/.livefill-debootstrap-done"
