@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use livefill::engine::request::default_request;
+use livefill::engine::request::{ONNXRUNTIME_STAGE, default_request};
 use livefill::engine::runtime::{DeviceRequest, RuntimeOptions};
 use livefill::engine::{Engine, EngineOptions};
 use livefill::generator::{CancelToken, GenerateError, GenerateOutput, ImageGenerator};
@@ -291,4 +291,33 @@ fn txt2img_on_an_inpainting_unet_is_sized_and_reproducible() {
     assert_eq!((a.image.width, a.image.height), (96, 64));
     assert_eq!(a.image, b.image);
     assert_ne!(a.image, run(&mut engine, &request, 10).unwrap().image);
+}
+
+#[test]
+fn onnxruntime_time_is_reported_as_a_part_of_the_model_stages() {
+    let image = picture();
+    let mut engine = engine("tiny-sd");
+    // Twice: the second job must report only its own time, not the first job's too.
+    for _ in 0..2 {
+        let out = run(&mut engine, &inpaint_request(&image, &selection(&image)), 5).unwrap();
+        let ort = out
+            .timings
+            .last()
+            .filter(|t| t.stage == ONNXRUNTIME_STAGE)
+            .expect("an onnxruntime entry, last")
+            .millis;
+        let models: f32 = out
+            .timings
+            .iter()
+            .filter(|t| {
+                ["text_encode", "vae_encode", "unet", "vae_decode"].contains(&t.stage.as_str())
+            })
+            .map(|t| t.millis)
+            .sum();
+        assert!(ort > 0.0, "ONNX Runtime ran");
+        assert!(
+            ort <= models,
+            "inside Run ({ort} ms) ≤ the model stages ({models} ms)"
+        );
+    }
 }

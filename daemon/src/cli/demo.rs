@@ -170,11 +170,6 @@ fn talk_to_daemon(args: &DemoArgs, socket: &Path, startup: Duration) -> anyhow::
     write_png(&args.out, &full)?;
     client.shutdown()?;
 
-    let stages: Vec<String> = result
-        .timings
-        .iter()
-        .map(|t| format!("{} {:.1} ms", t.stage, t.millis))
-        .collect();
     println!("timings:");
     println!("  daemon start (load + warm-up): {:>8.1} ms", ms(startup));
     println!("  connect + hello:               {:>8.1} ms", ms(connect));
@@ -182,7 +177,7 @@ fn talk_to_daemon(args: &DemoArgs, socket: &Path, startup: Duration) -> anyhow::
         "  inpaint request round trip:    {:>8.1} ms",
         ms(round_trip)
     );
-    println!("  stages: {}", stages.join(", "));
+    println!("  stages: {}", super::format_timings(&result.timings));
     let shown = std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone());
     println!(
         "wrote {} ({}×{}, seed {}, prompt {:?})",

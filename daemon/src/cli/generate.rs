@@ -239,17 +239,12 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         output.offset_y,
     );
     write_png(&args.out, &full)?;
-    let timings: Vec<String> = output
-        .timings
-        .iter()
-        .map(|t| format!("{} {:.1} ms", t.stage, t.millis))
-        .collect();
     println!(
         "wrote {} ({}×{}, seed {seed}; {})",
         args.out.display(),
         full.width,
         full.height,
-        timings.join(", ")
+        super::format_timings(&output.timings)
     );
     Ok(())
 }

@@ -24,6 +24,9 @@ use super::text_cache::TextCache;
 pub const MAX_PROMPT_BYTES: usize = 4096;
 /// Most accepted denoising steps.
 pub const MAX_STEPS: u32 = 50;
+/// The timing entry holding the time spent inside ONNX Runtime's `Run` during a job (a part of
+/// the model stages; see PROTOCOL.md).
+pub const ONNXRUNTIME_STAGE: &str = "onnxruntime";
 
 /// A request with livefill's defaults (4 steps, guidance 1, strength 0.6, auto context).
 pub fn default_request(mode: Mode) -> GenerateRequest {
@@ -228,6 +231,7 @@ impl Job<'_> {
         seed: u64,
     ) -> Result<GenerateOutput, GenerateError> {
         let mut timings = Timings::default();
+        self.components.take_onnxruntime_time(); // not this job's
         let conditioning = self.conditioning(request, &mut timings)?;
         let placed = match request.mode {
             Mode::Txt2Img => self.txt2img(request, &conditioning, &mut timings)?,
@@ -239,6 +243,7 @@ impl Job<'_> {
             }
             Mode::Outpaint => self.outpaint(request, &conditioning, &mut timings)?,
         };
+        timings.add(ONNXRUNTIME_STAGE, self.components.take_onnxruntime_time());
         Ok(GenerateOutput {
             image: placed.image,
             offset_x: placed.offset_x,

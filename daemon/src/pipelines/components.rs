@@ -8,7 +8,7 @@ use std::time::Instant;
 use ndarray::{ArrayD, IxDyn};
 
 use crate::engine::model_dir::ModelDir;
-use crate::engine::onnx_model::{InputData, OnnxError, OnnxModel};
+use crate::engine::onnx_model::{Binding, InputData, OnnxError, OnnxModel, array};
 use crate::engine::runtime::Runtime;
 use crate::tokenizer::ClipTokenizer;
 
@@ -62,6 +62,14 @@ pub struct Conditioning {
     pub guidance: f32,
     /// LCM-distilled UNets: the guidance-scale embedding fed as `timestep_cond`.
     pub timestep_cond: Option<Vec<f32>>,
+}
+
+/// A job's conditioning bound to the UNet (see [`Components::bind_conditioning`]).
+pub struct BoundConditioning {
+    /// One IO binding per UNet pass, with its batch size.
+    passes: Vec<(Binding, usize)>,
+    /// The guidance scale when classifier-free guidance runs.
+    guidance: Option<f32>,
 }
 
 /// The loaded model.
@@ -126,6 +134,26 @@ impl Components {
         })
     }
 
+    /// Run CFG as two batch-1 UNet passes, as for a UNet exported with its batch fixed at 1
+    /// (chosen at load from the graph; settable so tests can cover both ways on one fixture).
+    pub fn set_unet_batch_fixed(&mut self, fixed: bool) {
+        self.unet_batch_fixed = fixed;
+    }
+
+    /// Time spent inside ONNX Runtime's `Run` by every graph since the last call.
+    pub fn take_onnxruntime_time(&mut self) -> std::time::Duration {
+        let mut total = self.text_encoder.take_run_time()
+            + self.unet.take_run_time()
+            + self.vae_decoder.take_run_time();
+        for model in [&mut self.vae_encoder, &mut self.taesd_decoder]
+            .into_iter()
+            .flatten()
+        {
+            total += model.take_run_time();
+        }
+        total
+    }
+
     /// Latent channels the UNet denoises (4 for SD).
     pub fn latent_channels(&self) -> usize {
         self.dir.vae_config.latent_channels
@@ -158,6 +186,50 @@ impl Components {
         })
     }
 
+    /// Bind the inputs that stay the same for a whole job (text embeddings, guidance embedding)
+    /// to the UNet once: converted to the graph's dtype once and, on a GPU, copied to the device
+    /// once instead of at every step. One binding per UNet pass: CFG runs as one batch-2 pass, or
+    /// as two batch-1 passes when the UNet's batch is fixed at 1.
+    pub fn bind_conditioning(
+        &self,
+        conditioning: &Conditioning,
+    ) -> Result<BoundConditioning, PipelineError> {
+        let embeddings: Vec<&TextEmbedding> = match &conditioning.uncond {
+            Some(uncond) => vec![uncond, &conditioning.cond],
+            None => vec![&conditioning.cond],
+        };
+        let groups: Vec<&[&TextEmbedding]> = if self.unet_batch_fixed {
+            embeddings.chunks(1).collect()
+        } else {
+            vec![&embeddings[..]]
+        };
+        let mut passes = Vec::with_capacity(groups.len());
+        for group in &groups {
+            let batch = group.len();
+            let (tokens, dim) = (group[0].tokens, group[0].dim);
+            let hidden: Vec<f32> = group.iter().flat_map(|e| e.data.iter().copied()).collect();
+            let mut binding = self.unet.bind()?;
+            self.unet.bind_input(
+                &mut binding,
+                "encoder_hidden_states",
+                InputData::Float(array(&[batch, tokens, dim], hidden)),
+            )?;
+            if let Some(cond) = &conditioning.timestep_cond {
+                let data = cond.repeat(batch);
+                self.unet.bind_input(
+                    &mut binding,
+                    "timestep_cond",
+                    InputData::Float(array(&[batch, cond.len()], data)),
+                )?;
+            }
+            passes.push((binding, batch));
+        }
+        Ok(BoundConditioning {
+            passes,
+            guidance: conditioning.uncond.as_ref().map(|_| conditioning.guidance),
+        })
+    }
+
     /// One UNet evaluation with guidance applied: the predicted noise for `latents` at `timestep`.
     /// `extra` (9-channel UNets) is appended to the latents along channels.
     pub fn predict_noise(
@@ -165,78 +237,44 @@ impl Components {
         latents: &Latents,
         extra: Option<&Latents>,
         timestep: i64,
-        conditioning: &Conditioning,
+        bound: &mut BoundConditioning,
     ) -> Result<Vec<f32>, PipelineError> {
         let input = concat_channels(latents, extra);
-        match &conditioning.uncond {
-            None => self.unet_pass(&input, &[&conditioning.cond], timestep, conditioning),
-            Some(uncond) => {
-                let both = if self.unet_batch_fixed {
-                    let mut u = self.unet_pass(&input, &[uncond], timestep, conditioning)?;
-                    u.extend(self.unet_pass(
-                        &input,
-                        &[&conditioning.cond],
-                        timestep,
-                        conditioning,
-                    )?);
-                    u
-                } else {
-                    self.unet_pass(
-                        &input,
-                        &[uncond, &conditioning.cond],
-                        timestep,
-                        conditioning,
-                    )?
-                };
-                let half = both.len() / 2;
-                let g = conditioning.guidance;
-                Ok((0..half)
-                    .map(|i| both[i] + g * (both[half + i] - both[i]))
-                    .collect())
-            }
+        let mut predicted = Vec::with_capacity(input.data.len() * 2);
+        for (binding, batch) in &mut bound.passes {
+            predicted.extend(self.unet_pass(&input, binding, *batch, timestep)?);
         }
+        let Some(g) = bound.guidance else {
+            return Ok(predicted);
+        };
+        // [uncond; cond] → uncond + g · (cond − uncond)
+        let half = predicted.len() / 2;
+        Ok((0..half)
+            .map(|i| predicted[i] + g * (predicted[half + i] - predicted[i]))
+            .collect())
     }
 
     fn unet_pass(
         &mut self,
         input: &Latents,
-        embeddings: &[&TextEmbedding],
+        binding: &mut Binding,
+        batch: usize,
         timestep: i64,
-        conditioning: &Conditioning,
     ) -> Result<Vec<f32>, PipelineError> {
-        let batch = embeddings.len();
-        let mut sample = Vec::with_capacity(input.data.len() * batch);
-        let mut hidden = Vec::new();
-        for e in embeddings {
-            sample.extend_from_slice(&input.data);
-            hidden.extend_from_slice(&e.data);
-        }
-        let (tokens, dim) = (embeddings[0].tokens, embeddings[0].dim);
-        let sample = ArrayD::from_shape_vec(
-            IxDyn(&[batch, input.channels, input.height, input.width]),
-            sample,
-        )
-        .expect("shape");
-        let hidden = ArrayD::from_shape_vec(IxDyn(&[batch, tokens, dim]), hidden).expect("shape");
+        let sample = array(
+            &[batch, input.channels, input.height, input.width],
+            input.data.repeat(batch),
+        );
         let timestep = if self.timestep_scalar {
             ArrayD::from_shape_vec(IxDyn(&[]), vec![timestep]).expect("shape")
         } else {
             ArrayD::from_shape_vec(IxDyn(&[batch]), vec![timestep; batch]).expect("shape")
         };
-        let mut inputs = vec![
-            ("sample", InputData::Float(sample)),
-            ("timestep", InputData::Int(timestep)),
-            ("encoder_hidden_states", InputData::Float(hidden)),
-        ];
-        if let Some(cond) = &conditioning.timestep_cond {
-            let mut data = Vec::with_capacity(cond.len() * batch);
-            for _ in 0..batch {
-                data.extend_from_slice(cond);
-            }
-            let array = ArrayD::from_shape_vec(IxDyn(&[batch, cond.len()]), data).expect("shape");
-            inputs.push(("timestep_cond", InputData::Float(array)));
-        }
-        let out = self.unet.run(inputs)?;
+        self.unet
+            .bind_input(binding, "sample", InputData::Float(sample))?;
+        self.unet
+            .bind_input(binding, "timestep", InputData::Int(timestep))?;
+        let out = self.unet.run_bound(binding)?;
         first_output(out, &self.unet)
     }
 

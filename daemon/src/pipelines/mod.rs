@@ -99,6 +99,9 @@ pub fn denoise(
 ) -> Result<Latents, PipelineError> {
     let timesteps = scheduler.timesteps().to_vec();
     let total = timesteps.len();
+    let mut bound = components::timed(timings, "unet", || {
+        components.bind_conditioning(conditioning)
+    })?;
     for (index, &t) in timesteps.iter().enumerate() {
         if cancel.is_cancelled() {
             return Err(PipelineError::Cancelled);
@@ -108,7 +111,7 @@ pub fn denoise(
             _ => None,
         };
         let predicted = components::timed(timings, "unet", || {
-            components.predict_noise(&latents, extra, t, conditioning)
+            components.predict_noise(&latents, extra, t, &mut bound)
         })?;
         let step_noise = if scheduler.needs_noise(index) {
             Some(noise.next(latents.data.len())?)
