@@ -321,3 +321,40 @@ fn onnxruntime_time_is_reported_as_a_part_of_the_model_stages() {
         );
     }
 }
+
+/// The UNet's input/output buffers are kept per shape and reused by later jobs: a job must get
+/// the same pixels whatever ran before it (no prompt, latents or size left over), and only a few
+/// shapes are kept.
+#[test]
+fn unet_buffers_reused_across_jobs_leave_nothing_behind() {
+    let mut engine = engine("tiny-sd");
+    let txt2img = |prompt: &str, side: u32| {
+        let mut request = default_request(Mode::Txt2Img);
+        request.prompt = prompt.into();
+        request.width = side;
+        request.height = side;
+        request
+    };
+    let first = run(&mut engine, &txt2img("a red fox", 64), 3).unwrap();
+    let other_prompt = run(&mut engine, &txt2img("a blue bird", 64), 3).unwrap();
+    run(&mut engine, &txt2img("a red fox", 96), 3).unwrap();
+    let again = run(&mut engine, &txt2img("a red fox", 64), 3).unwrap();
+    assert_ne!(
+        first.image, other_prompt.image,
+        "the prompt reaches the UNet"
+    );
+    assert_eq!(first.image, again.image, "same request, same pixels");
+    for side in [32, 40, 48, 56, 72, 80] {
+        run(&mut engine, &txt2img("a red fox", side), 3).unwrap();
+    }
+    let (captured, kept) = engine.components.unet_buffer_counts();
+    assert_eq!(captured, 0, "no CUDA graphs on CPU");
+    assert!((1..=4).contains(&kept), "{kept} shapes kept");
+    assert_eq!(
+        run(&mut engine, &txt2img("a red fox", 64), 3)
+            .unwrap()
+            .image,
+        first.image,
+        "buffers evicted and made again give the same pixels"
+    );
+}

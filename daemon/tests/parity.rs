@@ -78,7 +78,7 @@ fn run_case(components: &mut Components, case: &Case, dir: &Path, perturb_noise:
         steps: case.steps,
         guidance: case.guidance,
         strength: case.strength.unwrap_or(1.0),
-        fast_decode: false,
+        live: false,
     };
     let planned = LcmScheduler::new(
         &components.dir.scheduler_config,

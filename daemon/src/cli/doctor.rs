@@ -242,6 +242,7 @@ fn check_runtime(args: &DoctorArgs, env: &dyn Env, checks: &mut Vec<Check>) -> b
         library: Some(path.clone()),
         device: DeviceRequest::Cpu,
         intra_threads: Some(1),
+        cuda_graph: false,
     }) {
         Ok(rt) => {
             let version = version_from_build_info(ort::info()).unwrap_or(rt.version.clone());

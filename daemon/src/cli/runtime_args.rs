@@ -18,6 +18,10 @@ pub struct RuntimeArgs {
     /// libonnxruntime to load (default: ORT_DYLIB_PATH, next to the binary, or fetched with pip).
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
+    /// CUDA only: record the UNet's run for each live-preview size as a CUDA graph and replay it
+    /// (up to 4 sizes). Off by default: not yet measured on a GPU (see BENCHMARKS.md).
+    #[arg(long)]
+    pub cuda_graph: bool,
 }
 
 impl RuntimeArgs {
@@ -26,6 +30,7 @@ impl RuntimeArgs {
             library: self.ort_lib.clone(),
             device: self.device.parse::<DeviceRequest>()?,
             intra_threads: self.threads,
+            cuda_graph: self.cuda_graph,
         })
     }
 }

@@ -4,9 +4,11 @@
 //! i64 arrays by *role* and this module converts them to what the graph declares (f16 or f32,
 //! int32 or int64, rank 0 or rank 1 timesteps), and converts outputs back to f32.
 //!
-//! Inputs that stay the same over many runs (the UNet's text embeddings during a job) can be
-//! bound once with [`OnnxModel::bind`] (ONNX Runtime's IO binding): converted once, and on a GPU
-//! copied to the device once instead of on every run.
+//! A graph run many times on the same shapes (the UNet, step after step) can keep its inputs and
+//! outputs in buffers allocated once on the session's device ([`FixedBinding`], ONNX Runtime's IO
+//! binding): an input that stays the same for a job (text embeddings) is written there once, the
+//! others (latents, timestep) are copied into the same place before each run, and on a CUDA
+//! session loaded with graph capture the run itself is recorded once as a CUDA graph and replayed.
 //!
 //! Each model also adds up the wall time spent inside ONNX Runtime's `Run` alone
 //! ([`OnnxModel::take_run_time`]), so benchmarks can tell ONNX Runtime's time from livefill's.
@@ -16,12 +18,15 @@ use std::time::{Duration, Instant};
 
 use half::f16;
 use ndarray::{ArrayD, IxDyn};
-use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::builder::GraphOptimizationLevel;
-use ort::session::{IoBinding, Session, SessionOutputs};
-use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+use ort::session::{IoBinding, RunOptions, Session, SessionOutputs};
+use ort::value::{
+    DynTensor, DynTensorValueType, DynValue, Tensor, TensorElementType, TensorValueTypeMarker,
+    Value, ValueType,
+};
 
-use super::runtime::Runtime;
+use super::runtime::{ResolvedDevice, Runtime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {
@@ -65,12 +70,22 @@ pub struct OnnxModel {
     pub outputs: Vec<TensorSpec>,
     /// Wall time inside `Session::run` since the last [`OnnxModel::take_run_time`].
     run_time: Duration,
+    /// Where the session computes (and where [`FixedBinding`] buffers live).
+    device: ResolvedDevice,
+    /// The session was loaded with CUDA graph capture enabled.
+    pub graph_capture: bool,
 }
 
-/// Inputs bound to a graph once and reused by every [`OnnxModel::run_bound`] until rebound;
-/// every output comes back in host memory.
-pub struct Binding {
+/// Inputs and outputs of one set of shapes, in buffers allocated once in the session's device
+/// memory and bound once: [`OnnxModel::write_input`] copies new data into an input's buffer,
+/// [`OnnxModel::run_fixed`] runs on them. With a `graph_id` (CUDA sessions loaded with graph
+/// capture) ONNX Runtime records the run as a CUDA graph once and then replays it, which is
+/// possible because the buffers never move.
+pub struct FixedBinding {
     io: IoBinding,
+    inputs: Vec<(String, DynTensor)>,
+    run_options: RunOptions,
+    pub graph_id: Option<u32>,
 }
 
 fn spec(name: &str, ty: &ValueType) -> TensorSpec {
@@ -88,6 +103,32 @@ fn spec(name: &str, ty: &ValueType) -> TensorSpec {
 impl OnnxModel {
     /// Create a session on the runtime's execution provider.
     pub fn load(runtime: &Runtime, path: &Path) -> Result<Self, OnnxError> {
+        Self::load_with(runtime, path, false)
+    }
+
+    /// Load with CUDA graph capture enabled when `graph_capture` and the session runs on CUDA.
+    /// ONNX Runtime refuses capture for a graph whose nodes are not all on the CUDA execution
+    /// provider: then the session is loaded again without it, with a warning (never silently;
+    /// `graph_capture` says what the session got).
+    pub fn load_with(
+        runtime: &Runtime,
+        path: &Path,
+        graph_capture: bool,
+    ) -> Result<Self, OnnxError> {
+        let capture = graph_capture && matches!(runtime.device, ResolvedDevice::Cuda(_));
+        if capture {
+            match Self::load_session(runtime, path, true) {
+                Ok(model) => return Ok(model),
+                Err(e) => tracing::warn!(
+                    "{}: CUDA graph capture is not possible for this graph, loading without it: {e}",
+                    path.display()
+                ),
+            }
+        }
+        Self::load_session(runtime, path, false)
+    }
+
+    fn load_session(runtime: &Runtime, path: &Path, capture: bool) -> Result<Self, OnnxError> {
         let load_err = |reason: String| OnnxError::Load {
             path: path.to_path_buf(),
             reason,
@@ -101,7 +142,7 @@ impl OnnxModel {
                 .with_intra_threads(threads)
                 .map_err(|e| load_err(e.to_string()))?;
         }
-        let providers = runtime.device.execution_providers();
+        let providers = runtime.device.execution_providers(capture);
         if !providers.is_empty() {
             builder = builder.with_execution_providers(providers).map_err(|e| {
                 load_err(format!(
@@ -134,6 +175,8 @@ impl OnnxModel {
             inputs,
             outputs,
             run_time: Duration::ZERO,
+            device: runtime.device.clone(),
+            graph_capture: capture,
         })
     }
 
@@ -178,7 +221,7 @@ impl OnnxModel {
         let mut values: Vec<(String, DynValue)> = Vec::with_capacity(inputs.len());
         for (name, data) in inputs {
             let spec = self.input_named_any(&[name])?.clone();
-            values.push((spec.name.clone(), self.to_value(&spec, data)?));
+            values.push((spec.name.clone(), self.to_value(&spec, data)?.into_dyn()));
         }
         let start = Instant::now();
         let outputs = self.session.run(values).map_err(run_error(&self.path))?;
@@ -186,54 +229,116 @@ impl OnnxModel {
         outputs_to_f32(&outputs).map_err(run_error(&self.path))
     }
 
-    /// A new IO binding on this graph with every output bound to host memory.
-    pub fn bind(&self) -> Result<Binding, OnnxError> {
-        let mut io = self
-            .session
-            .create_binding()
-            .map_err(run_error(&self.path))?;
-        let host = MemoryInfo::new(
-            AllocationDevice::CPU,
-            0,
-            AllocatorType::Device,
-            MemoryType::Default,
-        )
-        .map_err(run_error(&self.path))?;
-        for output in &self.outputs {
-            io.bind_output_to_device(output.name.clone(), &host)
-                .map_err(run_error(&self.path))?;
+    /// Buffers for these input and output shapes, on the session's device, bound once. Inputs not
+    /// listed keep no buffer; `graph_id` asks for CUDA graph capture (ignored unless the session
+    /// was loaded with it).
+    pub fn fixed_binding(
+        &self,
+        inputs: &[(&str, Vec<usize>)],
+        outputs: &[Vec<usize>],
+        graph_id: Option<u32>,
+    ) -> Result<FixedBinding, OnnxError> {
+        let err = run_error(&self.path);
+        let allocator = self.device_allocator()?;
+        let mut io = self.session.create_binding().map_err(&err)?;
+        let mut buffers = Vec::with_capacity(inputs.len());
+        for (name, shape) in inputs {
+            let spec = self.input_named_any(&[name])?;
+            let buffer =
+                DynTensor::new(&allocator, spec.element_type, shape.clone()).map_err(&err)?;
+            io.bind_input(spec.name.clone(), &buffer).map_err(&err)?;
+            buffers.push((spec.name.clone(), buffer));
         }
-        Ok(Binding { io })
+        for (spec, shape) in self.outputs.iter().zip(outputs) {
+            let buffer =
+                DynTensor::new(&allocator, spec.element_type, shape.clone()).map_err(&err)?;
+            io.bind_output(spec.name.clone(), buffer).map_err(&err)?;
+        }
+        let graph_id = graph_id.filter(|_| self.graph_capture);
+        let mut run_options = RunOptions::new().map_err(&err)?;
+        if self.graph_capture {
+            // -1: run this binding without capturing a graph.
+            let id = graph_id.map_or(-1, i64::from);
+            run_options
+                .set("gpu_graph_id", id.to_string())
+                .map_err(&err)?;
+        }
+        Ok(FixedBinding {
+            io,
+            inputs: buffers,
+            run_options,
+            graph_id,
+        })
     }
 
-    /// Convert `data` to the input's declared type and bind it (on a GPU session ONNX Runtime
-    /// copies it to the device now, once, not at every run).
-    pub fn bind_input(
+    /// Convert `data` to the input's declared type and copy it into the input's fixed buffer.
+    pub fn write_input(
         &self,
-        binding: &mut Binding,
+        binding: &mut FixedBinding,
         name: &str,
         data: InputData,
     ) -> Result<(), OnnxError> {
         let spec = self.input_named_any(&[name])?;
         let value = self.to_value(spec, data)?;
-        binding
-            .io
-            .bind_input(spec.name.clone(), &value)
-            .map_err(run_error(&self.path))
+        let buffer = binding
+            .inputs
+            .iter_mut()
+            .find(|(n, _)| *n == spec.name)
+            .map(|(_, b)| b)
+            .ok_or_else(|| OnnxError::Run {
+                path: self.path.clone(),
+                reason: format!("input {:?} has no fixed buffer", spec.name),
+            })?;
+        value.copy_into(buffer).map_err(|e| OnnxError::Run {
+            path: self.path.clone(),
+            reason: format!("input {:?}: {e}", spec.name),
+        })
     }
 
-    /// Run on the bound inputs; returns every output as f32, in declaration order.
-    pub fn run_bound(&mut self, binding: &Binding) -> Result<Vec<ArrayD<f32>>, OnnxError> {
+    /// Run on the fixed buffers; returns every output as f32 (copied to the host), in
+    /// declaration order.
+    pub fn run_fixed(&mut self, binding: &FixedBinding) -> Result<Vec<ArrayD<f32>>, OnnxError> {
         let start = Instant::now();
         let outputs = self
             .session
-            .run_binding(&binding.io)
+            .run_binding_with_options(&binding.io, &binding.run_options)
             .map_err(run_error(&self.path))?;
         self.run_time += start.elapsed();
-        outputs_to_f32(&outputs).map_err(run_error(&self.path))
+        let mut result = Vec::with_capacity(outputs.len());
+        for (_, value) in outputs.iter() {
+            let tensor = value
+                .downcast::<DynTensorValueType>()
+                .map_err(run_error(&self.path))?;
+            let array = if tensor.memory_info().is_cpu_accessible() {
+                value_to_f32(&tensor)
+            } else {
+                tensor
+                    .to(AllocationDevice::CPU, 0)
+                    .and_then(|host| value_to_f32(&host))
+            };
+            result.push(array.map_err(run_error(&self.path))?);
+        }
+        Ok(result)
     }
 
-    fn to_value(&self, spec: &TensorSpec, data: InputData) -> Result<DynValue, OnnxError> {
+    /// The allocator for buffers on the session's device.
+    fn device_allocator(&self) -> Result<Allocator, OnnxError> {
+        match self.device {
+            ResolvedDevice::Cpu { .. } => Ok(Allocator::default()),
+            ResolvedDevice::Cuda(id) => {
+                let info = MemoryInfo::new(
+                    AllocationDevice::CUDA,
+                    id,
+                    AllocatorType::Device,
+                    MemoryType::Default,
+                )
+                .map_err(run_error(&self.path))?;
+                Allocator::new(&self.session, info).map_err(run_error(&self.path))
+            }
+        }
+    }
+
+    fn to_value(&self, spec: &TensorSpec, data: InputData) -> Result<DynTensor, OnnxError> {
         let unsupported = || OnnxError::UnsupportedType {
             path: self.path.clone(),
             name: spec.name.clone(),
@@ -245,35 +350,35 @@ impl OnnxModel {
         };
         let value = match (spec.element_type, data) {
             (TensorElementType::Float32, InputData::Float(a)) => {
-                Tensor::from_array(a).map_err(run_err)?.into_dyn()
+                Tensor::from_array(a).map_err(run_err)?.upcast()
             }
             (TensorElementType::Float16, InputData::Float(a)) => {
                 Tensor::from_array(a.mapv(f16::from_f32))
                     .map_err(run_err)?
-                    .into_dyn()
+                    .upcast()
             }
             (TensorElementType::Float32, InputData::Int(a)) => {
                 Tensor::from_array(a.mapv(|v| v as f32))
                     .map_err(run_err)?
-                    .into_dyn()
+                    .upcast()
             }
             (TensorElementType::Float16, InputData::Int(a)) => {
                 Tensor::from_array(a.mapv(|v| f16::from_f32(v as f32)))
                     .map_err(run_err)?
-                    .into_dyn()
+                    .upcast()
             }
             (TensorElementType::Int64, InputData::Int(a)) => {
-                Tensor::from_array(a).map_err(run_err)?.into_dyn()
+                Tensor::from_array(a).map_err(run_err)?.upcast()
             }
             (TensorElementType::Int32, InputData::Int(a)) => {
                 Tensor::from_array(a.mapv(|v| v as i32))
                     .map_err(run_err)?
-                    .into_dyn()
+                    .upcast()
             }
             (TensorElementType::Int64, InputData::Float(a)) => {
                 Tensor::from_array(a.mapv(|v| v as i64))
                     .map_err(run_err)?
-                    .into_dyn()
+                    .upcast()
             }
             _ => return Err(unsupported()),
         };
@@ -295,7 +400,9 @@ fn outputs_to_f32(outputs: &SessionOutputs<'_>) -> Result<Vec<ArrayD<f32>>, ort:
         .collect()
 }
 
-fn value_to_f32(value: &ort::value::DynValueRef<'_>) -> Result<ArrayD<f32>, ort::Error> {
+fn value_to_f32<T: TensorValueTypeMarker + ?Sized>(
+    value: &Value<T>,
+) -> Result<ArrayD<f32>, ort::Error> {
     if let Ok(view) = value.try_extract_array::<f32>() {
         return Ok(view.to_owned());
     }

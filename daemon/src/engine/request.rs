@@ -292,7 +292,7 @@ impl Job<'_> {
             steps: request.steps as usize,
             guidance: request.guidance,
             strength,
-            fast_decode: request.priority == Priority::LivePreview,
+            live: request.priority == Priority::LivePreview,
         }
     }
 

@@ -90,6 +90,8 @@ pub struct Runtime {
     pub version: String,
     pub device: ResolvedDevice,
     pub intra_threads: Option<usize>,
+    /// Capture the UNet's live-preview runs as CUDA graphs (CUDA only; see `pipelines::unet_buffers`).
+    pub cuda_graph: bool,
 }
 
 /// The device actually used.
@@ -114,14 +116,16 @@ impl ResolvedDevice {
             ResolvedDevice::Cuda(id) => format!("cuda:{id}"),
         }
     }
-    /// Execution providers to register on every session (empty = CPU only).
-    pub fn execution_providers(&self) -> Vec<ExecutionProviderDispatch> {
+    /// Execution providers to register on a session (empty = CPU only); `graph_capture` enables
+    /// CUDA graph capture (see `OnnxModel::load_with`).
+    pub fn execution_providers(&self, graph_capture: bool) -> Vec<ExecutionProviderDispatch> {
         match self {
             ResolvedDevice::Cpu { .. } => Vec::new(),
             ResolvedDevice::Cuda(id) => vec![
                 ep::CUDA::default()
                     .with_device_id(*id)
                     .with_conv_algorithm_search(ep::cuda::ConvAlgorithmSearch::Exhaustive)
+                    .with_cuda_graph(graph_capture)
                     .build()
                     .error_on_failure(),
             ],
@@ -135,6 +139,8 @@ pub struct RuntimeOptions {
     pub library: Option<PathBuf>,
     pub device: DeviceRequest,
     pub intra_threads: Option<usize>,
+    /// Capture the UNet's live-preview runs as CUDA graphs (ignored on CPU).
+    pub cuda_graph: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -143,6 +149,7 @@ impl Default for RuntimeOptions {
             library: None,
             device: DeviceRequest::Auto,
             intra_threads: None,
+            cuda_graph: false,
         }
     }
 }
@@ -163,6 +170,10 @@ pub fn init_runtime(options: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
     let environment = process_environment(&library_path)?;
     let version = library_version(&library_path);
     let device = resolve_device(options.device);
+    let cuda_graph = options.cuda_graph && matches!(device, ResolvedDevice::Cuda(_));
+    if options.cuda_graph && !cuda_graph {
+        tracing::warn!("--cuda-graph has no effect on {}", device.describe());
+    }
     tracing::info!(
         library = %library_path.display(),
         version = %version,
@@ -175,6 +186,7 @@ pub fn init_runtime(options: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
         version,
         device,
         intra_threads: options.intra_threads,
+        cuda_graph,
     })
 }
 

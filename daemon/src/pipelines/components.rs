@@ -8,7 +8,9 @@ use std::time::Instant;
 use ndarray::{ArrayD, IxDyn};
 
 use crate::engine::model_dir::ModelDir;
-use crate::engine::onnx_model::{Binding, InputData, OnnxError, OnnxModel, array};
+use crate::engine::onnx_model::{InputData, OnnxError, OnnxModel, array};
+
+use super::unet_buffers::{UnetBuffers, UnetShape};
 use crate::engine::runtime::Runtime;
 use crate::tokenizer::ClipTokenizer;
 
@@ -64,10 +66,10 @@ pub struct Conditioning {
     pub timestep_cond: Option<Vec<f32>>,
 }
 
-/// A job's conditioning bound to the UNet (see [`Components::bind_conditioning`]).
-pub struct BoundConditioning {
-    /// One IO binding per UNet pass, with its batch size.
-    passes: Vec<(Binding, usize)>,
+/// A job's UNet passes, ready to run (see [`Components::prepare_unet`]).
+pub struct UnetJob {
+    /// The shape (and so the buffers) of each pass.
+    passes: Vec<UnetShape>,
     /// The guidance scale when classifier-free guidance runs.
     guidance: Option<f32>,
 }
@@ -85,6 +87,8 @@ pub struct Components {
     unet_batch_fixed: bool,
     /// The UNet's `timestep` is rank 0.
     timestep_scalar: bool,
+    /// Fixed UNet buffers per input shape.
+    unet_buffers: UnetBuffers,
 }
 
 impl Components {
@@ -92,7 +96,7 @@ impl Components {
     pub fn load(runtime: &Runtime, dir: ModelDir) -> Result<Self, PipelineError> {
         let tokenizer = ClipTokenizer::from_dir(&dir.tokenizer_dir)?;
         let text_encoder = OnnxModel::load(runtime, &dir.text_encoder)?;
-        let unet = OnnxModel::load(runtime, &dir.unet)?;
+        let unet = OnnxModel::load_with(runtime, &dir.unet, runtime.cuda_graph)?;
         let vae_decoder = OnnxModel::load(runtime, &dir.vae_decoder)?;
         let vae_encoder = dir
             .vae_encoder
@@ -124,6 +128,7 @@ impl Components {
         Ok(Self {
             unet_batch_fixed: sample.shape.first() == Some(&1),
             timestep_scalar: timestep.shape.is_empty(),
+            unet_buffers: UnetBuffers::default(),
             dir,
             tokenizer,
             text_encoder,
@@ -138,6 +143,11 @@ impl Components {
     /// (chosen at load from the graph; settable so tests can cover both ways on one fixture).
     pub fn set_unet_batch_fixed(&mut self, fixed: bool) {
         self.unet_batch_fixed = fixed;
+    }
+
+    /// UNet buffers kept: (shapes with a captured CUDA graph, other shapes).
+    pub fn unet_buffer_counts(&self) -> (usize, usize) {
+        self.unet_buffers.counts()
     }
 
     /// Time spent inside ONNX Runtime's `Run` by every graph since the last call.
@@ -186,14 +196,17 @@ impl Components {
         })
     }
 
-    /// Bind the inputs that stay the same for a whole job (text embeddings, guidance embedding)
-    /// to the UNet once: converted to the graph's dtype once and, on a GPU, copied to the device
-    /// once instead of at every step. One binding per UNet pass: CFG runs as one batch-2 pass, or
-    /// as two batch-1 passes when the UNet's batch is fixed at 1.
-    pub fn bind_conditioning(
-        &self,
+    /// Get the UNet ready for a job: for each UNet pass (one; two batch-1 passes when CFG runs
+    /// on a UNet whose batch is fixed at 1) fixed input/output buffers for this shape (reused
+    /// from earlier jobs of the same shape), with the text embeddings (and guidance embedding)
+    /// written into them once for the whole job. `live`: the shape is a live-preview one, whose
+    /// run is captured as a CUDA graph where the UNet session allows it.
+    pub fn prepare_unet(
+        &mut self,
         conditioning: &Conditioning,
-    ) -> Result<BoundConditioning, PipelineError> {
+        sample: (usize, usize, usize),
+        live: bool,
+    ) -> Result<UnetJob, PipelineError> {
         let embeddings: Vec<&TextEmbedding> = match &conditioning.uncond {
             Some(uncond) => vec![uncond, &conditioning.cond],
             None => vec![&conditioning.cond],
@@ -203,28 +216,43 @@ impl Components {
         } else {
             vec![&embeddings[..]]
         };
+        let (channels, height, width) = sample;
         let mut passes = Vec::with_capacity(groups.len());
-        for group in &groups {
-            let batch = group.len();
-            let (tokens, dim) = (group[0].tokens, group[0].dim);
+        for (pass, group) in groups.iter().enumerate() {
+            let shape = UnetShape {
+                pass,
+                batch: group.len(),
+                channels,
+                height,
+                width,
+                tokens: group[0].tokens,
+                dim: group[0].dim,
+                cond_len: conditioning.timestep_cond.as_ref().map(Vec::len),
+            };
+            let slot = self.unet_buffers.slot(
+                &self.unet,
+                shape,
+                live,
+                self.timestep_scalar,
+                self.latent_channels(),
+            )?;
             let hidden: Vec<f32> = group.iter().flat_map(|e| e.data.iter().copied()).collect();
-            let mut binding = self.unet.bind()?;
-            self.unet.bind_input(
-                &mut binding,
+            let binding = self.unet_buffers.binding(slot);
+            self.unet.write_input(
+                binding,
                 "encoder_hidden_states",
-                InputData::Float(array(&[batch, tokens, dim], hidden)),
+                InputData::Float(array(&[shape.batch, shape.tokens, shape.dim], hidden)),
             )?;
             if let Some(cond) = &conditioning.timestep_cond {
-                let data = cond.repeat(batch);
-                self.unet.bind_input(
-                    &mut binding,
+                self.unet.write_input(
+                    binding,
                     "timestep_cond",
-                    InputData::Float(array(&[batch, cond.len()], data)),
+                    InputData::Float(array(&[shape.batch, cond.len()], cond.repeat(shape.batch))),
                 )?;
             }
-            passes.push((binding, batch));
+            passes.push(shape);
         }
-        Ok(BoundConditioning {
+        Ok(UnetJob {
             passes,
             guidance: conditioning.uncond.as_ref().map(|_| conditioning.guidance),
         })
@@ -237,14 +265,14 @@ impl Components {
         latents: &Latents,
         extra: Option<&Latents>,
         timestep: i64,
-        bound: &mut BoundConditioning,
+        job: &UnetJob,
     ) -> Result<Vec<f32>, PipelineError> {
         let input = concat_channels(latents, extra);
         let mut predicted = Vec::with_capacity(input.data.len() * 2);
-        for (binding, batch) in &mut bound.passes {
-            predicted.extend(self.unet_pass(&input, binding, *batch, timestep)?);
+        for shape in &job.passes {
+            predicted.extend(self.unet_pass(&input, *shape, timestep)?);
         }
-        let Some(g) = bound.guidance else {
+        let Some(g) = job.guidance else {
             return Ok(predicted);
         };
         // [uncond; cond] → uncond + g · (cond − uncond)
@@ -257,10 +285,10 @@ impl Components {
     fn unet_pass(
         &mut self,
         input: &Latents,
-        binding: &mut Binding,
-        batch: usize,
+        shape: UnetShape,
         timestep: i64,
     ) -> Result<Vec<f32>, PipelineError> {
+        let batch = shape.batch;
         let sample = array(
             &[batch, input.channels, input.height, input.width],
             input.data.repeat(batch),
@@ -270,11 +298,16 @@ impl Components {
         } else {
             ArrayD::from_shape_vec(IxDyn(&[batch]), vec![timestep; batch]).expect("shape")
         };
+        let slot = self
+            .unet_buffers
+            .find(&shape)
+            .ok_or_else(|| PipelineError::Model("UNet pass without prepared buffers".into()))?;
+        let binding = self.unet_buffers.binding(slot);
         self.unet
-            .bind_input(binding, "sample", InputData::Float(sample))?;
+            .write_input(binding, "sample", InputData::Float(sample))?;
         self.unet
-            .bind_input(binding, "timestep", InputData::Int(timestep))?;
-        let out = self.unet.run_bound(binding)?;
+            .write_input(binding, "timestep", InputData::Int(timestep))?;
+        let out = self.unet.run_fixed(self.unet_buffers.binding(slot))?;
         first_output(out, &self.unet)
     }
 

@@ -60,11 +60,12 @@ pub fn img2img(
         &scheduler,
         conditioning,
         None,
+        params.live,
         noise,
         cancel,
         timings,
         on_step,
     )?;
-    let decoded = components.decode_for(&latents, params.fast_decode, timings)?;
+    let decoded = components.decode_for(&latents, params.live, timings)?;
     Ok((decoded, image_latents))
 }

@@ -120,6 +120,7 @@ pub fn inpaint(
             &scheduler,
             conditioning,
             Some(&guide),
+            params.live,
             noise,
             cancel,
             timings,
@@ -138,13 +139,14 @@ pub fn inpaint(
             &scheduler,
             conditioning,
             Some(&guide),
+            params.live,
             noise,
             cancel,
             timings,
             on_step,
         )?
     };
-    components.decode_for(&latents, params.fast_decode, timings)
+    components.decode_for(&latents, params.live, timings)
 }
 
 /// The image with masked pixels (mask ≥ 50 %) set to 0.

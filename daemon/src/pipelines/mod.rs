@@ -12,6 +12,7 @@ pub mod components;
 pub mod img2img;
 pub mod inpaint;
 pub mod txt2img;
+pub mod unet_buffers;
 
 use std::time::Duration;
 
@@ -64,8 +65,9 @@ pub struct SamplingParams {
     pub steps: usize,
     pub guidance: f32,
     pub strength: f32,
-    /// Decode with TAESD when the model has one (live previews); the full VAE otherwise.
-    pub fast_decode: bool,
+    /// A live preview: decode with TAESD when the model has one (the full VAE otherwise), and
+    /// capture the UNet's run as a CUDA graph where the session allows it.
+    pub live: bool,
 }
 
 /// Called after every step with (step, total, latents, the model — for previews).
@@ -92,6 +94,7 @@ pub fn denoise(
     scheduler: &dyn Scheduler,
     conditioning: &Conditioning,
     guide: Option<&InpaintGuide<'_>>,
+    live: bool,
     noise: &mut dyn NoiseSource,
     cancel: &CancelToken,
     timings: &mut Timings,
@@ -99,8 +102,13 @@ pub fn denoise(
 ) -> Result<Latents, PipelineError> {
     let timesteps = scheduler.timesteps().to_vec();
     let total = timesteps.len();
-    let mut bound = components::timed(timings, "unet", || {
-        components.bind_conditioning(conditioning)
+    let sample = (
+        latents.channels + extra_channels(guide),
+        latents.height,
+        latents.width,
+    );
+    let job = components::timed(timings, "unet", || {
+        components.prepare_unet(conditioning, sample, live)
     })?;
     for (index, &t) in timesteps.iter().enumerate() {
         if cancel.is_cancelled() {
@@ -111,7 +119,7 @@ pub fn denoise(
             _ => None,
         };
         let predicted = components::timed(timings, "unet", || {
-            components.predict_noise(&latents, extra, t, &mut bound)
+            components.predict_noise(&latents, extra, t, &job)
         })?;
         let step_noise = if scheduler.needs_noise(index) {
             Some(noise.next(latents.data.len())?)
@@ -138,6 +146,14 @@ pub fn denoise(
         on_step(index + 1, total, &latents, components);
     }
     Ok(latents)
+}
+
+/// Channels a 9-channel inpainting UNet takes beyond the latents.
+fn extra_channels(guide: Option<&InpaintGuide<'_>>) -> usize {
+    match guide {
+        Some(InpaintGuide::Channels { mask_and_masked }) => mask_and_masked.channels,
+        _ => 0,
+    }
 }
 
 fn blend_known_region(

@@ -70,10 +70,11 @@ pub fn txt2img(
         &scheduler,
         conditioning,
         None,
+        params.live,
         noise,
         cancel,
         timings,
         on_step,
     )?;
-    components.decode_for(&latents, params.fast_decode, timings)
+    components.decode_for(&latents, params.live, timings)
 }
