@@ -9,7 +9,8 @@
 
 Same modes, size, steps, strength, guidance and inputs as `livefill bench` (see
 daemon/src/cli/bench.rs): txt2img; img2img (strength 0.6); inpaint (strength 1, centred square
-mask); live (img2img at strength 0.5, a changed input every iteration). Prints p50/p95 per
+mask); live (img2img at strength 0.5, a changed input every iteration, decoded with TAESD when
+the folder has taesd_decoder/, as livefill's live previews are). Prints p50/p95 per
 stage and end to end, and writes JSON (--json) for tests/bench/run_bench.sh.
 
     .cache/benchvenv/bin/python tests/bench/bench_python.py --model tests/fixtures/tiny-sd \\
@@ -91,8 +92,9 @@ class StageClock:
         self.unet_calls = 0
 
     def wrap(self, obj, attr: str, stage: str):
-        inner = getattr(obj, attr)
+        setattr(obj, attr, self.timed(getattr(obj, attr), stage))
 
+    def timed(self, inner, stage: str):
         def timed(*a, **k):
             self.sync()
             t = time.perf_counter()
@@ -103,7 +105,7 @@ class StageClock:
                 self.unet_calls += 1
             return out
 
-        setattr(obj, attr, timed)
+        return timed
 
 
 # --------------------------------------------------------------------------- diffusers (torch)
@@ -140,6 +142,14 @@ def load_diffusers(model: Path, device: str, dtype: torch.dtype):
         "img2img": StableDiffusionImg2ImgPipeline(**common),
         "inpaint": StableDiffusionInpaintPipeline(**common),
     }
+    if (model / "taesd_decoder" / "config.json").exists():
+        from diffusers import AutoencoderTiny
+
+        taesd = AutoencoderTiny.from_config(AutoencoderTiny.load_config(model / "taesd_decoder"))
+        taesd.to(device=device, dtype=dtype).eval()
+        # Live previews decode with TAESD, as livefill's do (AutoencoderTiny's scaling factor is 1:
+        # it takes the UNet's latents as they are).
+        pipes["taesd_decode"] = lambda latents: taesd.decode(latents.to(dtype)).sample
     return pipes, (unet, vae, te)
 
 
@@ -185,12 +195,23 @@ def load_optimum(model: Path, device: str, threads: int | None):
         "img2img": ORTStableDiffusionImg2ImgPipeline(**sessions),
         "inpaint": ORTStableDiffusionInpaintPipeline(**sessions),
     }
+    taesd_path = model / "taesd_decoder" / "model.onnx"
+    if taesd_path.exists():
+        taesd = ort.InferenceSession(str(taesd_path), sess_options=so, providers=[provider])
+        name = taesd.get_inputs()[0].name
+        dtype = np.float16 if "float16" in taesd.get_inputs()[0].type else np.float32
+
+        def taesd_decode(latents):
+            array = latents.cpu().numpy() if hasattr(latents, "cpu") else np.asarray(latents)
+            return torch.from_numpy(taesd.run(None, {name: array.astype(dtype)})[0].astype(np.float32))
+
+        pipes["taesd_decode"] = taesd_decode
     return pipes
 
 
 def instrument_optimum(clock: StageClock, pipes) -> None:
     # Each pipeline object wraps the shared sessions in its own ORT* model objects.
-    for p in pipes.values():
+    for p in (pipes["txt2img"], pipes["img2img"], pipes["inpaint"]):
         clock.wrap(p.unet, "forward", "unet")
         clock.wrap(p.text_encoder, "forward", "text_encode")
         clock.wrap(p.vae_encoder, "forward", "vae_encode")
@@ -212,7 +233,13 @@ def call(pipes, mode: str, args, base: np.ndarray, i: int, device: str):
     if mode == "img2img":
         return pipes["img2img"](image=Image.fromarray(base), strength=args.strength, **common)
     if mode == "live":
-        return pipes["img2img"](image=live_image(base, i), strength=args.live_strength, **common)
+        decode = pipes.get("taesd_decode")
+        if decode is None:  # no TAESD in the model folder: the full VAE, as livefill does then
+            return pipes["img2img"](image=live_image(base, i), strength=args.live_strength, **common)
+        common["output_type"] = "latent"
+        latents = pipes["img2img"](image=live_image(base, i), strength=args.live_strength, **common).images
+        image = pipes["taesd_decode"](latents)
+        return pipes["img2img"].image_processor.postprocess(image, output_type="pil")
     if mode == "inpaint":
         return pipes["inpaint"](
             image=Image.fromarray(base), mask_image=centre_mask(size, size), strength=1.0,
@@ -237,8 +264,10 @@ def bench(impl: str, args) -> dict:
         detail = {"provider": pipes["txt2img"].unet.session.get_providers()[0],
                   "io_binding": bool(pipes["txt2img"].unet.use_io_binding)}
     load_ms = (time.perf_counter() - t0) * 1000.0
-    for p in pipes.values():
-        p.set_progress_bar_config(disable=True)
+    if "taesd_decode" in pipes:
+        pipes["taesd_decode"] = clock.timed(pipes["taesd_decode"], "taesd_decode")
+    for name in ("txt2img", "img2img", "inpaint"):
+        pipes[name].set_progress_bar_config(disable=True)
     print(f"{impl}: loaded in {load_ms / 1000:.1f} s ({detail})", flush=True)
     base = synthetic_image(args.size, args.size)
     modes = {}
@@ -258,8 +287,8 @@ def bench(impl: str, args) -> dict:
             passes = clock.unet_calls
             for k, v in clock.current.items():
                 stages.setdefault(k, []).append(v)
-        ort = [sum(stages.get(s, [0.0] * len(e2e))[j] for s in ("text_encode", "vae_encode", "unet", "vae_decode"))
-               for j in range(len(e2e))]
+        model_stages = ("text_encode", "vae_encode", "unet", "vae_decode", "taesd_decode")
+        ort = [sum(stages.get(s, [0.0] * len(e2e))[j] for s in model_stages) for j in range(len(e2e))]
         modes[mode] = {
             "unet_steps": passes,
             "e2e_ms": summary(e2e),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 
 
@@ -56,6 +57,22 @@ def main() -> int:
             ratios.append(f"{pm['e2e_ms']['p50'] / m['e2e_ms']['p50']:.2f}×" if pm else "—")
         w(f"| {mode} | {'/'.join(passes)} | {cell(m['e2e_ms'])} | " + " | ".join(cells) + " | " +
           " | ".join(ratios) + " |")
+    socket = lf.get("socket")
+    if socket:
+        w()
+        d = socket["daemon"]
+        w(f"livefill through a running daemon ({d.get('device')}, {d.get('execution_provider')}), "
+          "request frame written → result "
+          "frame read, ms p50 / p95 (ratio = baseline p50 / this p50):")
+        w()
+        w("| mode | livefill via socket | " + " | ".join(f"{i}/livefill" for i in impls) + " |")
+        w("|" + "---|" * (2 + len(impls)))
+        for mode, sm in socket["modes"].items():
+            ratios = []
+            for impl in impls:
+                pm = py["runs"][impl]["modes"].get(mode)
+                ratios.append(f"{pm['e2e_ms']['p50'] / sm['p50']:.2f}×" if pm else "—")
+            w(f"| {mode} | {cell(sm)} | " + " | ".join(ratios) + " |")
     w()
     w("Per stage, ms p50 (livefill's ORT stages include its tensor packing; Python stages are the "
       "wall time of the model call, torch or optimum's ORT wrapper):")
@@ -64,7 +81,8 @@ def main() -> int:
     w("|" + "---|" * (3 + len(impls)))
     for mode, m in lf.get("modes", {}).items():
         rows = [("text_encode", "text_encode"), ("vae_encode", "vae_encode"), ("unet", "unet (all passes)"),
-                ("vae_decode", "vae_decode"), ("preprocess", "preprocess"), ("postprocess", "postprocess")]
+                ("vae_decode", "vae_decode"), ("taesd_decode", "taesd_decode"), ("preprocess", "preprocess"),
+                ("postprocess", "postprocess")]
         for key, label in rows:
             lv = m["stages_ms"].get(key)
             pv = [py["runs"][i]["modes"].get(mode, {}).get("stages_ms", {}).get(key) for i in impls]
@@ -73,10 +91,16 @@ def main() -> int:
             w(f"| {mode} | {label} | {fmt(lv['p50']) if lv else '—'} | " +
               " | ".join(fmt(p["p50"]) if p else "—" for p in pv) + " |")
         pv = [py["runs"][i]["modes"].get(mode) for i in impls]
-        w(f"| {mode} | model calls (sum) | {fmt(m['ort_ms']['p50'])} | " +
+        model_calls = m["model_stages_ms"]["samples"]
+        rest = [e - c for e, c in zip(m["e2e_ms"]["samples"], model_calls)]
+        w(f"| {mode} | model calls (sum) | {fmt(m['model_stages_ms']['p50'])} | " +
           " | ".join(fmt(p["model_calls_ms"]["p50"]) if p else "—" for p in pv) + " |")
-        w(f"| {mode} | everything else (e2e − model calls) | {fmt(m['overhead_ms']['p50'])} | " +
+        w(f"| {mode} | everything else (e2e − model calls) | {fmt(statistics.median(rest))} | " +
           " | ".join(fmt(p["overhead_ms"]["p50"]) if p else "—" for p in pv) + " |")
+        w(f"| {mode} | livefill: inside ONNX Runtime's Run | {fmt(m['ort_run_ms']['p50'])} | " +
+          " | ".join("—" for _ in pv) + " |")
+        w(f"| {mode} | livefill: e2e − Run (all of livefill's own work) | {fmt(m['overhead_ms']['p50'])} "
+          f"({m['overhead_percent']['p50']:.2f} %) | " + " | ".join("—" for _ in pv) + " |")
     if "text_encode_first_ms" in lf:
         w()
         w(f"livefill text encoder on a new prompt: p50 {fmt(lf['text_encode_first_ms']['p50'])} ms; "

@@ -215,7 +215,7 @@ def export_fp32(out: Path) -> None:
 
 def convert_fp16(src: Path, dst: Path) -> None:
     """Every float tensor and float graph input/output to fp16 (as optimum's fp16 exports)."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     if dst.exists():
         shutil.rmtree(dst)
@@ -223,7 +223,14 @@ def convert_fp16(src: Path, dst: Path) -> None:
     for sub in ("text_encoder", "unet", "vae_encoder", "vae_decoder", "taesd_decoder"):
         start = time.perf_counter()
         model = onnx.load(str(src / sub / "model.onnx"))
-        model = convert_float_to_float16(model, keep_io_types=False, disable_shape_infer=True)
+        # Resize stays float32 (with casts around it), and so do the Constants feeding its `roi`
+        # / `scales` inputs: those must be float32, which the converter does not know.
+        producers = {o: n for n in model.graph.node for o in n.output}
+        resize_constants = [producers[i].name for n in model.graph.node if n.op_type == "Resize"
+                            for i in n.input[1:3] if i in producers and producers[i].op_type == "Constant"]
+        model = convert_float_to_float16(model, keep_io_types=False, disable_shape_infer=True,
+                                         op_block_list=DEFAULT_OP_BLOCK_LIST + ["Resize"],
+                                         node_block_list=resize_constants)
         save(model, dst / sub / "model.onnx")
         print(f"  fp16 {sub}: {time.perf_counter() - start:.0f} s", flush=True)
 

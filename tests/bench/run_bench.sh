@@ -15,7 +15,8 @@
 #   FULL_MODES=inpaint,live  on CPU (all four on a GPU)
 #   TINY_SIZE=64 TINY_ITER=20 TINY_WARMUP=3
 #   FULL_SIZE=256 FULL_ITER=3 FULL_WARMUP=1  (CPU defaults; on a GPU use 512 / 50 / 10)
-#   STEPS=4 IMPLS=diffusers,optimum
+#   STEPS=4 IMPLS=diffusers,optimum  (IMPLS= empty: livefill alone, no table)
+#   CUDA_GRAPH=--cuda-graph  (GPU only: livefill captures its live-preview UNet runs as CUDA graphs)
 #   LIVEFILL_BIN=path        (default: cargo build --release -p livefill → target/release/livefill)
 #   PY=path                  (default: .cache/benchvenv/bin/python, set up from .cache/refvenv on first use)
 #   ORT_DYLIB_PATH           (default: .cache/ort/libonnxruntime.so.1.31.1 when present)
@@ -29,7 +30,8 @@ THREADS=${THREADS:-2}
 MODES=${MODES:-txt2img,img2img,inpaint,live}
 if [ "$DEVICE" = cpu ]; then FULL_MODES=${FULL_MODES:-inpaint,live}; else FULL_MODES=${FULL_MODES:-$MODES}; fi
 STEPS=${STEPS:-4}
-IMPLS=${IMPLS:-diffusers,optimum}
+CUDA_GRAPH=${CUDA_GRAPH:-}
+IMPLS=${IMPLS-diffusers,optimum}  # IMPLS= (empty): livefill only
 TINY_SIZE=${TINY_SIZE:-64}; TINY_ITER=${TINY_ITER:-20}; TINY_WARMUP=${TINY_WARMUP:-3}
 FULL_SIZE=${FULL_SIZE:-256}; FULL_ITER=${FULL_ITER:-3}; FULL_WARMUP=${FULL_WARMUP:-1}
 OUT=${OUT:-$root/.cache/bench/$(date +%Y%m%d-%H%M%S)}
@@ -75,8 +77,31 @@ run_suite() {  # name model size iterations warmup modes
   echo; echo "=== $name: $model ${size}x${size}, $STEPS steps, $iter timed runs (+$warm warm-up), $THREADS threads, $DEVICE ==="
   # Fresh prompts: the text encoder runs every time in livefill too, as it does in diffusers.
   "$LIVEFILL_BIN" bench --model "$model" --device "$dev_lf" --threads "$THREADS" --modes "$modes" \
-    --size "$size" --steps "$STEPS" --iterations "$iter" --warmup "$warm" --fresh-prompts \
+    --size "$size" --steps "$STEPS" --iterations "$iter" --warmup "$warm" --fresh-prompts $CUDA_GRAPH \
     --json "$OUT/$name-livefill.json" | tee "$OUT/$name-livefill.txt"
+  # Then the same requests through a daemon on the same model and settings (started only now, so
+  # that its loading and warm-up do not compete with the in-process runs).
+  local sock=$OUT/$name.sock daemon t0=$SECONDS
+  "$LIVEFILL_BIN" serve --model "$model" --device "$dev_lf" --threads "$THREADS" $CUDA_GRAPH \
+    --socket "$sock" > "$OUT/$name-daemon.log" 2>&1 &
+  daemon=$!
+  until grep -q "model loaded and warmed up" "$OUT/$name-daemon.log"; do
+    if ! kill -0 "$daemon" 2>/dev/null || [ $((SECONDS - t0)) -gt 900 ]; then
+      echo "daemon not ready:" >&2; cat "$OUT/$name-daemon.log" >&2; kill "$daemon" 2>/dev/null; return 1
+    fi
+    sleep 1
+  done
+  "$LIVEFILL_BIN" bench --socket-only --socket "$sock" --model "$model" --modes "$modes" \
+    --size "$size" --steps "$STEPS" --iterations "$iter" --warmup "$warm" --fresh-prompts \
+    --json "$OUT/$name-socket.json" | tee -a "$OUT/$name-livefill.txt"
+  kill "$daemon"; wait "$daemon" || true
+  "$PY" - "$OUT/$name-livefill.json" "$OUT/$name-socket.json" <<'PY'
+import json, sys
+lf, sock = (json.load(open(p)) for p in sys.argv[1:3])
+lf["socket"] = sock["socket"]
+json.dump(lf, open(sys.argv[1], "w"), indent=1)
+PY
+  [ -n "$IMPLS" ] || return 0
   "$PY" tests/bench/bench_python.py --model "$model" --device "$DEVICE" --threads "$THREADS" \
     --modes "$modes" --size "$size" --steps "$STEPS" --iterations "$iter" --warmup "$warm" \
     --impls "$IMPLS" --json "$OUT/$name-python.json" 2>&1 | grep -v '^Multiple distributions' \

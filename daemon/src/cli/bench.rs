@@ -108,7 +108,13 @@ pub struct BenchArgs {
 }
 
 /// Stages that are ONNX Runtime calls (plus their tensor packing).
-const ORT_STAGES: [&str; 4] = ["text_encode", "vae_encode", "unet", "vae_decode"];
+const ORT_STAGES: [&str; 5] = [
+    "text_encode",
+    "vae_encode",
+    "unet",
+    "vae_decode",
+    "taesd_decode",
+];
 /// Stages in report order.
 const STAGES: [&str; 6] = [
     "text_encode",
@@ -426,12 +432,16 @@ fn connect(path: &std::path::Path) -> anyhow::Result<(std::os::unix::net::UnixSt
 }
 
 fn print_row(label: &str, samples: &[f64]) {
+    print_row_in(label, samples, "ms");
+}
+
+fn print_row_in(label: &str, samples: &[f64], unit: &str) {
     if samples.is_empty() {
         return;
     }
     let s = summarize(samples);
     println!(
-        "  {label:<28} p50 {:>10.2} ms   p95 {:>10.2} ms   (min {:.2}, max {:.2}, n {})",
+        "  {label:<28} p50 {:>10.2} {unit:<2}   p95 {:>10.2} {unit:<2}   (min {:.2}, max {:.2}, n {})",
         s.p50, s.p95, s.min, s.max, s.n
     );
 }
@@ -548,7 +558,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             print_row("model stages (sum)", &samples.model_stages);
             print_row("inside ORT Run", &samples.ort);
             print_row("livefill overhead", &samples.overhead);
-            print_row("overhead % of e2e", &samples.overhead_percent);
+            print_row_in("overhead, % of end to end", &samples.overhead_percent, "%");
             print_row("end to end", &samples.e2e);
             modes_json.insert(
                 mode.name().to_string(),

@@ -9,11 +9,10 @@ use ndarray::{ArrayD, IxDyn};
 
 use crate::engine::model_dir::ModelDir;
 use crate::engine::onnx_model::{InputData, OnnxError, OnnxModel, array};
-
-use super::unet_buffers::{UnetBuffers, UnetShape};
 use crate::engine::runtime::Runtime;
 use crate::tokenizer::ClipTokenizer;
 
+use super::unet_buffers::{UnetBuffers, UnetShape};
 use super::{PipelineError, Timings};
 
 /// Latents of batch 1: `[channels, height, width]` in C order.
