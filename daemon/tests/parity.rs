@@ -6,9 +6,10 @@
 //! the same timesteps and token ids.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use livefill::engine::model_dir::ModelDir;
+use livefill::engine::runtime::Runtime;
 use livefill::generator::CancelToken;
 use livefill::noise::FileNoise;
 use livefill::npy;
@@ -154,21 +155,31 @@ fn run_case(components: &mut Components, case: &Case, dir: &Path, perturb_noise:
     psnr(&to_u8_hwc(&output), &expected.data)
 }
 
-#[test]
-fn livefill_matches_diffusers_on_every_reference_case() {
+/// The reference folder and its cases.
+fn reference_cases() -> (PathBuf, Vec<Case>) {
     let dir = fixtures().join("reference");
-    let cases: Vec<Case> =
+    let cases =
         serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).expect("cases.json"))
             .unwrap();
+    (dir, cases)
+}
+
+fn load_model(runtime: &Runtime, name: &str) -> Components {
+    let model = ModelDir::open(&fixtures().join(name)).expect("model dir");
+    Components::load(runtime, model).expect("load model")
+}
+
+#[test]
+fn livefill_matches_diffusers_on_every_reference_case() {
+    let (dir, cases) = reference_cases();
     assert!(cases.len() >= 8, "expected the full reference set");
     let runtime = runtime();
     let mut models: HashMap<String, Components> = HashMap::new();
     let mut failures = Vec::new();
     for case in &cases {
-        let components = models.entry(case.model.clone()).or_insert_with(|| {
-            let model = ModelDir::open(&fixtures().join(&case.model)).expect("model dir");
-            Components::load(&runtime, model).expect("load model")
-        });
+        let components = models
+            .entry(case.model.clone())
+            .or_insert_with(|| load_model(&runtime, &case.model));
         let score = run_case(components, case, &dir, false);
         println!("{:<32} {:>8} PSNR {:6.2} dB", case.name, case.mode, score);
         if score < 40.0 {
@@ -182,17 +193,12 @@ fn livefill_matches_diffusers_on_every_reference_case() {
 /// the batch-2 pass does.
 #[test]
 fn cfg_as_two_batch1_passes_matches_diffusers() {
-    let dir = fixtures().join("reference");
-    let cases: Vec<Case> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).expect("cases.json"))
-            .unwrap();
+    let (dir, cases) = reference_cases();
     let case = cases
         .iter()
         .find(|c| c.guidance > 1.0 && c.model == "tiny-sd")
         .expect("a CFG case");
-    let runtime = runtime();
-    let model = ModelDir::open(&fixtures().join(&case.model)).expect("model dir");
-    let mut components = Components::load(&runtime, model).expect("load model");
+    let mut components = load_model(&runtime(), &case.model);
     components.set_unet_batch_fixed(true);
     let score = run_case(&mut components, case, &dir, false);
     assert!(
@@ -206,17 +212,12 @@ fn cfg_as_two_batch1_passes_matches_diffusers() {
 /// the output differs far beyond the 40 dB bar.
 #[test]
 fn other_noise_fails_the_parity_bar() {
-    let dir = fixtures().join("reference");
-    let cases: Vec<Case> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).expect("cases.json"))
-            .unwrap();
+    let (dir, cases) = reference_cases();
     let case = cases
         .iter()
         .find(|c| c.mode == "txt2img")
         .expect("a txt2img case");
-    let runtime = runtime();
-    let model = ModelDir::open(&fixtures().join(&case.model)).expect("model dir");
-    let mut components = Components::load(&runtime, model).expect("load model");
+    let mut components = load_model(&runtime(), &case.model);
     let score = run_case(&mut components, case, &dir, true);
     assert!(score < 30.0, "perturbed noise still scored {score:.2} dB");
 }

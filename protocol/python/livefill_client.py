@@ -114,7 +114,15 @@ def default_socket_path() -> str:
 
 # Editors that embed Python (Krita) may leave SIGPIPE at its default action, which would kill the
 # whole editor when the daemon goes away mid-send: ask the kernel for an EPIPE error instead.
+# Linux (and the BSDs) take a per-send flag; macOS has no MSG_NOSIGNAL but a per-socket option,
+# SO_NOSIGPIPE (0x1022 in <sys/socket.h>; Python does not name it).
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
+_SO_NOSIGPIPE = getattr(socket, "SO_NOSIGPIPE", 0x1022)
+
+
+def _no_sigpipe(sock: socket.socket) -> None:
+    if _SEND_FLAGS == 0 and sys.platform == "darwin":
+        sock.setsockopt(socket.SOL_SOCKET, _SO_NOSIGPIPE, 1)
 
 
 def _connect_socket(path: str, timeout: Optional[float]) -> socket.socket:
@@ -122,6 +130,7 @@ def _connect_socket(path: str, timeout: Optional[float]) -> socket.socket:
         raise NotImplementedError("livefill: named-pipe transport on Windows is not implemented yet")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        _no_sigpipe(sock)
         sock.settimeout(timeout)
         sock.connect(path)
     except BaseException:
