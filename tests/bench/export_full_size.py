@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +39,6 @@ from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "fixtures" / "tiny-sd"
-OPSET = 17
 
 # Stable Diffusion 1.5's published component configurations.
 TEXT_CONFIG = dict(
@@ -95,55 +93,34 @@ VAE_CONFIG = dict(
 # model has exactly the I/O of a real export.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
 from export_lcm import (  # noqa: E402
+    EXTERNAL_DATA_THRESHOLD,
     TaesdDecoderExport,
     TextEncoderExport,
     UNetExport,
     VaeDecoderExport,
     VaeEncoderExport,
+    export_graph,
+    save_model,
+    weight_bytes,
 )
 
 
 def export(module, args, path: Path, inputs, outputs, dynamic_axes) -> None:
-    """torch → ONNX (legacy exporter), then one model.onnx (+ model.onnx_data when large)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """torch → ONNX with the production exporter's `export_graph` (external data when large)."""
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        raw = Path(tmp) / "model.onnx"
-        with torch.no_grad():
-            torch.onnx.export(
-                module,
-                args,
-                str(raw),
-                input_names=inputs,
-                output_names=outputs,
-                dynamic_axes=dynamic_axes,
-                opset_version=OPSET,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        model = onnx.load(str(raw))
-        model.producer_name = "livefill tests/bench/export_full_size.py (random weights)"
-        save(model, path)
+    export_graph(module, args, path, inputs, outputs, dynamic_axes,
+                 big=weight_bytes(module) > EXTERNAL_DATA_THRESHOLD,
+                 producer="livefill tests/bench/export_full_size.py (random weights)")
     print(f"  {path.relative_to(path.parents[1])}: {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def save(model: onnx.ModelProto, path: Path) -> None:
-    for stale in (path, path.with_name("model.onnx_data")):
-        stale.unlink(missing_ok=True)
-    large = model.ByteSize() > 1_900_000_000 if _fits_in_protobuf(model) else True
-    if large:
-        onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location="model.onnx_data", size_threshold=1024)
-    else:
-        onnx.save(model, str(path))
-
-
-def _fits_in_protobuf(model: onnx.ModelProto) -> bool:
+    """A converted model: external data only when protobuf cannot hold it in one file."""
     try:
-        model.ByteSize()
-        return True
+        big = model.ByteSize() > 1_900_000_000
     except Exception:  # protobuf refuses to size messages over 2 GB
-        return False
+        big = True
+    save_model(model, path, big)
 
 
 def write_json(path: Path, obj) -> None:

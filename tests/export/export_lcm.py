@@ -164,7 +164,27 @@ def weight_bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-def export_graph(module, args, path: Path, input_names, output_names, dynamic_axes, big: bool):
+def save_model(m: onnx.ModelProto, path: Path, big: bool) -> None:
+    """One model.onnx; with `big`, its weights in model.onnx_data (protobuf stops at 2 GB)."""
+    for stale in (path, path.with_name("model.onnx_data")):
+        if stale.exists():
+            stale.unlink()
+    if big:
+        onnx.save(
+            m,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location="model.onnx_data",
+            size_threshold=1024,
+        )
+    else:
+        onnx.save(m, str(path))
+
+
+def export_graph(module, args, path: Path, input_names, output_names, dynamic_axes, big: bool,
+                 producer: str = "livefill tests/export/export_lcm.py (torch.onnx legacy exporter)"):
+    """torch → ONNX (legacy exporter) → `path`, checked. Shared with the fixture and bench scripts."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         tmp_path = Path(tmp) / "model.onnx"
@@ -182,21 +202,8 @@ def export_graph(module, args, path: Path, input_names, output_names, dynamic_ax
             )
         m = onnx.load(str(tmp_path))  # pulls in any external data the exporter wrote
         m.doc_string = ""
-        m.producer_name = "livefill tests/export/export_lcm.py (torch.onnx legacy exporter)"
-        for stale in (path, path.with_name("model.onnx_data")):
-            if stale.exists():
-                stale.unlink()
-        if big:
-            onnx.save(
-                m,
-                str(path),
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location="model.onnx_data",
-                size_threshold=1024,
-            )
-        else:
-            onnx.save(m, str(path))
+        m.producer_name = producer
+        save_model(m, path, big)
     onnx.checker.check_model(str(path))
 
 

@@ -15,7 +15,6 @@ identical files.
 
 from __future__ import annotations
 
-import copy
 import gzip
 import importlib
 import importlib.util
@@ -61,8 +60,6 @@ REF = FIX / "reference"
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
-
-OPSET = 17
 
 # --------------------------------------------------------------------------
 # Model configurations
@@ -339,30 +336,13 @@ from export_lcm import (  # noqa: E402
     UNetExport,
     VaeDecoderExport,
     VaeEncoderExport,
+    export_graph,
 )
 
 
 def _export(module, args, path: Path, input_names, output_names, dynamic_axes):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.onnx")
-    with torch.no_grad():
-        torch.onnx.export(
-            module,
-            args,
-            str(tmp),
-            input_names=input_names,
-            output_names=output_names,
-            dynamic_axes=dynamic_axes,
-            opset_version=OPSET,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-    m = onnx.load(str(tmp))
-    onnx.checker.check_model(m)
-    m.doc_string = ""
-    m.producer_name = "livefill tests/reference/make_fixtures.py (torch.onnx legacy exporter)"
-    onnx.save(m, str(path))
-    tmp.unlink()
+    export_graph(module, args, path, input_names, output_names, dynamic_axes, big=False,
+                 producer="livefill tests/reference/make_fixtures.py (torch.onnx legacy exporter)")
 
 
 def export_text_encoder(te, path: Path, ids_dtype: torch.dtype):
