@@ -90,6 +90,12 @@ pub struct BenchArgs {
     /// instead of hitting livefill's prompt-embedding cache.
     #[arg(long)]
     pub fresh_prompts: bool,
+    /// Put the work in an N×N layer with automatic context, as the plugins send it: inpaint a
+    /// centred `--size`² selection, img2img / live the whole layer (scaled to the model and
+    /// back). Times the pixel work on large layers (crop, resize, feather, colour match,
+    /// composite) and, with `--socket`, their transfer.
+    #[arg(long)]
+    pub layer: Option<u32>,
     /// Timed runs per mode.
     #[arg(long, default_value_t = 10)]
     pub iterations: usize,
@@ -190,11 +196,17 @@ pub fn synthetic_image(width: u32, height: u32) -> RgbaImage {
     }
 }
 
-/// White (regenerate) centred square covering half of each side.
+/// White (regenerate) centred rectangle covering half of each side.
 pub fn centre_mask(width: u32, height: u32) -> Mask {
+    centred_rect(width, height, width / 2, height / 2)
+}
+
+/// White (regenerate) centred `w`×`h` rectangle in a `width`×`height` mask.
+fn centred_rect(width: u32, height: u32, w: u32, h: u32) -> Mask {
+    let (x0, y0) = ((width - w) / 2, (height - h) / 2);
     let mut pixels = vec![0u8; width as usize * height as usize];
-    for y in height / 4..height * 3 / 4 {
-        for x in width / 4..width * 3 / 4 {
+    for y in y0..y0 + h {
+        for x in x0..x0 + w {
             pixels[(y * width + x) as usize] = 255;
         }
     }
@@ -229,8 +241,13 @@ fn build_request(
     request.steps = args.steps;
     request.guidance = args.guidance;
     request.seed = Some(iteration as u64);
-    // Full context: the model runs at the image size (rounded up to 64), nothing is resampled.
-    request.context = Context::Full;
+    // Full context: the model runs at the image size (rounded up to 64), nothing is resampled;
+    // in a --layer, automatic context as the plugins ask.
+    request.context = if args.layer.is_some() {
+        Context::Auto
+    } else {
+        Context::Full
+    };
     match mode {
         BenchMode::Txt2img => {
             request.width = size;
@@ -243,7 +260,10 @@ fn build_request(
         BenchMode::Inpaint => {
             request.strength = 1.0;
             request.image = Some(base.clone());
-            request.mask = Some(centre_mask(base.width, base.height));
+            request.mask = Some(match args.layer {
+                Some(_) => centred_rect(base.width, base.height, size, size),
+                None => centre_mask(base.width, base.height),
+            });
         }
         BenchMode::Live => {
             request.strength = args.live_strength;
@@ -482,9 +502,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if size == 0 || !size.is_multiple_of(64) {
         bail!("--size must be a positive multiple of 64, got {size}");
     }
-    let base = match &args.image {
-        Some(path) => read_rgba(path)?,
-        None => synthetic_image(size, size),
+    let base = match (&args.image, args.layer) {
+        (Some(path), _) => read_rgba(path)?,
+        (None, Some(layer)) if layer < size => {
+            bail!("--layer {layer} is smaller than the --size {size} selection")
+        }
+        (None, Some(layer)) => synthetic_image(layer, layer),
+        (None, None) => synthetic_image(size, size),
     };
     report.insert("size".into(), json!(size));
     report.insert("image".into(), json!([base.width, base.height]));

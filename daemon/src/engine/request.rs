@@ -389,15 +389,14 @@ impl Job<'_> {
         let start = Instant::now();
         let generated = model_to_rgba(&generated)?;
         let back = plan.model_to_crop(&generated)?;
-        let alpha = request
-            .mask
-            .as_ref()
-            .map(|m| plan.crop_mask(m))
-            .transpose()?
-            .unwrap_or_else(|| full_mask_of(plan.crop.width, plan.crop.height));
-        let alpha = imaging::feather(&alpha, request.feather)?;
-        let placed =
-            imaging::composite_crop(image, &back, plan.crop, &alpha, AlphaPolicy::Preserve)?;
+        let placed = match &request.mask {
+            // The whole layer changes: nothing to feather or blend.
+            None => imaging::replace_crop(image, back, plan.crop, AlphaPolicy::Preserve)?,
+            Some(mask) => {
+                let alpha = imaging::feather(&plan.crop_mask(mask)?, request.feather)?;
+                imaging::composite_crop(image, &back, plan.crop, &alpha, AlphaPolicy::Preserve)?
+            }
+        };
         timings.add("postprocess", start.elapsed());
         Ok(placed)
     }

@@ -66,6 +66,48 @@ pub fn composite_crop(
     })
 }
 
+/// [`composite_crop`] with an alpha that is 255 everywhere (img2img of a whole layer), without
+/// building, feathering and reading one: the generated colour, with the alpha `policy` gives.
+/// For a large layer this is one pass over the pixels instead of four.
+pub fn replace_crop(
+    original: &RgbaImage,
+    mut generated_crop: RgbaImage,
+    crop: Rect,
+    policy: AlphaPolicy,
+) -> Result<PlacedImage, ImagingError> {
+    validate_rgba(original, "original image")?;
+    validate_rgba(&generated_crop, "generated crop")?;
+    if crop.is_empty() || !crop.fits_in(original.width, original.height) {
+        return Err(ImagingError::RectOutside {
+            rect: crop,
+            width: original.width,
+            height: original.height,
+        });
+    }
+    check_size(
+        "generated crop",
+        (crop.width, crop.height),
+        (generated_crop.width, generated_crop.height),
+    )?;
+    let row_len = crop.width as usize * 4;
+    let stride = original.width as usize * 4;
+    let first = crop.y as usize * stride + crop.x as usize * 4;
+    for (y, row) in generated_crop.pixels.chunks_exact_mut(row_len).enumerate() {
+        let source = &original.pixels[first + y * stride..][..row_len];
+        for (d, o) in row.chunks_exact_mut(4).zip(source.chunks_exact(4)) {
+            d[3] = match policy {
+                AlphaPolicy::Fill => u8::MAX,
+                AlphaPolicy::Preserve => o[3],
+            };
+        }
+    }
+    Ok(PlacedImage {
+        image: generated_crop,
+        offset_x: crop.x,
+        offset_y: crop.y,
+    })
+}
+
 /// The whole of `original` with `generated_crop` blended into `crop` by the crop-sized `alpha`.
 pub fn composite(
     original: &RgbaImage,
@@ -197,6 +239,30 @@ mod tests {
             height: h,
             pixels: pixels.collect(),
         }
+    }
+
+    #[test]
+    fn replace_crop_equals_composite_crop_with_a_full_alpha() {
+        let original = noisy(23, 17);
+        let generated = image(9, 7, |x, y| {
+            [(x * 20) as u8, (y * 30) as u8, 77, (x + y) as u8]
+        });
+        let crop = Rect::new(5, 6, 9, 7);
+        let full = mask(9, 7, |_, _| 255);
+        for policy in [AlphaPolicy::Fill, AlphaPolicy::Preserve] {
+            let blended = composite_crop(&original, &generated, crop, &full, policy).unwrap();
+            let replaced = replace_crop(&original, generated.clone(), crop, policy).unwrap();
+            assert_eq!(replaced, blended, "{policy:?}");
+        }
+        assert!(
+            replace_crop(
+                &original,
+                generated,
+                Rect::new(20, 0, 9, 7),
+                AlphaPolicy::Fill
+            )
+            .is_err()
+        );
     }
 
     /// A noisy original with varied alpha, so "identical" really means bit-identical.

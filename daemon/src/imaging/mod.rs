@@ -32,7 +32,7 @@ mod resize;
 mod transpose;
 
 pub use color_match::{ColorMatchOptions, color_match};
-pub use composite::{AlphaPolicy, PlacedImage, composite, composite_crop};
+pub use composite::{AlphaPolicy, PlacedImage, composite, composite_crop, replace_crop};
 pub use context::{ContextOptions, ContextPlan, ModelFit, plan_context};
 pub use convert::{
     PixelRange, mask_to_nchw, model_to_rgba, nchw_to_rgba, rgba_to_model, rgba_to_nchw,

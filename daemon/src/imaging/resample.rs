@@ -5,7 +5,9 @@
 //! data is several times slower than needed. Here each axis gets its taps and weights computed
 //! once; the horizontal pass walks rows, the vertical pass adds whole weighted rows into one
 //! accumulator row, and the 8-bit output is written row by row, so the only large scratch is
-//! one `f32` image of (source height x target width).
+//! one `f32` image of (source height x target width). Large images are split into bands of rows
+//! filtered on several threads (each row is computed alone, so the bytes do not depend on the
+//! thread count).
 
 use std::f32::consts::PI;
 
@@ -119,30 +121,76 @@ pub(crate) fn resample(
     kernel: Kernel,
     premultiply: bool,
 ) -> Vec<u8> {
+    // The horizontal pass reads every source sample, the vertical one writes every target one.
+    let threads = threads_for((from.0 * from.1).max(to.0 * to.1) * channels);
+    resample_on(threads, src, from, channels, to, kernel, premultiply)
+}
+
+/// [`resample`] on `threads` threads.
+fn resample_on(
+    threads: usize,
+    src: &[u8],
+    from: (usize, usize),
+    channels: usize,
+    to: (usize, usize),
+    kernel: Kernel,
+    premultiply: bool,
+) -> Vec<u8> {
     let ((sw, sh), (dw, dh)) = (from, to);
     let horizontal = AxisWeights::new(sw, dw, kernel);
     let vertical = AxisWeights::new(sh, dh, kernel);
     let mut rows = vec![0f32; sh * dw * channels];
-    let mut line = vec![0f32; sw * channels];
-    for (src_row, dst_row) in src
-        .chunks_exact(sw * channels)
-        .zip(rows.chunks_exact_mut(dw * channels))
-    {
-        load_row(src_row, &mut line, channels, premultiply);
-        filter_row(&line, dst_row, channels, &horizontal);
-    }
-    let mut out = vec![0u8; dw * dh * channels];
-    let mut acc = vec![0f32; dw * channels];
-    for (y, out_row) in out.chunks_exact_mut(dw * channels).enumerate() {
-        acc.fill(0.0);
-        let (start, weights) = vertical.taps(y);
-        for (k, &w) in weights.iter().enumerate() {
-            let row = &rows[(start + k) * dw * channels..][..dw * channels];
-            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += w * v);
+    in_bands(&mut rows, dw * channels, threads, |first, band| {
+        let mut line = vec![0f32; sw * channels];
+        let src_rows = src[first * sw * channels..].chunks_exact(sw * channels);
+        for (src_row, dst_row) in src_rows.zip(band.chunks_exact_mut(dw * channels)) {
+            load_row(src_row, &mut line, channels, premultiply);
+            filter_row(&line, dst_row, channels, &horizontal);
         }
-        store_row(&acc, out_row, channels, premultiply);
-    }
+    });
+    let mut out = vec![0u8; dw * dh * channels];
+    in_bands(&mut out, dw * channels, threads, |first, band| {
+        let mut acc = vec![0f32; dw * channels];
+        for (i, out_row) in band.chunks_exact_mut(dw * channels).enumerate() {
+            acc.fill(0.0);
+            let (start, weights) = vertical.taps(first + i);
+            for (k, &w) in weights.iter().enumerate() {
+                let row = &rows[(start + k) * dw * channels..][..dw * channels];
+                acc.iter_mut().zip(row).for_each(|(a, &v)| *a += w * v);
+            }
+            store_row(&acc, out_row, channels, premultiply);
+        }
+    });
     out
+}
+
+/// Threads worth using for `samples` values read or written: one below ~1 M, else up to 8 (or
+/// what the machine has).
+fn threads_for(samples: usize) -> usize {
+    const PER_THREAD: usize = 1 << 20;
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (samples / PER_THREAD).clamp(1, available.min(8))
+}
+
+/// Runs `work(first_row, band)` over `threads` bands of whole rows of `data` (rows of `row_len`).
+fn in_bands<T: Send>(
+    data: &mut [T],
+    row_len: usize,
+    threads: usize,
+    work: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let rows = data.len() / row_len.max(1);
+    if threads <= 1 || rows < 2 {
+        work(0, data);
+        return;
+    }
+    let per_band = rows.div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (index, band) in data.chunks_mut(per_band * row_len).enumerate() {
+            let work = &work;
+            scope.spawn(move || work(index * per_band, band));
+        }
+    });
 }
 
 /// Bytes to `f32`, colour multiplied by alpha / 255 when premultiplying.
@@ -186,9 +234,22 @@ fn filter_row_rgba(src: &[f32], dst: &mut [f32], weights: &AxisWeights) {
     }
 }
 
+/// `v` clamped to 0..=255 and rounded half away from zero: the same byte as
+/// `v.round().clamp(0.0, 255.0) as u8` for every `f32`, without a call to libm's `roundf` (the
+/// baseline x86-64 target has no rounding instruction), which is most of a large resize's time.
+fn round_byte(v: f32) -> u8 {
+    let v = v.clamp(0.0, 255.0); // NaN stays NaN and becomes 0 below, as before
+    let whole = v as u8;
+    if v - f32::from(whole) >= 0.5 {
+        whole + 1
+    } else {
+        whole
+    }
+}
+
 /// `f32` back to bytes (rounded, clamped), dividing colour by alpha when premultiplied.
 fn store_row(src: &[f32], dst: &mut [u8], channels: usize, premultiply: bool) {
-    let byte = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+    let byte = round_byte;
     if !premultiply {
         dst.iter_mut().zip(src).for_each(|(d, &s)| *d = byte(s));
         return;
@@ -248,6 +309,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn round_byte_matches_round_then_clamp() {
+        let reference = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+        let special = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            0.5,
+            0.49999997,
+            254.5,
+            255.49998,
+            255.5,
+            -0.5,
+            1e9,
+        ];
+        for v in special {
+            assert_eq!(round_byte(v), reference(v), "{v}");
+        }
+        // Every f32 from -2 to 258 in steps of 1/1024, and each one's neighbours.
+        for i in -2048..=258 * 1024 {
+            let v = i as f32 / 1024.0;
+            for w in [
+                v,
+                f32::from_bits(v.to_bits() + 1),
+                f32::from_bits(v.to_bits().max(1) - 1),
+            ] {
+                assert_eq!(round_byte(w), reference(w), "{w}");
+            }
+        }
+    }
+
+    #[test]
+    fn bands_on_several_threads_give_the_same_bytes() {
+        let (sw, sh) = (300usize, 200usize);
+        let src: Vec<u8> = (0..sw * sh * 4).map(|i| (i * 37 % 251) as u8).collect();
+        for (to, kernel) in [
+            ((1500, 1100), Kernel::CatmullRom),
+            ((70, 45), Kernel::Lanczos3),
+        ] {
+            let one = resample_on(1, &src, (sw, sh), 4, to, kernel, true);
+            for threads in [2, 3, 8] {
+                let banded = resample_on(threads, &src, (sw, sh), 4, to, kernel, true);
+                assert!(banded == one, "{threads} threads differ from one ({to:?})");
+            }
+        }
+        assert_eq!(threads_for(1000), 1, "small images stay on one thread");
     }
 
     #[test]
