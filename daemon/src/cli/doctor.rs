@@ -243,6 +243,7 @@ fn check_runtime(args: &DoctorArgs, env: &dyn Env, checks: &mut Vec<Check>) -> b
         device: DeviceRequest::Cpu,
         intra_threads: Some(1),
         cuda_graph: false,
+        ort_spinning: false,
     }) {
         Ok(rt) => {
             let version = version_from_build_info(ort::info()).unwrap_or(rt.version.clone());

@@ -22,6 +22,11 @@ pub struct RuntimeArgs {
     /// (up to 4 sizes). Off by default: not yet measured on a GPU (see BENCHMARKS.md).
     #[arg(long)]
     pub cuda_graph: bool,
+    /// Let ONNX Runtime's threads busy-wait between runs (its own default). Off by default: the
+    /// spinning cores slowed livefill's pixel work on large layers by ~50 % and would compete
+    /// with the editor; model runs were not measurably slower without it (BENCHMARKS.md).
+    #[arg(long)]
+    pub ort_spinning: bool,
 }
 
 impl RuntimeArgs {
@@ -31,6 +36,7 @@ impl RuntimeArgs {
             device: self.device.parse::<DeviceRequest>()?,
             intra_threads: self.threads,
             cuda_graph: self.cuda_graph,
+            ort_spinning: self.ort_spinning,
         })
     }
 }

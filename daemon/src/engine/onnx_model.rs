@@ -137,6 +137,11 @@ impl OnnxModel {
             .map_err(|e| load_err(e.to_string()))?
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(|e| load_err(e.to_string()))?;
+        // ONNX Runtime's intra-op threads busy-wait after each run by default; here that steals
+        // the cores from livefill's pixel work and from the editor beside the daemon.
+        builder = builder
+            .with_intra_op_spinning(runtime.ort_spinning)
+            .map_err(|e| load_err(e.to_string()))?;
         if let Some(threads) = runtime.intra_threads {
             builder = builder
                 .with_intra_threads(threads)

@@ -92,6 +92,8 @@ pub struct Runtime {
     pub intra_threads: Option<usize>,
     /// Capture the UNet's live-preview runs as CUDA graphs (CUDA only; see `pipelines::unet_buffers`).
     pub cuda_graph: bool,
+    /// Let ONNX Runtime's intra-op threads busy-wait between runs (its default; off here).
+    pub ort_spinning: bool,
 }
 
 /// The device actually used.
@@ -141,6 +143,8 @@ pub struct RuntimeOptions {
     pub intra_threads: Option<usize>,
     /// Capture the UNet's live-preview runs as CUDA graphs (ignored on CPU).
     pub cuda_graph: bool,
+    /// Let ONNX Runtime's intra-op threads busy-wait between runs.
+    pub ort_spinning: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -150,6 +154,7 @@ impl Default for RuntimeOptions {
             device: DeviceRequest::Auto,
             intra_threads: None,
             cuda_graph: false,
+            ort_spinning: false,
         }
     }
 }
@@ -187,6 +192,7 @@ pub fn init_runtime(options: &RuntimeOptions) -> Result<Runtime, RuntimeError> {
         device,
         intra_threads: options.intra_threads,
         cuda_graph,
+        ort_spinning: options.ort_spinning,
     })
 }
 
