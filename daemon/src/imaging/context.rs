@@ -170,10 +170,18 @@ fn model_size(
 impl ContextPlan {
     /// The crop of `image` at model size, ready for conversion to the model's input.
     pub fn image_to_model(&self, image: &RgbaImage) -> Result<RgbaImage, ImagingError> {
-        let crop = extract_crop(image, self.crop)?;
+        // A crop of the whole image (live previews of a layer) is the image itself: no copy.
+        let whole = self.crop == Rect::of_size(image.width, image.height);
+        let copy;
+        let crop = if whole {
+            image
+        } else {
+            copy = extract_crop(image, self.crop)?;
+            &copy
+        };
         match self.fit {
-            ModelFit::Resize => resize_rgba(&crop, self.model_width, self.model_height),
-            ModelFit::Pad => pad_edges(&crop, self.model_width, self.model_height),
+            ModelFit::Resize => resize_rgba(crop, self.model_width, self.model_height),
+            ModelFit::Pad => pad_edges(crop, self.model_width, self.model_height),
         }
     }
 
