@@ -217,6 +217,8 @@ class Controller(QObject):
         assert plan.region is not None
         source = logic.SOURCE_LAYER if live else settings.source
         image = self._read_source(doc, node, plan.region, source)
+        if plan.sent is not None:  # a large layer's live preview travels scaled down
+            image = kd.scale_rgba(image, plan.region.w, plan.region.h, *plan.sent)
         if plan.has_selection:
             plan.mask = kd.selection_mask(doc, plan.region)
         seed = self._live_seed if live else None

@@ -32,6 +32,10 @@ CONTEXT_FRACTION = 0.5
 MIN_CONTEXT = 32
 #: Largest side requested for txt2img when the daemon does not say.
 DEFAULT_MAX_SIDE = 2048
+#: Live previews of a whole layer larger than this (longer side, px) are sent scaled down to it
+#: and their result scaled back up with Qt: the model works at ~512 px anyway, and a 4096² layer
+#: would otherwise travel as 64 MB each way for every preview.
+LIVE_MAX_SIDE = 1024
 MAX_SEED = 2**32 - 1
 
 KIND_FILL = "fill"
@@ -99,6 +103,13 @@ class Plan:
     height: int = 0
     mask: Optional[bytes] = field(default=None, repr=False)
     prompt: str = ""
+    #: Size ``region`` is sent at when that is smaller than the region (live previews of large
+    #: layers); None = sent as is.
+    sent: Optional[Tuple[int, int]] = None
+
+    def sent_size(self) -> Tuple[int, int]:
+        assert self.region is not None
+        return self.sent if self.sent is not None else (self.region.w, self.region.h)
 
 
 @dataclass
@@ -135,7 +146,18 @@ def plan_fill(canvas: Rect, selection: Optional[Rect], prompt: str = "", live: b
             raise PlanError("The selection lies outside the canvas.")
         return Plan(kind, proto.Mode.INPAINT, canvas, target=sel, region=context_region(canvas, sel),
                     has_selection=True, prompt=prompt)
-    return Plan(kind, proto.Mode.IMG2IMG, canvas, target=canvas, region=canvas, prompt=prompt)
+    sent = live_send_size(canvas.w, canvas.h) if live else None
+    return Plan(kind, proto.Mode.IMG2IMG, canvas, target=canvas, region=canvas, prompt=prompt, sent=sent)
+
+
+def live_send_size(w: int, h: int, limit: Optional[int] = None) -> Optional[Tuple[int, int]]:
+    """The size a ``w`` x ``h`` live layer is sent at: longer side ``limit`` (default
+    ``LIVE_MAX_SIDE``), aspect kept; None when it is not larger than that."""
+    limit = LIVE_MAX_SIDE if limit is None else limit
+    if max(w, h) <= limit:
+        return None
+    f = limit / float(max(w, h))
+    return max(8, int(round(w * f))), max(8, int(round(h * f)))
 
 
 def plan_expand(canvas: Rect, sides: Sides, prompt: str = "") -> Plan:
@@ -183,9 +205,10 @@ def build_request(
     image = None
     mask = None
     if plan.region is not None:
-        if image_rgba is None or len(image_rgba) != plan.region.w * plan.region.h * 4:
-            raise ValueError("image does not match the planned region %r" % (plan.region,))
-        image = proto.RgbaImage(plan.region.w, plan.region.h, bytes(image_rgba))
+        w, h = plan.sent_size()
+        if image_rgba is None or len(image_rgba) != w * h * 4:
+            raise ValueError("image does not match the planned region %r sent at %dx%d" % (plan.region, w, h))
+        image = proto.RgbaImage(w, h, bytes(image_rgba))
         if plan.mode == proto.Mode.INPAINT and plan.mask is not None:
             mask = proto.Mask(plan.region.w, plan.region.h, bytes(plan.mask))
     left, top, right, bottom = plan.extend
@@ -278,9 +301,15 @@ def place_result(
         pixels = px.multiply_alpha(pixels, px.transparent_inside(clip.w, clip.h, old_area))
         return Placement(clip, pixels, resize=(-left, -top, new_canvas.w, new_canvas.h))
 
-    # Fill and live: offsets are relative to the sent region.
+    # Fill and live: offsets are relative to the sent region (scaled back when it was sent smaller).
     region = plan.region
     assert region is not None
+    if plan.sent is not None:
+        fx, fy = region.w / float(plan.sent[0]), region.h / float(plan.sent[1])
+        x0, y0 = int(round(offset_x * fx)), int(round(offset_y * fy))
+        x1, y1 = int(round((offset_x + width) * fx)), int(round((offset_y + height) * fy))
+        image = scale(image, width, height, x1 - x0, y1 - y0)
+        offset_x, offset_y, width, height = x0, y0, x1 - x0, y1 - y0
     result_rect = Rect(region.x + offset_x, region.y + offset_y, width, height)
     clip = result_rect.intersect(plan.target)
     if clip.empty():

@@ -316,6 +316,40 @@ def test_live(doc, layer, controller, rec, logic):
     check("live: no preview layer left after apply", len(previews) == 0, layer_names(doc))
 
 
+def test_live_large_layer(doc, layer, controller, rec, logic):
+    """A layer larger than LIVE_MAX_SIDE (lowered here so the test canvas counts as large) is sent
+    scaled down; the preview still covers the whole canvas."""
+    doc.setSelection(None)
+    saved_limit, logic.LIVE_MAX_SIDE = logic.LIVE_MAX_SIDE, 96
+    sent = []
+    link_send = controller.link.send
+    controller.link.send = lambda req: (sent.append(req), link_send(req))[1]
+    try:
+        controller.settings = logic.Settings(prompt="live large", seed=4, steps=2, strength=0.6)
+        live_done = lambda: [k for k, (kind, n) in rec.done.items() if kind == "live" and n is not None]  # noqa: E731
+        before = len(live_done())
+        controller.set_live(True)
+        ok = wait_until(lambda: len(live_done()) > before, JOB_TIMEOUT)
+        check("live large: preview arrives", ok, rec.messages[-5:])
+        sizes = [(r.image.width, r.image.height) for r in sent if r.image is not None]
+        check("live large: layer sent scaled down", sizes and all(sz == logic.live_send_size(W, H, 96) for sz in sizes),
+              sizes)
+        previews = [n for n in doc.rootNode().childNodes() if n.name() == "livefill preview"]
+        check("live large: preview covers the canvas", len(previews) == 1 and bounds(previews[0]) == (0, 0, W, H),
+              [bounds(n) for n in previews])
+        node = controller.apply_preview()
+        check("live large: applied as a full-size layer", node is not None and bounds(node) == (0, 0, W, H),
+              bounds(node) if node is not None else None)
+        if node is not None:
+            node.setVisible(False)
+            doc.refreshProjection()
+    finally:
+        logic.LIVE_MAX_SIDE = saved_limit
+        controller.link.send = link_send
+        if controller.live:
+            controller.set_live(False)
+
+
 def test_errors(doc, layer, controller, rec, logic):
     if DAEMON != "fake":
         return
@@ -441,7 +475,7 @@ def main(*_args):
         controller.target_provider = lambda: (doc, layer)
         rec = Recorder(controller)
         tests = (test_fill, test_fill_from_visible_image, test_fill_without_selection, test_generate, test_live,
-                 test_errors, test_cancel, test_expand, test_reconnect, test_no_daemon)
+                 test_live_large_layer, test_errors, test_cancel, test_expand, test_reconnect, test_no_daemon)
         for test in tests:
             t0 = time.monotonic()
             try:

@@ -187,6 +187,40 @@ class RequestTest(unittest.TestCase):
         self.assertTrue(0 <= a <= logic.MAX_SEED)
 
 
+class LiveScalingTest(unittest.TestCase):
+    def test_large_live_layers_are_sent_scaled_down_and_placed_back_full_size(self):
+        big = Rect(0, 0, 4096, 3000)
+        plan = logic.plan_fill(big, None, live=True)
+        self.assertEqual(plan.sent, (1024, 750))
+        req = logic.build_request(plan, logic.Settings(), 1, rgba(1024, 750))
+        self.assertEqual((req.image.width, req.image.height), (1024, 750))
+        with self.assertRaises(ValueError):  # the full-size pixels are not what is sent
+            logic.build_request(plan, logic.Settings(), 1, rgba(4096, 3000))
+        scaled = []
+
+        def scaler(pixels, w, h, tw, th):
+            scaled.append((w, h, tw, th))
+            return logic.scale_nearest(pixels, w, h, tw, th)
+
+        out = logic.place_result(plan, rgba(1024, 750, (9, 8, 7, 255)), 1024, 750, scale=scaler)
+        self.assertEqual(out.rect, big)
+        self.assertEqual(scaled, [(1024, 750, 4096, 3000)])
+        self.assertEqual(pixel(out.pixels, big.w, 4095, 2999), (9, 8, 7, 255))
+
+    def test_small_layers_fills_and_selections_are_sent_as_they_are(self):
+        self.assertIsNone(logic.plan_fill(CANVAS, None, live=True).sent)
+        self.assertIsNone(logic.plan_fill(Rect(0, 0, 4096, 4096), None).sent)  # Fill: full quality
+        self.assertIsNone(logic.plan_fill(Rect(0, 0, 4096, 4096), Rect(10, 10, 64, 64), live=True).sent)
+        self.assertEqual(logic.live_send_size(2000, 500), (1024, 256))
+        self.assertEqual(logic.live_send_size(100, 60, limit=50), (50, 30))
+
+    def test_scaled_result_with_an_offset_lands_scaled(self):
+        plan = logic.plan_fill(Rect(0, 0, 2048, 2048), None, live=True)
+        self.assertEqual(plan.sent, (1024, 1024))
+        out = logic.place_result(plan, rgba(100, 50), 100, 50, 10, 20)
+        self.assertEqual(out.rect, Rect(20, 40, 200, 100))
+
+
 class PlacementTest(unittest.TestCase):
     def test_fill_result_is_cut_to_the_selection(self):
         sel = Rect(60, 40, 64, 48)
