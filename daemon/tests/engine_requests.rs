@@ -8,6 +8,7 @@ use livefill::engine::request::{ONNXRUNTIME_STAGE, default_request};
 use livefill::engine::runtime::{DeviceRequest, RuntimeOptions};
 use livefill::engine::{Engine, EngineOptions};
 use livefill::generator::{CancelToken, GenerateError, GenerateOutput, ImageGenerator};
+use livefill::pipelines::unet_buffers::MAX_CAPTURED_GRAPHS;
 use livefill_protocol::{Extend, GenerateRequest, Mask, Mode, RgbaImage};
 
 fn engine(model: &str) -> Engine {
@@ -356,5 +357,68 @@ fn unet_buffers_reused_across_jobs_leave_nothing_behind() {
             .image,
         first.image,
         "buffers evicted and made again give the same pixels"
+    );
+}
+
+/// The CUDA-graph bookkeeping, run on the CPU: with capture marked as enabled (ONNX Runtime's CPU
+/// provider ignores the `gpu_graph_id` run option), the first live shapes get captured buffers
+/// for good, at most `MAX_CAPTURED_GRAPHS`, other shapes share the small uncaptured cache, and
+/// every job still gets the pixels it gets without capture.
+#[test]
+fn live_shapes_get_captured_buffers_up_to_the_limit() {
+    let mut plain = engine("tiny-sd");
+    let mut capturing = engine("tiny-sd");
+    capturing.components.unet.graph_capture = true;
+    let live = |side: u32| {
+        let mut request = default_request(Mode::Img2Img);
+        request.prompt = "a quick sketch".into();
+        request.priority = livefill_protocol::Priority::LivePreview;
+        request.context = livefill_protocol::Context::Full;
+        let mut image = picture();
+        image.width = side;
+        image.height = side;
+        image.pixels = (0..side * side * 4).map(|i| (i * 7 % 251) as u8).collect();
+        request.image = Some(image);
+        request
+    };
+    let final_at = |side: u32| {
+        let mut request = live(side);
+        request.priority = livefill_protocol::Priority::Final;
+        request
+    };
+    // A final job first: its shape is not captured...
+    let first = run(&mut capturing, &final_at(64), 1).unwrap();
+    assert_eq!(capturing.components.unet_buffer_counts(), (0, 1));
+    assert_eq!(
+        first.image,
+        run(&mut plain, &final_at(64), 1).unwrap().image
+    );
+    // ...until a live job of that shape comes; then more live shapes, past the limit.
+    // (Full context runs the model at the image size rounded up to 64: one shape per side here.)
+    for (n, side) in [64, 128, 192, 256, 320, 384].into_iter().enumerate() {
+        let got = run(&mut capturing, &live(side), 2).unwrap();
+        assert_eq!(
+            got.image,
+            run(&mut plain, &live(side), 2).unwrap().image,
+            "live {side}"
+        );
+        let (captured, _) = capturing.components.unet_buffer_counts();
+        assert_eq!(
+            captured,
+            (n + 1).min(MAX_CAPTURED_GRAPHS as usize),
+            "after live {side}"
+        );
+    }
+    // Captured buffers are never evicted, whatever else runs.
+    for side in [448, 512, 576, 640, 704] {
+        run(&mut capturing, &final_at(side), 3).unwrap();
+    }
+    let (captured, uncaptured) = capturing.components.unet_buffer_counts();
+    assert_eq!(captured, MAX_CAPTURED_GRAPHS as usize);
+    assert!(uncaptured <= 4, "{uncaptured} uncaptured shapes kept");
+    // A captured shape serves final jobs too, with the same pixels.
+    assert_eq!(
+        run(&mut capturing, &final_at(128), 4).unwrap().image,
+        run(&mut plain, &final_at(128), 4).unwrap().image
     );
 }
