@@ -66,7 +66,9 @@ step "python codec tests" bash protocol/python/run_tests.sh
 export_venv() {
     # The exporter's pinned toolchain (torch + diffusers + peft, ~7 GB with torch's CUDA wheels),
     # for the export test. Kept outside the checkout so that clones share it.
-    local venv=${LIVEFILL_TEST_CACHE:-$HOME/.cache/livefill-tests}/exportvenv
+    local cache=${LIVEFILL_TEST_CACHE:-${HOME:-}/.cache/livefill-tests}
+    mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$root/.cache  # no usable HOME
+    local venv=$cache/exportvenv
     if ! "$venv/bin/python" -c 'import diffusers, peft, torch, onnx' 2>/dev/null; then
         python3 -m venv "$venv" && "$venv/bin/python" -m pip install --quiet -r tests/export/requirements.txt || return 1
     fi
