@@ -3,13 +3,20 @@
 # plug-in in real GIMP 3 (Debian 12 has only GIMP 2.10).
 #
 # Usage: tests/gimp/make_chroot.sh [DIR]
-#   DIR defaults to $LIVEFILL_GIMP_CHROOT or /var/cache/livefill-gimp-chroot.
+#   DIR defaults to $LIVEFILL_GIMP_CHROOT or /var/cache/livefill-gimp-chroot (or .cache/gimp-chroot
+#   in the checkout when that folder cannot be written).
 # Prints the tree's path as the last line of stdout. Needs root and debootstrap (installed
 # here through apt-get when missing). A tree that already works is reused as is; one that
 # does not is finished (apt-get install again) or, failing that, rebuilt.
 set -euo pipefail
 
 DIR="${1:-${LIVEFILL_GIMP_CHROOT:-/var/cache/livefill-gimp-chroot}}"
+# A machine whose /var/cache cannot be written: keep the tree in the checkout (git-ignored).
+parent=$(dirname "$DIR")
+if ! mkdir -p "$parent" 2>/dev/null || [ ! -w "$parent" ]; then
+    DIR="$(cd "$(dirname "$0")/../.." && pwd)/.cache/gimp-chroot"
+    echo "[make_chroot] $parent is not writable; using $DIR" >&2
+fi
 MIRROR="${LIVEFILL_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # xvfb + xauth: the interactive dialogs are tested on a virtual display.
 PKGS=(gimp python3-gi gir1.2-gimp-3.0 gir1.2-gegl-0.4 xvfb xauth)
