@@ -503,7 +503,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--size must be a positive multiple of 64, got {size}");
     }
     let base = match (&args.image, args.layer) {
-        (Some(path), _) => read_rgba(path)?,
+        (Some(_), Some(_)) => bail!("--layer makes its own N×N layer: leave out --image"),
+        (Some(path), None) => read_rgba(path)?,
         (None, Some(layer)) if layer < size => {
             bail!("--layer {layer} is smaller than the --size {size} selection")
         }
