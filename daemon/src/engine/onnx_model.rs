@@ -309,21 +309,7 @@ impl OnnxModel {
             .run_binding_with_options(&binding.io, &binding.run_options)
             .map_err(run_error(&self.path))?;
         self.run_time += start.elapsed();
-        let mut result = Vec::with_capacity(outputs.len());
-        for (_, value) in outputs.iter() {
-            let tensor = value
-                .downcast::<DynTensorValueType>()
-                .map_err(run_error(&self.path))?;
-            let array = if tensor.memory_info().is_cpu_accessible() {
-                value_to_f32(&tensor)
-            } else {
-                tensor
-                    .to(AllocationDevice::CPU, 0)
-                    .and_then(|host| value_to_f32(&host))
-            };
-            result.push(array.map_err(run_error(&self.path))?);
-        }
-        Ok(result)
+        outputs_to_f32(&outputs).map_err(run_error(&self.path))
     }
 
     /// The allocator for buffers on the session's device.
@@ -398,10 +384,18 @@ fn run_error(path: &Path) -> impl Fn(ort::Error) -> OnnxError + '_ {
     }
 }
 
+/// Every output as f32 on the host (outputs bound in device memory are copied back first).
 fn outputs_to_f32(outputs: &SessionOutputs<'_>) -> Result<Vec<ArrayD<f32>>, ort::Error> {
     outputs
         .iter()
-        .map(|(_, value)| value_to_f32(&value))
+        .map(|(_, value)| {
+            let tensor = value.downcast::<DynTensorValueType>()?;
+            if tensor.memory_info().is_cpu_accessible() {
+                value_to_f32(&tensor)
+            } else {
+                value_to_f32(&tensor.to(AllocationDevice::CPU, 0)?)
+            }
+        })
         .collect()
 }
 

@@ -75,20 +75,7 @@ pub fn replace_crop(
     crop: Rect,
     policy: AlphaPolicy,
 ) -> Result<PlacedImage, ImagingError> {
-    validate_rgba(original, "original image")?;
-    validate_rgba(&generated_crop, "generated crop")?;
-    if crop.is_empty() || !crop.fits_in(original.width, original.height) {
-        return Err(ImagingError::RectOutside {
-            rect: crop,
-            width: original.width,
-            height: original.height,
-        });
-    }
-    check_size(
-        "generated crop",
-        (crop.width, crop.height),
-        (generated_crop.width, generated_crop.height),
-    )?;
+    check_crop(original, &generated_crop, crop)?;
     let row_len = crop.width as usize * 4;
     let stride = original.width as usize * 4;
     let first = crop.y as usize * stride + crop.x as usize * 4;
@@ -137,9 +124,24 @@ fn check_inputs(
     crop: Rect,
     alpha: &Mask,
 ) -> Result<(), ImagingError> {
+    check_crop(original, generated_crop, crop)?;
+    validate_mask(alpha, "blend alpha")?;
+    check_size(
+        "blend alpha",
+        (crop.width, crop.height),
+        (alpha.width, alpha.height),
+    )
+}
+
+/// `original` and `generated_crop` are valid, `crop` lies inside `original` and has
+/// `generated_crop`'s size.
+fn check_crop(
+    original: &RgbaImage,
+    generated_crop: &RgbaImage,
+    crop: Rect,
+) -> Result<(), ImagingError> {
     validate_rgba(original, "original image")?;
     validate_rgba(generated_crop, "generated crop")?;
-    validate_mask(alpha, "blend alpha")?;
     if crop.is_empty() || !crop.fits_in(original.width, original.height) {
         return Err(ImagingError::RectOutside {
             rect: crop,
@@ -147,13 +149,11 @@ fn check_inputs(
             height: original.height,
         });
     }
-    let size = (crop.width, crop.height);
     check_size(
         "generated crop",
-        size,
+        (crop.width, crop.height),
         (generated_crop.width, generated_crop.height),
-    )?;
-    check_size("blend alpha", size, (alpha.width, alpha.height))
+    )
 }
 
 /// Blends crop-sized `generated` into `dst`, whose crop rows start at `first` and are `stride`

@@ -102,8 +102,13 @@ pub fn denoise(
 ) -> Result<Latents, PipelineError> {
     let timesteps = scheduler.timesteps().to_vec();
     let total = timesteps.len();
+    // A 9-channel UNet's mask + masked-image latents, the same at every step.
+    let extra = match guide {
+        Some(InpaintGuide::Channels { mask_and_masked }) => Some(*mask_and_masked),
+        _ => None,
+    };
     let sample = (
-        latents.channels + extra_channels(guide),
+        latents.channels + extra.map_or(0, |e| e.channels),
         latents.height,
         latents.width,
     );
@@ -114,10 +119,6 @@ pub fn denoise(
         if cancel.is_cancelled() {
             return Err(PipelineError::Cancelled);
         }
-        let extra = match guide {
-            Some(InpaintGuide::Channels { mask_and_masked }) => Some(*mask_and_masked),
-            _ => None,
-        };
         let predicted = components::timed(timings, "unet", || {
             components.predict_noise(&latents, extra, t, &job)
         })?;
@@ -146,14 +147,6 @@ pub fn denoise(
         on_step(index + 1, total, &latents, components);
     }
     Ok(latents)
-}
-
-/// Channels a 9-channel inpainting UNet takes beyond the latents.
-fn extra_channels(guide: Option<&InpaintGuide<'_>>) -> usize {
-    match guide {
-        Some(InpaintGuide::Channels { mask_and_masked }) => mask_and_masked.channels,
-        _ => 0,
-    }
 }
 
 fn blend_known_region(
