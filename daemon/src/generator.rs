@@ -51,6 +51,8 @@ pub enum GenerateError {
     Cancelled,
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("image too large: {0}")]
+    ImageTooLarge(String),
     #[error("mask size does not match the image: {0}")]
     MaskSizeMismatch(String),
     #[error("out of GPU memory: {0}")]
@@ -65,6 +67,7 @@ impl GenerateError {
         match self {
             GenerateError::Cancelled => ErrorCode::Cancelled,
             GenerateError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            GenerateError::ImageTooLarge(_) => ErrorCode::ImageTooLarge,
             GenerateError::MaskSizeMismatch(_) => ErrorCode::MaskSizeMismatch,
             GenerateError::OutOfMemory(_) => ErrorCode::OutOfMemory,
             GenerateError::Internal(_) => ErrorCode::Internal,

@@ -6,6 +6,8 @@
 //! a `.npy` file of shape `[k, 4, H/8, W/8]`: entry 0 is the initial noise, entries 1.. the noise
 //! LCM injects after each step but the last, in order.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::npy::NpyArray;
 
 /// A source of standard-normal latent noise.
@@ -110,6 +112,25 @@ impl NoiseSource for FileNoise {
         self.used += 1;
         Ok(self.array.data[start..start + entry].to_vec())
     }
+}
+
+/// A seed for requests that did not bring one (socket or command line): clock, process id and a counter, mixed (no RNG
+/// crate needed, and two requests in the same nanosecond still differ).
+pub fn random_seed() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut x =
+        nanos ^ (u64::from(std::process::id()) << 32) ^ count.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // splitmix64 finaliser
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 #[cfg(test)]

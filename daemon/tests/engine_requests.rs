@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use livefill::engine::request::{ONNXRUNTIME_STAGE, default_request};
-use livefill::engine::runtime::{DeviceRequest, RuntimeOptions};
 use livefill::engine::{Engine, EngineOptions};
 use livefill::generator::{CancelToken, GenerateError, GenerateOutput, ImageGenerator};
+use livefill::onnx::runtime::{DeviceRequest, RuntimeOptions};
 use livefill::pipelines::unet_buffers::MAX_CAPTURED_GRAPHS;
+use livefill::request::{ONNXRUNTIME_STAGE, default_request};
 use livefill_protocol::{Extend, GenerateRequest, Mask, Mode, RgbaImage};
 
 fn engine(model: &str) -> Engine {

@@ -14,11 +14,11 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use livefill::engine::model_dir::ModelDir;
-use livefill::engine::runtime::{DeviceRequest, RuntimeOptions};
 use livefill::engine::{Engine, EngineOptions};
 use livefill::models::hub::{self, FetchOptions, git_blob_id};
 use livefill::models::locate::{self, Env};
+use livefill::onnx::model_dir::ModelDir;
+use livefill::onnx::runtime::{DeviceRequest, RuntimeOptions};
 
 const REPO: &str = "livefill-test/tiny-sd-onnx";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use livefill::engine::runtime::{DeviceRequest, RuntimeOptions};
 use livefill::engine::{Engine, EngineOptions};
+use livefill::onnx::runtime::{DeviceRequest, RuntimeOptions};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -8,11 +8,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use livefill::engine::model_dir::ModelDir;
-use livefill::engine::runtime::Runtime;
 use livefill::generator::CancelToken;
 use livefill::noise::FileNoise;
 use livefill::npy;
+use livefill::onnx::model_dir::ModelDir;
+use livefill::onnx::runtime::Runtime;
 use livefill::pipelines::{self, Components, ModelImage, SamplingParams, Timings};
 use livefill::scheduler::{LcmScheduler, Scheduler};
 use reference_support::{fixtures, psnr, runtime, to_u8_hwc};

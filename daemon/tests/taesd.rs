@@ -7,13 +7,13 @@
 
 use std::path::Path;
 
-use livefill::engine::model_dir::ModelDir;
-use livefill::engine::request::default_request;
 use livefill::engine::{Engine, EngineOptions};
 use livefill::generator::{CancelToken, GenerateOutput, ImageGenerator, StepProgress};
 use livefill::imaging::{ContextOptions, plan_context};
 use livefill::npy;
+use livefill::onnx::model_dir::ModelDir;
 use livefill::pipelines::{Components, Latents};
+use livefill::request::default_request;
 use livefill_protocol::{GenerateRequest, Mode, Priority, RgbaImage};
 use reference_support::{fixtures, psnr, runtime, runtime_options, to_u8_hwc};
 use serde::Deserialize;

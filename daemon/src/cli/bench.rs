@@ -25,10 +25,10 @@ use serde_json::{Value, json};
 
 use super::generate::{EngineArgs, read_rgba};
 use crate::engine::Engine;
-use crate::engine::request::{ONNXRUNTIME_STAGE, default_request};
 use crate::generator::CancelToken;
 use crate::noise::SeededNoise;
 use crate::pipelines::Latents;
+use crate::request::{ONNXRUNTIME_STAGE, default_request};
 
 /// What a benchmark run does per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -22,7 +22,7 @@ use super::generate::{flatten, write_png};
 use super::runtime_args::RuntimeArgs;
 use super::serve::{DaemonSettings, run_daemon};
 use crate::engine::EngineOptions;
-use crate::engine::request::default_request;
+use crate::request::default_request;
 use crate::server::Shutdown;
 
 /// Width and height of the demo picture.

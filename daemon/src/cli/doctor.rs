@@ -12,9 +12,9 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 
-use crate::engine::runtime::{self, DeviceRequest, RuntimeOptions};
 use crate::models::inspect;
 use crate::models::locate::{self, Env, ProcessEnv};
+use crate::onnx::runtime::{self, DeviceRequest, RuntimeOptions};
 use crate::plugin_install;
 
 #[derive(Debug, Clone, Args)]

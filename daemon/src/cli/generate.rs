@@ -10,10 +10,10 @@ use clap::{Args, ValueEnum};
 use livefill_protocol::{Context, Extend, Mask, Mode, RgbaImage};
 
 use super::runtime_args::RuntimeArgs;
-use crate::engine::request::default_request;
 use crate::engine::{Engine, EngineOptions};
 use crate::generator::CancelToken;
-use crate::noise::{FileNoise, NoiseSource, SeededNoise};
+use crate::noise::{FileNoise, NoiseSource, SeededNoise, random_seed};
+use crate::request::default_request;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ModeArg {
@@ -247,16 +247,4 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         super::format_timings(&output.timings)
     );
     Ok(())
-}
-
-/// A seed from the clock and process id (no RNG crate needed for this).
-pub fn random_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let mut x = nanos ^ ((std::process::id() as u64) << 32);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^ (x >> 33)
 }

@@ -13,7 +13,7 @@ pub mod status;
 
 use livefill_protocol::StageTiming;
 
-use crate::engine::request::ONNXRUNTIME_STAGE;
+use crate::request::ONNXRUNTIME_STAGE;
 
 /// "text_encode 1.2 ms, unet 7.5 ms, … (inside ONNX Runtime: 8.1 ms)": the stages of a job, with
 /// the ONNX Runtime share (a part of the stages, not one more) said apart.

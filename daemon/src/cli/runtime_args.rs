@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::engine::runtime::{DeviceRequest, RuntimeOptions};
+use crate::onnx::runtime::{DeviceRequest, RuntimeOptions};
 
 #[derive(Debug, Clone, Args)]
 pub struct RuntimeArgs {

@@ -1,15 +1,14 @@
 //! The inference engine: one loaded Stable Diffusion model serving generate requests.
 //!
-//! Exists to turn a wire `GenerateRequest` into pixels: it validates the request, prepares the
-//! user's pixels (`imaging`: context crop, masks, outpaint canvas), runs the mode's pipeline
-//! (`pipelines`) at model resolution, and brings the result back (resize, colour match,
-//! composite) so that pixels outside the mask are the user's original bytes. It implements
-//! `generator::ImageGenerator`, the trait the job queue drives.
+//! Exists to turn a wire `GenerateRequest` into pixels: it validates the request (`request`),
+//! prepares the user's pixels (`imaging`: context crop, masks, outpaint canvas), runs the mode's
+//! pipeline (`pipelines`) at model resolution, and brings the result back (resize, colour match,
+//! composite) so that pixels outside the mask are the user's original bytes (`request_flow`).
+//! Prompt embeddings (`text_cache`) and a live preview's image latents (`live_cache`) are kept
+//! between jobs. It implements `generator::ImageGenerator`, the trait the job queue drives.
 
-pub mod model_dir;
-pub mod onnx_model;
-pub mod request;
-pub mod runtime;
+pub mod live_cache;
+pub mod request_flow;
 pub mod text_cache;
 
 use std::path::PathBuf;
@@ -21,9 +20,12 @@ use crate::generator::{
     CancelToken, GenerateError, GenerateOutput, GeneratorInfo, ImageGenerator, StepProgress,
 };
 use crate::noise::{NoiseSource, SeededNoise};
+use crate::onnx::model_dir::{ModelDir, ModelDirError};
+use crate::onnx::runtime::{self, Runtime, RuntimeError, RuntimeOptions};
 use crate::pipelines::{Components, PipelineError};
-use model_dir::{ModelDir, ModelDirError};
-use runtime::{Runtime, RuntimeError, RuntimeOptions};
+use crate::request::{self, default_request};
+use live_cache::LiveLatentCache;
+use request_flow::RequestRun;
 
 /// How to bring the engine up.
 #[derive(Debug, Clone)]
@@ -55,7 +57,7 @@ pub struct Engine {
     pub runtime: Runtime,
     pub components: Components,
     text_cache: text_cache::TextCache,
-    live_cache: request::LiveLatentCache,
+    live_cache: LiveLatentCache,
     max_image_side: u32,
     pub load_time: std::time::Duration,
 }
@@ -82,7 +84,7 @@ impl Engine {
             runtime,
             components,
             text_cache: text_cache::TextCache::new(32),
-            live_cache: request::LiveLatentCache::default(),
+            live_cache: LiveLatentCache::default(),
             max_image_side: options.max_image_side,
             load_time,
         })
@@ -93,7 +95,7 @@ impl Engine {
     pub fn warm_up(&mut self) -> Result<(), EngineError> {
         let start = Instant::now();
         let (w, h) = self.components.dir.native_size();
-        let mut request = request::default_request(Mode::Txt2Img);
+        let mut request = default_request(Mode::Txt2Img);
         request.steps = 1;
         request.width = w;
         request.height = h;
@@ -116,7 +118,7 @@ impl Engine {
             self.run(&request, 0, &mut noise, &CancelToken::new(), &mut |_| {})
                 .map_err(|e| EngineError::WarmUp(e.to_string()))?;
         }
-        self.live_cache = request::LiveLatentCache::default();
+        self.live_cache = LiveLatentCache::default();
         tracing::info!(ms = start.elapsed().as_millis() as u64, "warm-up done");
         Ok(())
     }
@@ -130,11 +132,8 @@ impl Engine {
         cancel: &CancelToken,
         on_step: &mut dyn FnMut(StepProgress),
     ) -> Result<GenerateOutput, GenerateError> {
-        let span =
-            tracing::info_span!("job", request_id = request.request_id, mode = ?request.mode, seed);
-        let _guard = span.enter();
-        request::validate(request, self.max_image_side)?;
-        let mut job = request::Job {
+        request::validate(request, &self.info(), self.max_image_side)?;
+        let mut job = RequestRun {
             components: &mut self.components,
             text_cache: &mut self.text_cache,
             live_cache: &mut self.live_cache,
@@ -142,11 +141,7 @@ impl Engine {
             cancel,
             on_step,
         };
-        let output = job.run(request, seed);
-        if let Err(e) = &output {
-            tracing::warn!(error = %e, "job failed");
-        }
-        output
+        job.run(request, seed)
     }
 }
 

@@ -10,10 +10,10 @@
 mod queue;
 mod worker;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use livefill_protocol::{DaemonMessage, ErrorCode, ErrorReply, GenerateRequest};
 use tokio::sync::mpsc::UnboundedSender;
+
+use crate::noise::random_seed;
 
 pub use queue::{JobQueue, QueueStatus, SubmitError};
 pub use worker::{WorkerHandle, spawn_worker};
@@ -75,23 +75,4 @@ impl Job {
             message,
         )));
     }
-}
-
-/// A seed for requests that did not bring one: clock, process id and a counter, mixed (no RNG
-/// crate needed, and two requests in the same nanosecond still differ).
-pub fn random_seed() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut x =
-        nanos ^ (u64::from(std::process::id()) << 32) ^ count.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    // splitmix64 finaliser
-    x ^= x >> 30;
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }

@@ -315,7 +315,7 @@ fn accept(job: &Job, position: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::request::default_request;
+    use crate::request::default_request;
     use livefill_protocol::Mode;
     use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 

@@ -158,9 +158,9 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::request::default_request;
     use crate::generator::GeneratorInfo;
     use crate::jobs::{Job, JobKey};
+    use crate::request::default_request;
     use livefill_protocol::{GenerateRequest, Mode, Priority, RgbaImage};
     use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 

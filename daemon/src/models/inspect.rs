@@ -7,9 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::engine::model_dir::{ModelDir, ModelDirError};
+use crate::onnx::model_dir::{ModelDir, ModelDirError};
 
-use super::onnx_info::{self, ElemType, GraphSignature, OnnxInfoError};
+use crate::onnx::contract::{self, ContractError};
+use crate::onnx::header::{self, ElemType, GraphSignature, OnnxInfoError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
@@ -17,6 +18,8 @@ pub enum InspectError {
     Layout(#[from] ModelDirError),
     #[error(transparent)]
     Onnx(#[from] OnnxInfoError),
+    #[error(transparent)]
+    Contract(#[from] ContractError),
     #[error("{path}: {problem}")]
     Graph { path: PathBuf, problem: String },
 }
@@ -87,64 +90,25 @@ fn graph_err(path: &Path, problem: String) -> InspectError {
     }
 }
 
-fn require_inputs(path: &Path, sig: &GraphSignature, names: &[&str]) -> Result<(), InspectError> {
-    for name in names {
-        if sig.input(name).is_none() {
-            return Err(graph_err(
-                path,
-                format!(
-                    "graph has no input named {name:?} (inputs: {}) — not the graph this \
-                     component of an SD pipeline needs",
-                    sig.input_names()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Open the folder, check every graph's file and inputs, and describe it.
 pub fn inspect(root: &Path) -> Result<ModelSummary, InspectError> {
     let dir = ModelDir::open(root)?;
     let mut bytes = 0u64;
     let mut read = |path: &Path| -> Result<GraphSignature, InspectError> {
-        let sig = onnx_info::inspect(path)?;
-        bytes += onnx_info::size_on_disk(path, &sig);
+        let sig = header::inspect(path)?;
+        bytes += header::size_on_disk(path, &sig);
         Ok(sig)
     };
     let text = read(&dir.text_encoder)?;
-    require_inputs(&dir.text_encoder, &text, &["input_ids"])?;
+    contract::check_text_encoder(&dir.text_encoder, &text)?;
     let unet = read(&dir.unet)?;
-    require_inputs(
-        &dir.unet,
-        &unet,
-        &["sample", "timestep", "encoder_hidden_states"],
-    )?;
+    let unet_in_channels = contract::check_unet(&dir.unet, &unet, &dir.unet_config)?;
     let lcm_distilled = dir.unet_config.time_cond_proj_dim.is_some();
-    if lcm_distilled {
-        require_inputs(&dir.unet, &unet, &["timestep_cond"])?;
-    }
-    let sample = unet.input("sample").expect("checked above");
-    let unet_in_channels = match sample.fixed_dim(1) {
-        Some(c) if c > 0 => {
-            if c as usize != dir.unet_config.in_channels {
-                return Err(graph_err(
-                    &dir.unet,
-                    format!(
-                        "graph takes {c} channels but unet/config.json says in_channels = {}",
-                        dir.unet_config.in_channels
-                    ),
-                ));
-            }
-            c as usize
-        }
-        _ => dir.unet_config.in_channels,
-    };
     let vae = read(&dir.vae_decoder)?;
-    require_inputs(&dir.vae_decoder, &vae, &["latent_sample"])?;
+    contract::check_vae_decoder(&dir.vae_decoder, &vae)?;
     if let Some(enc) = &dir.vae_encoder {
         let sig = read(enc)?;
-        require_inputs(enc, &sig, &["sample"])?;
+        contract::check_vae_encoder(enc, &sig)?;
     }
     if let Some(taesd) = &dir.taesd_decoder {
         let sig = read(taesd)?;

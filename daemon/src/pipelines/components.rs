@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use ndarray::{ArrayD, IxDyn};
 
-use crate::engine::model_dir::ModelDir;
-use crate::engine::onnx_model::{InputData, OnnxError, OnnxModel, array};
-use crate::engine::runtime::Runtime;
+use crate::onnx::contract;
+use crate::onnx::model_dir::ModelDir;
+use crate::onnx::runtime::Runtime;
+use crate::onnx::session::{InputData, OnnxError, OnnxModel, array};
 use crate::tokenizer::ClipTokenizer;
 
 use super::unet_buffers::{UnetBuffers, UnetShape};
@@ -107,23 +108,14 @@ impl Components {
             .as_deref()
             .map(|p| OnnxModel::load(runtime, p))
             .transpose()?;
-        text_encoder.input_named_any(&["input_ids"])?;
+        contract::check_text_encoder(&dir.text_encoder, &text_encoder)?;
+        contract::check_unet(&dir.unet, &unet, &dir.unet_config)?;
+        contract::check_vae_decoder(&dir.vae_decoder, &vae_decoder)?;
+        if let (Some(path), Some(encoder)) = (&dir.vae_encoder, &vae_encoder) {
+            contract::check_vae_encoder(path, encoder)?;
+        }
         let sample = unet.input_named_any(&["sample"])?.clone();
         let timestep = unet.input_named_any(&["timestep"])?.clone();
-        unet.input_named_any(&["encoder_hidden_states"])?;
-        if dir.unet_config.time_cond_proj_dim.is_some() {
-            unet.input_named_any(&["timestep_cond"])?;
-        }
-        if let Some(declared) = sample.shape.get(1).copied().filter(|&c| c > 0)
-            && declared as usize != dir.unet_config.in_channels
-        {
-            return Err(PipelineError::Model(format!(
-                "{}: graph takes {declared} channels but unet/config.json says in_channels = {}",
-                unet.path.display(),
-                dir.unet_config.in_channels
-            )));
-        }
-        vae_decoder.input_named_any(&["latent_sample"])?;
         Ok(Self {
             unet_batch_fixed: sample.shape.first() == Some(&1),
             timestep_scalar: timestep.shape.is_empty(),

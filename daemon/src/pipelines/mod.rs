@@ -18,9 +18,10 @@ use std::time::Duration;
 
 pub use components::{Components, Conditioning, Latents, ModelImage, TextEmbedding};
 
-use crate::engine::onnx_model::OnnxError;
 use crate::generator::CancelToken;
 use crate::noise::{NoiseError, NoiseSource};
+use crate::onnx::contract::ContractError;
+use crate::onnx::session::OnnxError;
 use crate::scheduler::Scheduler;
 use crate::scheduler::lcm::LcmError;
 use crate::tokenizer::TokenizerError;
@@ -29,6 +30,8 @@ use crate::tokenizer::TokenizerError;
 pub enum PipelineError {
     #[error(transparent)]
     Onnx(#[from] OnnxError),
+    #[error(transparent)]
+    Contract(#[from] ContractError),
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]

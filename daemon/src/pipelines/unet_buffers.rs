@@ -8,7 +8,7 @@
 //! at most [`MAX_CAPTURED_GRAPHS`] shapes are captured (the first live shapes seen); every other
 //! shape shares a small most-recently-used cache of uncaptured buffers.
 
-use crate::engine::onnx_model::{FixedBinding, OnnxError, OnnxModel};
+use crate::onnx::session::{FixedBinding, OnnxError, OnnxModel};
 
 /// Live-preview shapes whose UNet run is captured as a CUDA graph, at most.
 pub const MAX_CAPTURED_GRAPHS: u32 = 4;

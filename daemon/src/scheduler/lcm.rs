@@ -10,7 +10,7 @@
 //! the last `init` timesteps run. livefill keeps at least one step (diffusers raises instead).
 
 use super::Scheduler;
-use crate::engine::model_dir::SchedulerConfig;
+use crate::onnx::model_dir::{BetaSchedule, PredictionType, SchedulerConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LcmError {
@@ -80,9 +80,9 @@ impl LcmScheduler {
 /// β schedule → cumulative products of α, computed in f32 like diffusers (torch float32).
 fn alphas_cumprod(config: &SchedulerConfig) -> Vec<f64> {
     let n = config.num_train_timesteps;
-    let betas: Vec<f32> = match config.beta_schedule.as_str() {
-        "linear" => linspace(config.beta_start as f32, config.beta_end as f32, n),
-        _ => linspace(
+    let betas: Vec<f32> = match config.beta_schedule.get() {
+        BetaSchedule::Linear => linspace(config.beta_start as f32, config.beta_end as f32, n),
+        BetaSchedule::ScaledLinear => linspace(
             (config.beta_start as f32).sqrt(),
             (config.beta_end as f32).sqrt(),
             n,
@@ -163,7 +163,7 @@ impl Scheduler for LcmScheduler {
         let alpha_prev = self.alpha(prev_t);
         let (c_skip, c_out) = self.boundary_scalings(t);
         let (sqrt_a, sqrt_b) = (alpha_t.sqrt(), (1.0 - alpha_t).sqrt());
-        let prediction = self.config.prediction_type.as_str();
+        let prediction = self.config.prediction_type.get();
         let clip = self
             .config
             .clip_sample
@@ -171,9 +171,9 @@ impl Scheduler for LcmScheduler {
         let denoised = sample.iter().zip(model_output).map(|(&x, &e)| {
             let (x, e) = (x as f64, e as f64);
             let mut x0 = match prediction {
-                "sample" => e,
-                "v_prediction" => sqrt_a * x - sqrt_b * e,
-                _ => (x - sqrt_b * e) / sqrt_a,
+                PredictionType::Sample => e,
+                PredictionType::VPrediction => sqrt_a * x - sqrt_b * e,
+                PredictionType::Epsilon => (x - sqrt_b * e) / sqrt_a,
             };
             if let Some(range) = clip {
                 x0 = x0.clamp(-range, range);

@@ -24,6 +24,7 @@ use tracing::Instrument;
 use super::Context;
 use super::shutdown::Shutdown;
 use crate::jobs::{ConnectionId, Job, JobKey, Outbox};
+use crate::request;
 
 /// How long a connection closed for a protocol error keeps reading (and discarding) what the
 /// peer still sends, so that the peer reads our error reply instead of a reset.
@@ -259,40 +260,9 @@ impl Connection {
         }
     }
 
-    /// Everything that can be refused before queueing.
+    /// Everything that can be refused before queueing: the same checks the engine makes.
     fn check(&self, request: &GenerateRequest) -> Result<(), (ErrorCode, String)> {
-        let info = &self.ctx.info;
-        if !info.modes.contains(&request.mode) {
-            return Err((
-                ErrorCode::InvalidRequest,
-                format!(
-                    "mode {:?} is not available with model {} (available: {:?})",
-                    request.mode, info.model, info.modes
-                ),
-            ));
-        }
-        let max = self.ctx.max_image_side;
-        let too_large = |w: u32, h: u32| w > max || h > max;
-        if let Some(image) = &request.image
-            && too_large(image.width, image.height)
-        {
-            return Err((
-                ErrorCode::ImageTooLarge,
-                format!(
-                    "image {}×{} exceeds the daemon's limit of {max} px per side",
-                    image.width, image.height
-                ),
-            ));
-        }
-        if too_large(request.width, request.height) {
-            return Err((
-                ErrorCode::ImageTooLarge,
-                format!(
-                    "output {}×{} exceeds the daemon's limit of {max} px per side",
-                    request.width, request.height
-                ),
-            ));
-        }
-        crate::engine::request::validate(request, max).map_err(|e| (e.code(), e.to_string()))
+        request::validate(request, &self.ctx.info, self.ctx.max_image_side)
+            .map_err(|e| (e.code(), e.to_string()))
     }
 }

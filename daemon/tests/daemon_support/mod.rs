@@ -328,7 +328,7 @@ pub fn error_code(msg: &DaemonMessage) -> Option<ErrorCode> {
 
 /// A txt2img request with a fixed seed.
 pub fn txt2img(id: u64, size: u32, steps: u32) -> GenerateRequest {
-    let mut r = livefill::engine::request::default_request(Mode::Txt2Img);
+    let mut r = livefill::request::default_request(Mode::Txt2Img);
     r.request_id = id;
     r.prompt = format!("test picture {id}");
     r.width = size;
@@ -349,7 +349,7 @@ pub fn inpaint(id: u64, w: u32, h: u32) -> GenerateRequest {
             mask.push(if inside { 255 } else { 0 });
         }
     }
-    let mut r = livefill::engine::request::default_request(Mode::Inpaint);
+    let mut r = livefill::request::default_request(Mode::Inpaint);
     r.request_id = id;
     r.prompt = "a stone wall".into();
     r.steps = 2;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use livefill::engine::runtime::{DeviceRequest, Runtime, RuntimeOptions, init_runtime};
+use livefill::onnx::runtime::{DeviceRequest, Runtime, RuntimeOptions, init_runtime};
 use livefill::pipelines::ModelImage;
 
 /// `tests/fixtures/` of the repository.

@@ -27,6 +27,7 @@ use ort::value::{
 };
 
 use super::runtime::{ResolvedDevice, Runtime};
+use crate::onnx::header;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {
@@ -54,6 +55,19 @@ pub struct TensorSpec {
     pub name: String,
     pub element_type: TensorElementType,
     pub shape: Vec<i64>,
+}
+
+impl super::contract::DeclaredInputs for OnnxModel {
+    fn has_input(&self, name: &str) -> bool {
+        self.input(name).is_some()
+    }
+    fn input_names(&self) -> String {
+        OnnxModel::input_names(self)
+    }
+    fn fixed_input_dim(&self, name: &str, dim: usize) -> Option<i64> {
+        let size = *self.input(name)?.shape.get(dim)?;
+        (size >= 0).then_some(size)
+    }
 }
 
 /// Values handed to a graph, before dtype conversion.
@@ -159,7 +173,7 @@ impl OnnxModel {
         let session = builder.commit_from_file(path).map_err(|e| {
             // Prefer a precise diagnosis (truncated, corrupt, missing external data) when the
             // file itself is broken.
-            match crate::models::onnx_info::read_signature(path) {
+            match header::read_signature(path) {
                 Err(diagnosis) => load_err(diagnosis.to_string()),
                 Ok(_) => load_err(e.to_string()),
             }
@@ -203,13 +217,17 @@ impl OnnxModel {
             .ok_or_else(|| OnnxError::MissingInput {
                 path: self.path.clone(),
                 name: names.join(" | "),
-                available: self
-                    .inputs
-                    .iter()
-                    .map(|i| i.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available: self.input_names(),
             })
+    }
+
+    /// Input names, comma separated (for messages).
+    fn input_names(&self) -> String {
+        self.inputs
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Element type of the first floating-point input (the graph's working precision).

@@ -84,6 +84,88 @@ impl VaeConfig {
     }
 }
 
+/// How β grows over the training timesteps (`beta_schedule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BetaSchedule {
+    Linear,
+    /// Linear in √β (Stable Diffusion's schedule).
+    #[default]
+    ScaledLinear,
+}
+
+/// What the UNet predicts (`prediction_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PredictionType {
+    /// The noise ε.
+    #[default]
+    Epsilon,
+    /// v = α·ε − σ·x₀.
+    VPrediction,
+    /// The clean sample x₀.
+    Sample,
+}
+
+/// A config string with a fixed set of meanings, parsed once when the folder is opened.
+pub trait ConfigEnum: Sized + Copy + Default {
+    /// The field's name in the config file, for errors.
+    const FIELD: &'static str;
+    fn parse(text: &str) -> Option<Self>;
+}
+
+impl ConfigEnum for BetaSchedule {
+    const FIELD: &'static str = "beta_schedule";
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "linear" => Some(Self::Linear),
+            "scaled_linear" => Some(Self::ScaledLinear),
+            _ => None,
+        }
+    }
+}
+
+impl ConfigEnum for PredictionType {
+    const FIELD: &'static str = "prediction_type";
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "epsilon" => Some(Self::Epsilon),
+            "v_prediction" => Some(Self::VPrediction),
+            "sample" => Some(Self::Sample),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed config enum, or the string it could not be parsed from (reported by
+/// [`ModelDir::open`] with the file's path, rather than as a bare JSON error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigValue<T> {
+    Known(T),
+    Unsupported(String),
+}
+
+impl<T: ConfigEnum> ConfigValue<T> {
+    /// The parsed value; the default for an unsupported one (which `ModelDir::open` refuses).
+    pub fn get(&self) -> T {
+        match self {
+            Self::Known(v) => *v,
+            Self::Unsupported(_) => T::default(),
+        }
+    }
+}
+
+impl<T: ConfigEnum> Default for ConfigValue<T> {
+    fn default() -> Self {
+        Self::Known(T::default())
+    }
+}
+
+impl<'de, T: ConfigEnum> Deserialize<'de> for ConfigValue<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(T::parse(&text).map_or(Self::Unsupported(text), Self::Known))
+    }
+}
+
 /// `scheduler/scheduler_config.json` (LCMScheduler fields; others are ignored).
 #[derive(Debug, Clone, Deserialize)]
 pub struct SchedulerConfig {
@@ -95,14 +177,14 @@ pub struct SchedulerConfig {
     pub beta_start: f64,
     #[serde(default = "default_beta_end")]
     pub beta_end: f64,
-    #[serde(default = "default_beta_schedule")]
-    pub beta_schedule: String,
+    #[serde(default)]
+    pub beta_schedule: ConfigValue<BetaSchedule>,
     #[serde(default = "default_original_steps")]
     pub original_inference_steps: usize,
     #[serde(default = "default_timestep_scaling")]
     pub timestep_scaling: f64,
-    #[serde(default = "default_prediction_type")]
-    pub prediction_type: String,
+    #[serde(default)]
+    pub prediction_type: ConfigValue<PredictionType>,
     #[serde(default = "default_true")]
     pub set_alpha_to_one: bool,
     #[serde(default)]
@@ -120,17 +202,11 @@ fn default_beta_start() -> f64 {
 fn default_beta_end() -> f64 {
     0.012
 }
-fn default_beta_schedule() -> String {
-    "scaled_linear".into()
-}
 fn default_original_steps() -> usize {
     50
 }
 fn default_timestep_scaling() -> f64 {
     10.0
-}
-fn default_prediction_type() -> String {
-    "epsilon".into()
 }
 fn default_true() -> bool {
     true
@@ -225,21 +301,9 @@ impl ModelDir {
             });
         }
         let sched = &self.scheduler_config;
-        if !matches!(
-            sched.prediction_type.as_str(),
-            "epsilon" | "v_prediction" | "sample"
-        ) {
-            return Err(ModelDirError::Invalid {
-                path: self.root.join("scheduler/scheduler_config.json"),
-                problem: format!("unsupported prediction_type {:?}", sched.prediction_type),
-            });
-        }
-        if !matches!(sched.beta_schedule.as_str(), "scaled_linear" | "linear") {
-            return Err(ModelDirError::Invalid {
-                path: self.root.join("scheduler/scheduler_config.json"),
-                problem: format!("unsupported beta_schedule {:?}", sched.beta_schedule),
-            });
-        }
+        let sched_path = self.root.join("scheduler/scheduler_config.json");
+        check_supported(&sched_path, &sched.prediction_type)?;
+        check_supported(&sched_path, &sched.beta_schedule)?;
         Ok(())
     }
 
@@ -252,6 +316,19 @@ impl ModelDir {
     /// A 9-channel inpainting UNet.
     pub fn is_inpainting_unet(&self) -> bool {
         self.unet_config.in_channels == 9
+    }
+}
+
+fn check_supported<T: ConfigEnum>(
+    path: &Path,
+    value: &ConfigValue<T>,
+) -> Result<(), ModelDirError> {
+    match value {
+        ConfigValue::Known(_) => Ok(()),
+        ConfigValue::Unsupported(text) => Err(ModelDirError::Invalid {
+            path: path.to_path_buf(),
+            problem: format!("unsupported {} {text:?}", T::FIELD),
+        }),
     }
 }
 

@@ -176,6 +176,18 @@ impl GraphSignature {
     }
 }
 
+impl super::contract::DeclaredInputs for GraphSignature {
+    fn has_input(&self, name: &str) -> bool {
+        self.input(name).is_some()
+    }
+    fn input_names(&self) -> String {
+        GraphSignature::input_names(self)
+    }
+    fn fixed_input_dim(&self, name: &str, dim: usize) -> Option<i64> {
+        self.input(name)?.fixed_dim(dim)
+    }
+}
+
 /// Read the signature of `path` and check that every external-data file it references exists
 /// and is long enough.
 pub fn inspect(path: &Path) -> Result<GraphSignature, OnnxInfoError> {

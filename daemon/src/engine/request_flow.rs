@@ -1,15 +1,13 @@
-//! One generate request, from wire pixels to wire pixels.
+//! One validated generate request, from wire pixels to wire pixels.
 //!
-//! Exists to keep request semantics in one place: validation with clear messages, how each mode
-//! uses the user's image and mask (context crop, model size, outpaint canvas), and how the
-//! model's output comes back (resize, colour match, feathered composite that leaves every pixel
-//! outside the mask bit-identical). The denoising itself is `pipelines`.
+//! Exists to keep the per-mode pixel flow in one place: how each mode uses the user's image and
+//! mask (context crop, model size, outpaint canvas), and how the model's output comes back
+//! (resize, colour match, feathered composite that leaves every pixel outside the mask
+//! bit-identical). Validation is `crate::request`; the denoising itself is `pipelines`.
 
 use std::time::Instant;
 
-use livefill_protocol::{
-    Context, Extend, GenerateRequest, Mask, Mode, Priority, RgbaImage, StageTiming,
-};
+use livefill_protocol::{Context, GenerateRequest, Mask, Mode, Priority, RgbaImage, StageTiming};
 
 use crate::generator::{CancelToken, GenerateError, GenerateOutput, StepProgress};
 use crate::imaging::{self, AlphaPolicy, ContextOptions, ContextPlan, Rect};
@@ -18,176 +16,12 @@ use crate::pipelines::{
     self, Components, Latents, ModelImage, PipelineError, SamplingParams, TextEmbedding, Timings,
 };
 
+use super::live_cache::{LiveLatentCache, fingerprint};
 use super::text_cache::TextCache;
-
-/// Longest accepted prompt, in bytes.
-pub const MAX_PROMPT_BYTES: usize = 4096;
-/// Most accepted denoising steps.
-pub const MAX_STEPS: u32 = 50;
-/// The timing entry holding the time spent inside ONNX Runtime's `Run` during a job (a part of
-/// the model stages; see PROTOCOL.md).
-pub const ONNXRUNTIME_STAGE: &str = "onnxruntime";
-
-/// A request with livefill's defaults (4 steps, guidance 1, strength 0.6, auto context).
-pub fn default_request(mode: Mode) -> GenerateRequest {
-    GenerateRequest {
-        request_id: 0,
-        mode,
-        prompt: String::new(),
-        negative_prompt: String::new(),
-        seed: None,
-        steps: 4,
-        guidance: 1.0,
-        strength: if mode == Mode::Img2Img { 0.6 } else { 1.0 },
-        width: 0,
-        height: 0,
-        image: None,
-        mask: None,
-        extend: Extend::default(),
-        context: Context::Auto,
-        feather: 8,
-        color_match: true,
-        priority: Priority::Final,
-        stream_previews: false,
-    }
-}
-
-fn invalid(message: impl Into<String>) -> GenerateError {
-    GenerateError::InvalidRequest(message.into())
-}
-
-/// Check every field before any work: a bad request gets a message naming the field.
-pub fn validate(request: &GenerateRequest, max_side: u32) -> Result<(), GenerateError> {
-    if request.prompt.len() > MAX_PROMPT_BYTES || request.negative_prompt.len() > MAX_PROMPT_BYTES {
-        return Err(invalid(format!(
-            "prompt longer than {MAX_PROMPT_BYTES} bytes"
-        )));
-    }
-    if request.steps == 0 || request.steps > MAX_STEPS {
-        return Err(invalid(format!(
-            "steps must be 1..={MAX_STEPS}, got {}",
-            request.steps
-        )));
-    }
-    if !request.guidance.is_finite() || !(0.0..=30.0).contains(&request.guidance) {
-        return Err(invalid(format!(
-            "guidance must be a number in 0..=30, got {}",
-            request.guidance
-        )));
-    }
-    if !(request.strength.is_finite() && request.strength > 0.0 && request.strength <= 1.0) {
-        return Err(invalid(format!(
-            "strength must be in (0, 1], got {}",
-            request.strength
-        )));
-    }
-    if request.width > max_side || request.height > max_side {
-        return Err(invalid(format!(
-            "width/height above the limit of {max_side} px"
-        )));
-    }
-    if request.feather > 1024 {
-        return Err(invalid("feather above 1024 px"));
-    }
-    let needs_image = request.mode != Mode::Txt2Img;
-    match &request.image {
-        None if needs_image => return Err(invalid(format!("{:?} needs an image", request.mode))),
-        Some(image) => validate_image(image, max_side)?,
-        None => {}
-    }
-    if let (Some(mask), Some(image)) = (&request.mask, &request.image) {
-        validate_mask(mask, image)?;
-    }
-    if request.mode == Mode::Outpaint {
-        let e = request.extend;
-        if e.left + e.top + e.right + e.bottom == 0 {
-            return Err(invalid("outpaint needs at least one border to extend"));
-        }
-        let image = request.image.as_ref().expect("checked above");
-        let (w, h) = (
-            image.width as u64 + e.left as u64 + e.right as u64,
-            image.height as u64 + e.top as u64 + e.bottom as u64,
-        );
-        if w > max_side as u64 || h > max_side as u64 {
-            return Err(invalid(format!(
-                "extended canvas {w}×{h} above the limit of {max_side} px"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn validate_image(image: &RgbaImage, max_side: u32) -> Result<(), GenerateError> {
-    if image.width == 0 || image.height == 0 {
-        return Err(invalid("image is empty"));
-    }
-    if image.width > max_side || image.height > max_side {
-        return Err(invalid(format!(
-            "image {}×{} above the limit of {max_side} px per side",
-            image.width, image.height
-        )));
-    }
-    let expected = image.width as usize * image.height as usize * 4;
-    if image.pixels.len() != expected {
-        return Err(invalid(format!(
-            "image {}×{} needs {expected} RGBA bytes, got {}",
-            image.width,
-            image.height,
-            image.pixels.len()
-        )));
-    }
-    Ok(())
-}
-
-fn validate_mask(mask: &Mask, image: &RgbaImage) -> Result<(), GenerateError> {
-    if mask.width != image.width || mask.height != image.height {
-        return Err(GenerateError::MaskSizeMismatch(format!(
-            "mask is {}×{}, image {}×{}",
-            mask.width, mask.height, image.width, image.height
-        )));
-    }
-    if mask.pixels.len() != mask.width as usize * mask.height as usize {
-        return Err(invalid(format!(
-            "mask {}×{} needs {} bytes, got {}",
-            mask.width,
-            mask.height,
-            mask.width as usize * mask.height as usize,
-            mask.pixels.len()
-        )));
-    }
-    Ok(())
-}
-
-/// VAE latents of the last live-preview input, reused while the input image is unchanged.
-#[derive(Default)]
-pub struct LiveLatentCache {
-    key: Option<(u64, usize, usize)>,
-    latents: Option<Latents>,
-}
-
-impl LiveLatentCache {
-    fn take(&mut self, key: (u64, usize, usize)) -> Option<Latents> {
-        if self.key == Some(key) {
-            self.latents.clone()
-        } else {
-            None
-        }
-    }
-    fn store(&mut self, key: (u64, usize, usize), latents: Latents) {
-        self.key = Some(key);
-        self.latents = Some(latents);
-    }
-}
-
-/// FNV-1a over the model input, to recognise an unchanged live-preview image.
-fn fingerprint(data: &[f32]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, v| {
-        (h ^ v.to_bits() as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
+use crate::request::ONNXRUNTIME_STAGE;
 
 /// Everything one job borrows from the engine.
-pub struct Job<'a> {
+pub struct RequestRun<'a> {
     pub components: &'a mut Components,
     pub text_cache: &'a mut TextCache,
     pub live_cache: &'a mut LiveLatentCache,
@@ -223,7 +57,7 @@ fn is_out_of_memory(message: &str) -> bool {
         || m.contains("cudaerrormemoryallocation")
 }
 
-impl Job<'_> {
+impl RequestRun<'_> {
     /// Run the request; `seed` is reported back in the output.
     pub fn run(
         &mut self,
@@ -412,8 +246,8 @@ impl Job<'_> {
         let start = Instant::now();
         let bounds = imaging::mask_bounds(mask)?;
         let Some(bounds) = bounds else {
-            return Err(invalid(
-                "the mask is empty: nothing is selected to regenerate",
+            return Err(GenerateError::InvalidRequest(
+                "the mask is empty: nothing is selected to regenerate".into(),
             ));
         };
         let plan = self.plan(image, Some(bounds), request.context)?;

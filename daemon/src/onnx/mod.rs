@@ -1,0 +1,15 @@
+//! The ONNX Runtime level: the runtime library, one session per graph, and the model folder the
+//! graphs come from.
+//!
+//! Exists so everything that knows about ONNX — where the library is and which execution
+//! provider runs it (`runtime`), a session that converts tensors to what its graph declares
+//! (`session`), the on-disk layout with its configs parsed once into typed values (`model_dir`),
+//! a cheap header reader for checks without a session (`header`), and the inputs each component
+//! of an SD pipeline must have (`contract`) — sits below the schedulers and pipelines that use
+//! it, and imports nothing above it.
+
+pub mod contract;
+pub mod header;
+pub mod model_dir;
+pub mod runtime;
+pub mod session;
