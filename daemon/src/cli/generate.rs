@@ -223,6 +223,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         None => Box::new(SeededNoise::new(seed)),
     };
     let mut engine = Engine::load(&args.engine.engine_options()?)?;
+    let span = tracing::info_span!("job", mode = ?request.mode, seed);
+    let _entered = span.enter();
     let output = engine.run(
         &request,
         seed,

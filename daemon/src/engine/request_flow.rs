@@ -13,7 +13,8 @@ use crate::generator::{CancelToken, GenerateError, GenerateOutput, StepProgress}
 use crate::imaging::{self, AlphaPolicy, ContextOptions, ContextPlan, Rect};
 use crate::noise::NoiseSource;
 use crate::pipelines::{
-    self, Components, Latents, ModelImage, PipelineError, SamplingParams, TextEmbedding, Timings,
+    self, Components, DenoiseRun, Latents, ModelImage, PipelineError, SamplingParams,
+    TextEmbedding, Timings,
 };
 
 use super::live_cache::{LiveLatentCache, fingerprint};
@@ -121,12 +122,27 @@ impl RequestRun<'_> {
         Ok(conditioning)
     }
 
-    fn params(request: &GenerateRequest, strength: f32) -> SamplingParams {
-        SamplingParams {
-            steps: request.steps as usize,
-            guidance: request.guidance,
-            strength,
-            live: request.priority == Priority::LivePreview,
+    /// The pipeline's view of this job, denoising at `strength`.
+    fn denoise_run<'s>(
+        &'s mut self,
+        request: &GenerateRequest,
+        conditioning: &'s pipelines::Conditioning,
+        strength: f32,
+        timings: &'s mut Timings,
+    ) -> DenoiseRun<'s> {
+        DenoiseRun {
+            components: self.components,
+            conditioning,
+            params: SamplingParams {
+                steps: request.steps as usize,
+                guidance: request.guidance,
+                strength,
+                live: request.priority == Priority::LivePreview,
+            },
+            noise: self.noise,
+            cancel: self.cancel,
+            timings,
+            on_step: Box::new(progress(&mut *self.on_step, request.stream_previews)),
         }
     }
 
@@ -144,18 +160,8 @@ impl RequestRun<'_> {
             (v.div_ceil(64) * 64) as usize
         };
         let (width, height) = (round(request.width, nw), round(request.height, nh));
-        let mut on_latents = progress(&mut *self.on_step, request.stream_previews);
-        let image = pipelines::txt2img::txt2img(
-            self.components,
-            conditioning,
-            width,
-            height,
-            Self::params(request, 1.0),
-            self.noise,
-            self.cancel,
-            timings,
-            &mut on_latents,
-        )?;
+        let run = self.denoise_run(request, conditioning, 1.0, timings);
+        let image = pipelines::txt2img::txt2img(run, width, height)?;
         let start = Instant::now();
         let mut rgba = model_to_rgba(&image)?;
         // Requested sizes that are not multiples of 8 are cut to size.
@@ -205,19 +211,9 @@ impl RequestRun<'_> {
         } else {
             None
         };
-        let mut on_latents = progress(&mut *self.on_step, request.stream_previews);
-        let (generated, latents) = pipelines::img2img::img2img(
-            self.components,
-            conditioning,
-            &model_image,
-            Self::params(request, request.strength),
-            self.noise,
-            self.cancel,
-            timings,
-            &mut on_latents,
-            cached,
-        )?;
-        if live && latents.channels > 0 {
+        let run = self.denoise_run(request, conditioning, request.strength, timings);
+        let (generated, latents) = pipelines::img2img::img2img(run, &model_image, cached)?;
+        if let (true, Some(latents)) = (live, latents) {
             self.live_cache.store(key, latents);
         }
         let start = Instant::now();
@@ -255,18 +251,8 @@ impl RequestRun<'_> {
         let model_mask = plan.mask_to_model(mask)?;
         let model_image = to_model_image(&model_rgba)?;
         timings.add("preprocess", start.elapsed());
-        let mut on_latents = progress(&mut *self.on_step, request.stream_previews);
-        let generated = pipelines::inpaint::inpaint(
-            self.components,
-            conditioning,
-            &model_image,
-            &model_mask.pixels,
-            Self::params(request, request.strength),
-            self.noise,
-            self.cancel,
-            timings,
-            &mut on_latents,
-        )?;
+        let run = self.denoise_run(request, conditioning, request.strength, timings);
+        let generated = pipelines::inpaint::inpaint(run, &model_image, &model_mask.pixels)?;
         let start = Instant::now();
         let generated = model_to_rgba(&generated)?;
         let mut back = plan.model_to_crop(&generated)?;

@@ -2,70 +2,37 @@
 //!
 //! Strength picks how many of the planned timesteps run (see `scheduler::lcm`).
 
-use crate::generator::CancelToken;
-use crate::noise::NoiseSource;
-use crate::scheduler::{LcmScheduler, Scheduler};
+use crate::scheduler::Scheduler;
 
-use super::{
-    Components, Conditioning, Latents, ModelImage, PipelineError, SamplingParams, StepCallback,
-    Timings,
-};
-use super::{components::timed, denoise};
+use super::{DenoiseRun, Latents, ModelImage, PipelineError, components::timed, denoise};
 
-/// Re-imagine `image` (`[3, H, W]` in [-1, 1], H and W multiples of the VAE scale).
-#[allow(clippy::too_many_arguments)]
+/// Re-imagine `image` (`[3, H, W]` in [-1, 1], H and W multiples of the VAE scale), starting
+/// from `cached_latents` when the caller kept this image's latents from an earlier run. Returns
+/// the image and the image's latents (none on a 9-channel UNet, which runs it as an inpaint).
 pub fn img2img(
-    components: &mut Components,
-    conditioning: &Conditioning,
+    mut run: DenoiseRun<'_>,
     image: &ModelImage,
-    params: SamplingParams,
-    noise: &mut dyn NoiseSource,
-    cancel: &CancelToken,
-    timings: &mut Timings,
-    on_step: &mut StepCallback<'_>,
     cached_latents: Option<Latents>,
-) -> Result<(ModelImage, Latents), PipelineError> {
-    if components.dir.is_inpainting_unet() {
+) -> Result<(ModelImage, Option<Latents>), PipelineError> {
+    if run.components.dir.is_inpainting_unet() {
         let mask = vec![255u8; image.height * image.width];
-        let out = super::inpaint::inpaint(
-            components,
-            conditioning,
-            image,
-            &mask,
-            params,
-            noise,
-            cancel,
-            timings,
-            on_step,
-        )?;
-        return Ok((out, Latents::zeros(0, 0, 0)));
+        let out = super::inpaint::inpaint(run, image, &mask)?;
+        return Ok((out, None));
     }
-    let scheduler = LcmScheduler::new(
-        &components.dir.scheduler_config,
-        params.steps,
-        params.strength,
-    )?;
+    let scheduler = run.plan()?;
     let image_latents = match cached_latents {
         Some(latents) => latents,
-        None => timed(timings, "vae_encode", || components.encode_image(image))?,
+        None => {
+            let components = &mut *run.components;
+            timed(run.timings, "vae_encode", || components.encode_image(image))?
+        }
     };
-    let initial = noise.next(image_latents.data.len())?;
+    let initial = run.noise.next(image_latents.data.len())?;
     let start = Latents {
         data: scheduler.add_noise(&image_latents.data, &initial, scheduler.timesteps()[0]),
         ..image_latents.clone()
     };
-    let latents = denoise(
-        components,
-        start,
-        &scheduler,
-        conditioning,
-        None,
-        params.live,
-        noise,
-        cancel,
-        timings,
-        on_step,
-    )?;
-    let decoded = components.decode_for(&latents, params.live, timings)?;
-    Ok((decoded, image_latents))
+    let latents = denoise(&mut run, start, &scheduler, None)?;
+    let decoded = run.decode(&latents)?;
+    Ok((decoded, Some(image_latents)))
 }

@@ -8,15 +8,12 @@
 //! timestep (clean after the last step) where the mask is 0. At strength 1 the start is pure
 //! noise; below 1 it is the image's latents noised to the first kept timestep.
 
-use crate::generator::CancelToken;
-use crate::noise::NoiseSource;
-use crate::scheduler::{LcmScheduler, Scheduler};
+use crate::scheduler::Scheduler;
 
 use super::{
-    Components, Conditioning, InpaintGuide, Latents, ModelImage, PipelineError, SamplingParams,
-    StepCallback, Timings,
+    Components, DenoiseRun, InpaintGuide, Latents, ModelImage, PipelineError, Timings,
+    components::timed, denoise,
 };
-use super::{components::timed, denoise};
 
 /// Binary latent-resolution mask from an 8-bit pixel mask.
 pub fn latent_mask(mask: &[u8], width: usize, height: usize, scale: usize) -> Vec<f32> {
@@ -36,7 +33,7 @@ pub fn channel_guide(
     components: &mut Components,
     masked_image: &ModelImage,
     latent_mask: &[f32],
-    timings: &mut super::Timings,
+    timings: &mut Timings,
 ) -> Result<Latents, PipelineError> {
     let masked = timed(timings, "vae_encode", || {
         components.encode_image(masked_image)
@@ -53,17 +50,10 @@ pub fn channel_guide(
 
 /// Repaint the masked part of `image` (`[3, H, W]` in [-1, 1]); `mask` is H×W, 255 = repaint.
 /// Returns the whole decoded image (compositing onto the original is `imaging`'s job).
-#[allow(clippy::too_many_arguments)]
 pub fn inpaint(
-    components: &mut Components,
-    conditioning: &Conditioning,
+    mut run: DenoiseRun<'_>,
     image: &ModelImage,
     mask: &[u8],
-    params: SamplingParams,
-    noise: &mut dyn NoiseSource,
-    cancel: &CancelToken,
-    timings: &mut Timings,
-    on_step: &mut StepCallback<'_>,
 ) -> Result<ModelImage, PipelineError> {
     let (width, height) = (image.width, image.height);
     if mask.len() != width * height {
@@ -74,25 +64,22 @@ pub fn inpaint(
             height
         )));
     }
-    let scale = components.vae_scale();
-    let scheduler = LcmScheduler::new(
-        &components.dir.scheduler_config,
-        params.steps,
-        params.strength,
-    )?;
+    let scale = run.components.vae_scale();
+    let scheduler = run.plan()?;
     let lmask = latent_mask(mask, width, height, scale);
-    let full_strength = params.strength >= 1.0;
-    let nine_channels = components.dir.is_inpainting_unet();
+    let full_strength = run.params.strength >= 1.0;
+    let nine_channels = run.components.dir.is_inpainting_unet();
     let image_latents = if nine_channels && full_strength {
         None
     } else {
-        Some(timed(timings, "vae_encode", || {
+        let components = &mut *run.components;
+        Some(timed(run.timings, "vae_encode", || {
             components.encode_image(image)
         })?)
     };
-    let channels = components.latent_channels();
+    let channels = run.components.latent_channels();
     let (h, w) = (height / scale, width / scale);
-    let initial = noise.next(channels * h * w)?;
+    let initial = run.noise.next(channels * h * w)?;
     let start = match (&image_latents, full_strength) {
         (Some(latents), false) => Latents {
             data: scheduler.add_noise(&latents.data, &initial, scheduler.timesteps()[0]),
@@ -108,45 +95,30 @@ pub fn inpaint(
                 .collect(),
         },
     };
-    let latents = if nine_channels {
+    let channel_inputs = if nine_channels {
         let masked_image = masked_image(image, mask);
-        let extra = channel_guide(components, &masked_image, &lmask, timings)?;
-        let guide = InpaintGuide::Channels {
-            mask_and_masked: &extra,
-        };
-        denoise(
-            components,
-            start,
-            &scheduler,
-            conditioning,
-            Some(&guide),
-            params.live,
-            noise,
-            cancel,
-            timings,
-            on_step,
-        )?
+        Some(channel_guide(
+            run.components,
+            &masked_image,
+            &lmask,
+            run.timings,
+        )?)
     } else {
-        let image_latents = image_latents.as_ref().expect("encoded for 4-channel UNets");
-        let guide = InpaintGuide::Blend {
+        None
+    };
+    let guide = match (&channel_inputs, &image_latents) {
+        (Some(extra), _) => InpaintGuide::Channels {
+            mask_and_masked: extra,
+        },
+        (None, Some(image_latents)) => InpaintGuide::Blend {
             image_latents,
             mask: &lmask,
             initial_noise: &initial,
-        };
-        denoise(
-            components,
-            start,
-            &scheduler,
-            conditioning,
-            Some(&guide),
-            params.live,
-            noise,
-            cancel,
-            timings,
-            on_step,
-        )?
+        },
+        (None, None) => unreachable!("4-channel UNets always encode the image"),
     };
-    components.decode_for(&latents, params.live, timings)
+    let latents = denoise(&mut run, start, &scheduler, Some(&guide))?;
+    run.decode(&latents)
 }
 
 /// The image with masked pixels (mask ≥ 50 %) set to 0.

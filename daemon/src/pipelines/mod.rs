@@ -22,8 +22,8 @@ use crate::generator::CancelToken;
 use crate::noise::{NoiseError, NoiseSource};
 use crate::onnx::contract::ContractError;
 use crate::onnx::session::OnnxError;
-use crate::scheduler::Scheduler;
 use crate::scheduler::lcm::LcmError;
+use crate::scheduler::{LcmScheduler, Scheduler};
 use crate::tokenizer::TokenizerError;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +76,35 @@ pub struct SamplingParams {
 /// Called after every step with (step, total, latents, the model — for previews).
 pub type StepCallback<'a> = dyn FnMut(usize, usize, &Latents, &mut Components) + 'a;
 
+/// One denoising run: the model and everything a mode's pipeline shares with the others; each
+/// mode adds only its own inputs (size, image, mask).
+pub struct DenoiseRun<'a> {
+    pub components: &'a mut Components,
+    pub conditioning: &'a Conditioning,
+    pub params: SamplingParams,
+    pub noise: &'a mut dyn NoiseSource,
+    pub cancel: &'a CancelToken,
+    pub timings: &'a mut Timings,
+    pub on_step: Box<StepCallback<'a>>,
+}
+
+impl DenoiseRun<'_> {
+    /// The scheduler planned for this run's steps and strength.
+    fn plan(&self) -> Result<LcmScheduler, PipelineError> {
+        Ok(LcmScheduler::new(
+            &self.components.dir.scheduler_config,
+            self.params.steps,
+            self.params.strength,
+        )?)
+    }
+
+    /// Decode the final latents (TAESD for live previews when the model has it).
+    fn decode(&mut self, latents: &Latents) -> Result<ModelImage, PipelineError> {
+        self.components
+            .decode_for(latents, self.params.live, self.timings)
+    }
+}
+
 /// Extra inputs of a job running on a 9-channel inpainting UNet, or blending for a 4-channel one.
 pub enum InpaintGuide<'a> {
     /// 9-channel UNet: mask + masked-image latents appended to the UNet input.
@@ -90,18 +119,11 @@ pub enum InpaintGuide<'a> {
 }
 
 /// The denoising loop shared by every mode.
-#[allow(clippy::too_many_arguments)]
 pub fn denoise(
-    components: &mut Components,
+    run: &mut DenoiseRun<'_>,
     mut latents: Latents,
     scheduler: &dyn Scheduler,
-    conditioning: &Conditioning,
     guide: Option<&InpaintGuide<'_>>,
-    live: bool,
-    noise: &mut dyn NoiseSource,
-    cancel: &CancelToken,
-    timings: &mut Timings,
-    on_step: &mut StepCallback<'_>,
 ) -> Result<Latents, PipelineError> {
     let timesteps = scheduler.timesteps().to_vec();
     let total = timesteps.len();
@@ -115,18 +137,21 @@ pub fn denoise(
         latents.height,
         latents.width,
     );
-    let job = components::timed(timings, "unet", || {
+    let (components, conditioning, live) =
+        (&mut *run.components, run.conditioning, run.params.live);
+    let job = components::timed(run.timings, "unet", || {
         components.prepare_unet(conditioning, sample, live)
     })?;
     for (index, &t) in timesteps.iter().enumerate() {
-        if cancel.is_cancelled() {
+        if run.cancel.is_cancelled() {
             return Err(PipelineError::Cancelled);
         }
-        let predicted = components::timed(timings, "unet", || {
+        let components = &mut *run.components;
+        let predicted = components::timed(run.timings, "unet", || {
             components.predict_noise(&latents, extra, t, &job)
         })?;
         let step_noise = if scheduler.needs_noise(index) {
-            Some(noise.next(latents.data.len())?)
+            Some(run.noise.next(latents.data.len())?)
         } else {
             None
         };
@@ -147,7 +172,7 @@ pub fn denoise(
                 initial_noise,
             );
         }
-        on_step(index + 1, total, &latents, components);
+        (run.on_step)(index + 1, total, &latents, run.components);
     }
     Ok(latents)
 }
