@@ -266,7 +266,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: [(&str, fn(&mut GenerateRequest)); 5] = [
+        type Spoil = fn(&mut GenerateRequest);
+        let cases: [(&str, Spoil); 5] = [
             ("steps", |r| r.steps = 0),
             ("guidance", |r| r.guidance = f32::NAN),
             ("strength", |r| r.strength = 0.0),
