@@ -2,6 +2,7 @@
 //! integration tests and benchmarks can drive it in process.
 
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod generator;
 pub mod imaging;
@@ -9,6 +10,7 @@ pub mod jobs;
 pub mod models;
 pub mod noise;
 pub mod npy;
+pub mod paths;
 pub mod pipelines;
 pub mod plugin_install;
 pub mod scheduler;
