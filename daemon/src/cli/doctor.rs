@@ -4,7 +4,7 @@
 //! socket, editor plugins) shows up in the editor as "nothing happens". Each check prints ✓ (fine),
 //! ! (works, but worth knowing / optional part missing) or ✗ (broken) with a fix; the exit code is
 //! non-zero when an essential check is ✗. The checks read the environment through
-//! `models::locate::Env`, so tests run them against a temporary HOME.
+//! `paths::Env`, so tests run them against a temporary HOME.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,7 +14,8 @@ use clap::Args;
 
 use crate::engine::runtime::{self, DeviceRequest, RuntimeOptions};
 use crate::models::inspect;
-use crate::models::locate::{self, Env, ProcessEnv};
+use crate::models::locate;
+use crate::paths::{self, Env, ProcessEnv};
 use crate::plugin_install;
 
 #[derive(Debug, Clone, Args)]
@@ -178,9 +179,8 @@ fn find_ort_library(args: &DoctorArgs, env: &dyn Env) -> Option<(PathBuf, String
             }
         }
     }
-    let cache = locate::livefill_cache(env).join("onnxruntime");
     for flavor in ["gpu", "cpu"] {
-        let d = cache.join(format!("{}-{flavor}", runtime::ORT_VERSION));
+        let d = paths::onnxruntime_cache_dir(env, runtime::ORT_VERSION, flavor);
         if let Some(p) = find_lib_in(&d) {
             return Some((p, format!("livefill's cache ({flavor} build)")));
         }
@@ -342,7 +342,19 @@ fn check_model(args: &DoctorArgs, env: &dyn Env, checks: &mut Vec<Check>) {
         });
         return;
     }
-    let candidates = locate::all_candidates(&[], env);
+    let candidates = match locate::all_candidates(&[], env) {
+        Ok(candidates) => candidates,
+        Err(e) => {
+            checks.push(Check::fail(
+                NAME,
+                e.to_string(),
+                "fix the config file (README, Models: `model = \"/path\"`, `models = [\"/a\"]`), \
+                 or pass --model DIR",
+                false,
+            ));
+            return;
+        }
+    };
     let good: Vec<String> = candidates
         .iter()
         .filter_map(|c| {
@@ -380,24 +392,9 @@ fn check_model(args: &DoctorArgs, env: &dyn Env, checks: &mut Vec<Check>) {
 // ---------------------------------------------------------------------------------------------
 
 fn socket_path(args: &DoctorArgs, env: &dyn Env) -> PathBuf {
-    if let Some(s) = &args.socket {
-        return s.clone();
-    }
-    let user = {
-        #[cfg(unix)]
-        {
-            // SAFETY: getuid has no preconditions and cannot fail.
-            unsafe { libc::getuid() }.to_string()
-        }
-        #[cfg(not(unix))]
-        {
-            env.var("USERNAME").unwrap_or_else(|| "user".into())
-        }
-    };
-    livefill_protocol::socket_path::socket_path_with(
-        |k| env.var(k).map(std::ffi::OsString::from),
-        user,
-    )
+    args.socket
+        .clone()
+        .unwrap_or_else(|| paths::default_socket(env))
 }
 
 #[cfg(unix)]
@@ -506,10 +503,6 @@ fn check_socket(args: &DoctorArgs, env: &dyn Env) -> Check {
 // Editor plugins
 // ---------------------------------------------------------------------------------------------
 
-fn home(env: &dyn Env) -> Option<PathBuf> {
-    env.var("HOME").map(PathBuf::from)
-}
-
 /// Whether an installed copy of the shared codec is the one this binary embeds.
 fn codec_matches(plugin_dir: &Path) -> Option<bool> {
     let (name, embedded) = plugin_install::SHARED_PYTHON_MODULES.first()?;
@@ -519,18 +512,9 @@ fn codec_matches(plugin_dir: &Path) -> Option<bool> {
 
 fn check_krita(env: &dyn Env) -> Check {
     const NAME: &str = "Krita plugin";
-    let data = env
-        .var("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| home(env).map(|h| h.join(".local").join("share")));
-    let config = env
-        .var("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| home(env).map(|h| h.join(".config")));
-    let (Some(data), Some(config)) = (data, config) else {
+    let (Ok(pykrita), Ok(kritarc)) = (paths::krita_pykrita_dir(env), paths::kritarc(env)) else {
         return Check::warn(NAME, "HOME is not set; not checked", "set HOME");
     };
-    let pykrita = data.join("krita").join("pykrita");
     let plugin = pykrita.join("livefill_krita");
     if !plugin.join("__init__.py").is_file() {
         return Check::warn(
@@ -551,7 +535,6 @@ fn check_krita(env: &dyn Env) -> Check {
             "reinstall: `livefill install-plugin krita`",
         );
     }
-    let kritarc = config.join("kritarc");
     let enabled = std::fs::read_to_string(&kritarc)
         .map(|t| kritarc_enabled(&t, "livefill_krita"))
         .unwrap_or(false);
@@ -603,17 +586,8 @@ fn kritarc_enabled(text: &str, name: &str) -> bool {
 
 fn check_gimp(env: &dyn Env) -> Check {
     const NAME: &str = "GIMP plugin";
-    let plug_ins = if let Some(p) = env.var("GIMP3_DIRECTORY") {
-        PathBuf::from(p).join("plug-ins")
-    } else {
-        let config = env
-            .var("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .or_else(|| home(env).map(|h| h.join(".config")));
-        let Some(config) = config else {
-            return Check::warn(NAME, "HOME is not set; not checked", "set HOME");
-        };
-        config.join("GIMP").join("3.0").join("plug-ins")
+    let Ok(plug_ins) = paths::gimp_plug_ins_dir(env) else {
+        return Check::warn(NAME, "HOME is not set; not checked", "set HOME");
     };
     let dir = plug_ins.join(plugin_install::gimp::PLUGIN_NAME);
     let entry = dir.join(format!("{}.py", plugin_install::gimp::PLUGIN_NAME));
