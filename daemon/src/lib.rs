@@ -2,6 +2,7 @@
 //! integration tests and benchmarks can drive it in process.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod generator;

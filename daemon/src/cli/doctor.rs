@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 
+use crate::client::{ClientError, Connection};
 use crate::engine::runtime::{self, DeviceRequest, RuntimeOptions};
 use crate::models::inspect;
 use crate::models::locate;
@@ -399,11 +400,6 @@ fn socket_path(args: &DoctorArgs, env: &dyn Env) -> PathBuf {
 
 #[cfg(unix)]
 fn check_socket(args: &DoctorArgs, env: &dyn Env) -> Check {
-    use livefill_protocol::{
-        ClientHello, ClientMessage, DEFAULT_MAX_PAYLOAD, DaemonMessage, read_daemon_frame,
-        write_frame,
-    };
-    use std::os::unix::net::UnixStream;
     const NAME: &str = "daemon socket";
     let path = socket_path(args, env);
     if !path.exists() {
@@ -413,14 +409,18 @@ fn check_socket(args: &DoctorArgs, env: &dyn Env) -> Check {
             "start it with `livefill serve --model DIR` (plugins connect to this path)",
         );
     }
-    let stream = match UnixStream::connect(&path) {
-        Ok(s) => s,
+    let mut connection = match Connection::open(&path, Duration::from_secs(3)) {
+        Ok(connection) => connection,
         Err(e) => {
+            let reason = match e {
+                ClientError::Connect { source, .. } => source.to_string(),
+                other => other.to_string(),
+            };
             return Check::fail(
                 NAME,
                 format!(
-                    "{} exists but nobody answers ({e}): stale socket file from a daemon that \
-                     did not shut down cleanly",
+                    "{} exists but nobody answers ({reason}): stale socket file from a daemon \
+                     that did not shut down cleanly",
                     path.display()
                 ),
                 format!(
@@ -431,19 +431,9 @@ fn check_socket(args: &DoctorArgs, env: &dyn Env) -> Check {
             );
         }
     };
-    let answer = (|| -> anyhow::Result<DaemonMessage> {
-        let mut s = stream;
-        s.set_read_timeout(Some(Duration::from_secs(3)))?;
-        s.set_write_timeout(Some(Duration::from_secs(3)))?;
-        write_frame(
-            &mut s,
-            &ClientMessage::Hello(ClientHello::new("livefill-doctor")),
-        )?;
-        read_daemon_frame(&mut s, DEFAULT_MAX_PAYLOAD)?
-            .ok_or_else(|| anyhow::anyhow!("the daemon closed the connection"))
-    })();
+    let answer = connection.hello("livefill-doctor");
     match answer {
-        Ok(DaemonMessage::Hello(h)) => Check::ok(
+        Ok(h) => Check::ok(
             NAME,
             format!(
                 "daemon {} answering on {}: model {:?} on {} ({})",
@@ -454,7 +444,7 @@ fn check_socket(args: &DoctorArgs, env: &dyn Env) -> Check {
                 h.execution_provider
             ),
         ),
-        Ok(DaemonMessage::Error(e)) => Check::fail(
+        Err(ClientError::Refused(e)) => Check::fail(
             NAME,
             format!(
                 "daemon on {} refused the hello: {} ({})",
@@ -466,12 +456,9 @@ fn check_socket(args: &DoctorArgs, env: &dyn Env) -> Check {
              with this binary and reinstall the plugins",
             true,
         ),
-        Ok(other) => Check::fail(
+        Err(ClientError::Unexpected { got, .. }) => Check::fail(
             NAME,
-            format!(
-                "daemon on {} answered the hello with {other:?}",
-                path.display()
-            ),
+            format!("daemon on {} answered the hello with {got}", path.display()),
             "restart the daemon with this livefill binary",
             true,
         ),
