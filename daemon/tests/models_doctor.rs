@@ -18,7 +18,10 @@ fn ort_lib() -> PathBuf {
     std::env::var_os("ORT_DYLIB_PATH")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/ort/libonnxruntime.so.1.31.1")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+                "../.cache/ort/libonnxruntime.so.{}",
+                livefill::engine::runtime::ORT_VERSION
+            ))
         })
 }
 

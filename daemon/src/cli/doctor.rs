@@ -205,6 +205,18 @@ fn find_lib_in(dir: &Path) -> Option<PathBuf> {
     found.pop()
 }
 
+/// The release line livefill needs ("1.31" for ONNX Runtime 1.31.1): the major and minor of
+/// [`runtime::ORT_VERSION`].
+fn required_release() -> &'static str {
+    release_line(runtime::ORT_VERSION)
+}
+
+fn release_line(version: &str) -> &str {
+    version
+        .rsplit_once('.')
+        .map_or(version, |(line, _patch)| line)
+}
+
 /// Version from `ort::info()` ("... git-branch=rel-1.31.1, ...").
 fn version_from_build_info(info: &str) -> Option<String> {
     let at = info.find("rel-")?;
@@ -223,8 +235,9 @@ fn check_runtime(args: &DoctorArgs, env: &dyn Env, checks: &mut Vec<Check>) -> b
             "library not found yet",
             format!(
                 "livefill fetches onnxruntime {} from PyPI with pip on first use (needs python3 + \
-                 pip and network once), or set ORT_DYLIB_PATH to a libonnxruntime.so ≥ 1.31",
-                runtime::ORT_VERSION
+                 pip and network once), or set ORT_DYLIB_PATH to a libonnxruntime.so ≥ {}",
+                runtime::ORT_VERSION,
+                required_release()
             ),
         ));
         return false;
@@ -259,8 +272,9 @@ fn check_runtime(args: &DoctorArgs, env: &dyn Env, checks: &mut Vec<Check>) -> b
                 NAME,
                 format!("{} (from {source}) does not load: {e}", path.display()),
                 format!(
-                    "livefill needs ONNX Runtime ≥ 1.31 (built against {}); point ORT_DYLIB_PATH \
+                    "livefill needs ONNX Runtime ≥ {} (built against {}); point ORT_DYLIB_PATH \
                      at a matching library or unset it so livefill fetches one",
+                    required_release(),
                     runtime::ORT_VERSION
                 ),
                 true,
@@ -629,6 +643,13 @@ mod tests {
             Some("1.31.1")
         );
         assert_eq!(version_from_build_info("nothing"), None);
+    }
+
+    #[test]
+    fn release_line_is_major_and_minor() {
+        assert_eq!(release_line("1.31.1"), "1.31");
+        assert_eq!(release_line("2"), "2");
+        assert!(required_release().starts_with('1'));
     }
 
     #[test]

@@ -227,6 +227,20 @@ pub fn shell_quote(word: &std::ffi::OsStr) -> String {
 mod tests {
     use super::*;
 
+    /// The Python toolchains pin the ONNX Runtime the daemon is built against (`ORT_VERSION`,
+    /// the one place the version is written; requirement files cannot read it, so check them).
+    #[test]
+    fn python_requirements_pin_the_daemons_onnxruntime() {
+        let pin = format!("onnxruntime=={}", crate::engine::runtime::ORT_VERSION);
+        let reference = include_str!("../../../tests/reference/requirements.txt");
+        for (name, text) in [("export", REQUIREMENTS), ("reference", reference)] {
+            assert!(
+                text.lines().any(|line| line.trim() == pin),
+                "tests/{name}/requirements.txt does not pin {pin}"
+            );
+        }
+    }
+
     #[test]
     fn quotes_words() {
         assert_eq!(shell_quote("a/b-c.py".as_ref()), "a/b-c.py");

@@ -51,8 +51,10 @@ pub fn livefill_command() -> Command {
         .env_remove("LIVEFILL_SOCKET")
         .stdin(Stdio::null());
     if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        let cached =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/ort/libonnxruntime.so.1.31.1");
+        let cached = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "../.cache/ort/libonnxruntime.so.{}",
+            livefill::engine::runtime::ORT_VERSION
+        ));
         if cached.is_file() {
             cmd.env("ORT_DYLIB_PATH", cached);
         }
