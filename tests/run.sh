@@ -36,7 +36,7 @@ step() {
 echo "disk free:$(disk_free)"
 
 # ONNX Runtime's shared library from the PyPI wheel (what livefill itself fetches on first use).
-ort_version=1.31.1
+ort_version=$(bash tests/ort_version.sh) || exit 1
 ort_dir=$root/.cache/ort
 export ORT_DYLIB_PATH=$ort_dir/libonnxruntime.so.$ort_version
 if [ ! -f "$ORT_DYLIB_PATH" ]; then

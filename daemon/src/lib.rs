@@ -2,6 +2,8 @@
 //! integration tests and benchmarks can drive it in process.
 
 pub mod cli;
+pub mod client;
+pub mod config;
 pub mod engine;
 pub mod generator;
 pub mod imaging;
@@ -10,6 +12,7 @@ pub mod models;
 pub mod noise;
 pub mod npy;
 pub mod onnx;
+pub mod paths;
 pub mod pipelines;
 pub mod plugin_install;
 pub mod request;

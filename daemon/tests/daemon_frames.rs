@@ -6,7 +6,6 @@
 
 mod daemon_support;
 
-use std::io::Write;
 use std::time::Duration;
 
 use daemon_support::*;
@@ -125,7 +124,7 @@ fn truncated_frames_and_abrupt_closes_are_harmless() {
         client.hello("truncated");
         client.send_raw(&header(MAGIC, 1, 0, 1000));
         client.send_raw(&[0; 10]);
-        client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        client.connection.close_sending().unwrap();
         let e = client.expect_error();
         assert_eq!(e.code, ErrorCode::BadFrame);
     }
@@ -158,7 +157,7 @@ fn configured_frame_limit_is_enforced_before_reading_the_payload() {
     let e = client.expect_error();
     assert_eq!((e.request_id, e.code), (None, ErrorCode::FrameTooLarge));
     // The rest of the frame is not read as frames: the connection is closed.
-    let _ = client.stream.write_all(&frame[HEADER_LEN..]);
+    let _ = client.connection.send_bytes(&frame[HEADER_LEN..]);
     assert!(client.recv_or_eof().is_none());
     // Requests under the limit work.
     let (mut ok, _) = daemon.client("small");
@@ -181,7 +180,7 @@ fn many_abusive_connections_at_once() {
                 let bytes: Vec<u8> = (0..64u8)
                     .map(|b| b.wrapping_mul(31).wrapping_add(i))
                     .collect();
-                let _ = client.stream.write_all(&bytes);
+                let _ = client.connection.send_bytes(&bytes);
                 // Whatever comes back, the daemon must not die; read until it closes.
                 while client.recv_or_eof().is_some() {}
             })

@@ -136,7 +136,7 @@ fn stale_socket_is_replaced() {
     // A socket file nobody listens on, as a crashed daemon leaves it.
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     assert!(socket.exists());
-    assert!(std::os::unix::net::UnixStream::connect(&socket).is_err());
+    assert!(Client::try_connect(&socket).is_err());
 
     let daemon = Daemon::start_at(&fixture("tiny-sd"), dir, socket.clone(), &[]);
     let status = daemon.status();

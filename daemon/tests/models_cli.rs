@@ -8,7 +8,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use livefill::cli::doctor::DoctorArgs;
 use livefill::cli::models::{ModelsArgs, ModelsCommand};
 use livefill::models::export::{ExportRequest, Toolchain};
-use livefill::models::locate::Env;
+use livefill::paths::MapEnv;
 
 #[derive(Debug, Parser)]
 struct Cli {
@@ -20,13 +20,6 @@ struct Cli {
 enum Command {
     Models(ModelsArgs),
     Doctor(DoctorArgs),
-}
-
-struct MapEnv(HashMap<&'static str, String>);
-impl Env for MapEnv {
-    fn var(&self, key: &str) -> Option<String> {
-        self.0.get(key).cloned().filter(|v| !v.is_empty())
-    }
 }
 
 fn fixture(name: &str) -> PathBuf {

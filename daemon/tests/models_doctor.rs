@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use livefill::cli::doctor::{DoctorArgs, Report, Status, diagnose};
-use livefill::models::locate::Env;
+use livefill::paths::MapEnv;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -18,7 +18,10 @@ fn ort_lib() -> PathBuf {
     std::env::var_os("ORT_DYLIB_PATH")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/ort/libonnxruntime.so.1.31.1")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+                "../.cache/ort/libonnxruntime.so.{}",
+                livefill::onnx::runtime::ORT_VERSION
+            ))
         })
 }
 
@@ -27,13 +30,6 @@ fn temp_home(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-struct MapEnv(HashMap<&'static str, String>);
-impl Env for MapEnv {
-    fn var(&self, key: &str) -> Option<String> {
-        self.0.get(key).cloned().filter(|v| !v.is_empty())
-    }
 }
 
 fn env_for(home: &Path) -> MapEnv {
@@ -135,6 +131,35 @@ fn broken_model_is_an_essential_failure() {
     assert!(c.detail.contains("truncated"), "{}", c.detail);
     assert!(report.essential_failures() >= 1);
     assert!(report.render().contains("fix:"));
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn models_listed_in_the_config_file() {
+    let home = temp_home("config");
+    let config = home.join(".config/livefill/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    let models = format!(
+        "models = [\n  # the fixtures\n  \"{}\", # 4-ch\n  '{}',\n]\n",
+        fixture("tiny-sd").display(),
+        fixture("tiny-lcm").display()
+    );
+    std::fs::write(&config, &models).unwrap();
+    let report = diagnose(&args(None), &env_for(&home));
+    let c = check(&report, "model");
+    assert_eq!(c.status, Status::Ok, "{}", report.render());
+    assert!(c.detail.starts_with("2 usable model(s)"), "{}", c.detail);
+
+    std::fs::write(&config, format!("{models}model = [\n")).unwrap();
+    let report = diagnose(&args(None), &env_for(&home));
+    let c = check(&report, "model");
+    assert_eq!(c.status, Status::Fail, "{}", report.render());
+    assert!(!c.essential);
+    assert!(
+        c.detail.starts_with(&format!("{}:6:", config.display())),
+        "{}",
+        c.detail
+    );
     std::fs::remove_dir_all(&home).unwrap();
 }
 

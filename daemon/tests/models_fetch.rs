@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex};
 
 use livefill::engine::{Engine, EngineOptions};
 use livefill::models::hub::{self, FetchOptions, git_blob_id};
-use livefill::models::locate::{self, Env};
+use livefill::models::locate;
 use livefill::onnx::model_dir::ModelDir;
 use livefill::onnx::runtime::{DeviceRequest, RuntimeOptions};
+use livefill::paths::MapEnv;
 
 const REPO: &str = "livefill-test/tiny-sd-onnx";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -35,13 +36,6 @@ fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-struct MapEnv(HashMap<&'static str, String>);
-impl Env for MapEnv {
-    fn var(&self, key: &str) -> Option<String> {
-        self.0.get(key).cloned().filter(|v| !v.is_empty())
-    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -414,7 +408,7 @@ fn fetches_verifies_resumes_and_loads() {
         ("HF_HOME", home.join("hf").display().to_string()),
         ("HOME", home.display().to_string()),
     ]));
-    let found = locate::all_candidates(&[], &env);
+    let found = locate::all_candidates(&[], &env).unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].path, snapshot);
     match &found[0].origin {

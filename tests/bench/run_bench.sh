@@ -19,7 +19,7 @@
 #   CUDA_GRAPH=--cuda-graph  (GPU only: livefill captures its live-preview UNet runs as CUDA graphs)
 #   LIVEFILL_BIN=path        (default: cargo build --release -p livefill → target/release/livefill)
 #   PY=path                  (default: .cache/benchvenv/bin/python, set up from .cache/refvenv on first use)
-#   ORT_DYLIB_PATH           (default: .cache/ort/libonnxruntime.so.1.31.1 when present)
+#   ORT_DYLIB_PATH           (default: .cache/ort/libonnxruntime.so.<ORT_VERSION> when present)
 #   OUT=dir                  (default: .cache/bench/<date>) — JSON from both sides + table.md
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -37,8 +37,9 @@ FULL_SIZE=${FULL_SIZE:-256}; FULL_ITER=${FULL_ITER:-3}; FULL_WARMUP=${FULL_WARMU
 OUT=${OUT:-$root/.cache/bench/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 
-if [ -z "${ORT_DYLIB_PATH:-}" ] && [ -f "$root/.cache/ort/libonnxruntime.so.1.31.1" ] && [ "$DEVICE" = cpu ]; then
-  export ORT_DYLIB_PATH=$root/.cache/ort/libonnxruntime.so.1.31.1
+ort_lib=$root/.cache/ort/libonnxruntime.so.$(bash tests/ort_version.sh)
+if [ -z "${ORT_DYLIB_PATH:-}" ] && [ -f "$ort_lib" ] && [ "$DEVICE" = cpu ]; then
+  export ORT_DYLIB_PATH=$ort_lib
 fi
 
 # --- livefill (release) --------------------------------------------------------------------------

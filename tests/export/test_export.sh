@@ -19,6 +19,6 @@ if [ ! -x "$python" ] || ! "$python" -c 'import diffusers, peft, torch, onnx' 2>
 fi
 livefill=${LIVEFILL_BIN:-target/debug/livefill}
 [ -x "$livefill" ] || cargo build -p livefill --quiet
-export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$PWD/.cache/ort/libonnxruntime.so.1.31.1}
+export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$PWD/.cache/ort/libonnxruntime.so.$(bash tests/ort_version.sh)}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec "$python" tests/export/test_export.py --livefill "$livefill" "$@"

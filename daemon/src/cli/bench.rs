@@ -17,18 +17,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
-use livefill_protocol::{
-    ClientHello, ClientMessage, Context, DEFAULT_MAX_PAYLOAD, DaemonMessage, GenerateRequest, Mask,
-    Mode, Priority, RgbaImage, read_daemon_frame, write_frame,
-};
+use livefill_protocol::{Context, GenerateRequest, Mask, Mode, Priority, RgbaImage};
 use serde_json::{Value, json};
 
 use super::generate::{EngineArgs, read_rgba};
+use crate::client::DaemonClient;
 use crate::engine::Engine;
 use crate::generator::CancelToken;
 use crate::noise::SeededNoise;
 use crate::pipelines::Latents;
 use crate::request::{ONNXRUNTIME_STAGE, default_request};
+
+/// Longest wait for one reply of the daemon (a whole request at the largest size on a CPU).
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What a benchmark run does per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -393,9 +394,8 @@ fn time_taesd(engine: &mut Engine, args: &BenchArgs, size: u32) -> anyhow::Resul
 }
 
 /// The same requests through a running daemon: request frame written → result frame read.
-#[cfg(unix)]
 fn run_mode_socket(
-    stream: &mut std::os::unix::net::UnixStream,
+    client: &mut DaemonClient,
     args: &BenchArgs,
     mode: BenchMode,
     base: &RgbaImage,
@@ -407,20 +407,8 @@ fn run_mode_socket(
         let mut request = build_request(args, mode, base, size, i);
         *next_id += 1;
         request.request_id = *next_id;
-        let id = request.request_id;
         let start = Instant::now();
-        write_frame(stream, &ClientMessage::Generate(request))?;
-        loop {
-            match read_daemon_frame(stream, DEFAULT_MAX_PAYLOAD)? {
-                None => bail!("daemon closed the connection"),
-                Some(DaemonMessage::Result(r)) if r.request_id == id => break,
-                Some(DaemonMessage::Error(e)) => bail!("daemon error: {e:?}"),
-                Some(DaemonMessage::Superseded { request_id, .. }) if request_id == id => {
-                    bail!("request {id} was superseded")
-                }
-                Some(_) => {}
-            }
-        }
+        client.generate(&request, |_, _| {})?;
         if i >= args.warmup {
             out.push(ms(start.elapsed()));
         }
@@ -428,27 +416,17 @@ fn run_mode_socket(
     Ok(out)
 }
 
-#[cfg(unix)]
-fn connect(path: &std::path::Path) -> anyhow::Result<(std::os::unix::net::UnixStream, Value)> {
-    let mut stream = std::os::unix::net::UnixStream::connect(path)
-        .with_context(|| format!("connecting to {}", path.display()))?;
-    write_frame(
-        &mut stream,
-        &ClientMessage::Hello(ClientHello::new("livefill-bench")),
-    )?;
-    match read_daemon_frame(&mut stream, DEFAULT_MAX_PAYLOAD)? {
-        Some(DaemonMessage::Hello(hello)) => {
-            let info = json!({
-                "daemon_version": hello.daemon_version,
-                "device": hello.device,
-                "execution_provider": hello.execution_provider,
-                "model": hello.model,
-            });
-            Ok((stream, info))
-        }
-        Some(DaemonMessage::Error(e)) => bail!("daemon refused the hello: {e:?}"),
-        other => bail!("expected the daemon's hello, got {other:?}"),
-    }
+/// A client of the daemon at `path`, and what its hello says (for the report).
+fn connect(path: &std::path::Path) -> anyhow::Result<(DaemonClient, Value)> {
+    let client = DaemonClient::connect(path, "livefill-bench", SOCKET_TIMEOUT)?;
+    let hello = &client.hello;
+    let info = json!({
+        "daemon_version": hello.daemon_version,
+        "device": hello.device,
+        "execution_provider": hello.execution_provider,
+        "model": hello.model,
+    });
+    Ok((client, info))
 }
 
 fn print_row(label: &str, samples: &[f64]) {
@@ -603,24 +581,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     report.insert("modes".into(), Value::Object(modes_json));
 
     if let Some(path) = &args.socket {
-        #[cfg(unix)]
-        {
-            let (mut stream, info) = connect(path)?;
-            println!("daemon at {} ({info}):", path.display());
-            let mut socket_json = serde_json::Map::new();
-            let mut next_id = 0;
-            for &mode in &args.modes {
-                let samples = run_mode_socket(&mut stream, &args, mode, &base, size, &mut next_id)?;
-                print_row(&format!("{} via socket", mode.name()), &samples);
-                socket_json.insert(mode.name().to_string(), summary_json(&samples));
-            }
-            report.insert(
-                "socket".into(),
-                json!({ "daemon": info, "modes": Value::Object(socket_json) }),
-            );
+        let (mut client, info) = connect(path)?;
+        println!("daemon at {} ({info}):", path.display());
+        let mut socket_json = serde_json::Map::new();
+        let mut next_id = 0;
+        for &mode in &args.modes {
+            let samples = run_mode_socket(&mut client, &args, mode, &base, size, &mut next_id)?;
+            print_row(&format!("{} via socket", mode.name()), &samples);
+            socket_json.insert(mode.name().to_string(), summary_json(&samples));
         }
-        #[cfg(not(unix))]
-        bail!("--socket {} is only supported on Unix", path.display());
+        report.insert(
+            "socket".into(),
+            json!({ "daemon": info, "modes": Value::Object(socket_json) }),
+        );
     }
 
     if let Some(path) = &args.json {

@@ -17,10 +17,10 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use livefill_protocol::{Context, Mask, Mode, Priority, RgbaImage};
 
-use super::client::DaemonClient;
 use super::generate::{flatten, write_png};
 use super::runtime_args::RuntimeArgs;
 use super::serve::{DaemonSettings, run_daemon};
+use crate::client::DaemonClient;
 use crate::engine::EngineOptions;
 use crate::request::default_request;
 use crate::server::Shutdown;

@@ -4,7 +4,7 @@
 //! socket, editor plugins) shows up in the editor as "nothing happens". Each check prints ✓ (fine),
 //! ! (works, but worth knowing / optional part missing) or ✗ (broken) with a fix; the exit code is
 //! non-zero when an essential check is ✗. The checks read the environment through
-//! `models::locate::Env`, so tests run them against a temporary HOME.
+//! `paths::Env`, so tests run them against a temporary HOME.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,9 +12,11 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 
+use crate::client::{ClientError, Connection};
 use crate::models::inspect;
-use crate::models::locate::{self, Env, ProcessEnv};
+use crate::models::locate;
 use crate::onnx::runtime::{self, DeviceRequest, RuntimeOptions};
+use crate::paths::{self, Env, ProcessEnv};
 use crate::plugin_install;
 
 #[derive(Debug, Clone, Args)]
@@ -178,9 +180,8 @@ fn find_ort_library(args: &DoctorArgs, env: &dyn Env) -> Option<(PathBuf, String
             }
         }
     }
-    let cache = locate::livefill_cache(env).join("onnxruntime");
     for flavor in ["gpu", "cpu"] {
-        let d = cache.join(format!("{}-{flavor}", runtime::ORT_VERSION));
+        let d = paths::onnxruntime_cache_dir(env, runtime::ORT_VERSION, flavor);
         if let Some(p) = find_lib_in(&d) {
             return Some((p, format!("livefill's cache ({flavor} build)")));
         }
@@ -204,6 +205,18 @@ fn find_lib_in(dir: &Path) -> Option<PathBuf> {
     found.pop()
 }
 
+/// The release line livefill needs ("1.31" for ONNX Runtime 1.31.1): the major and minor of
+/// [`runtime::ORT_VERSION`].
+fn required_release() -> &'static str {
+    release_line(runtime::ORT_VERSION)
+}
+
+fn release_line(version: &str) -> &str {
+    version
+        .rsplit_once('.')
+        .map_or(version, |(line, _patch)| line)
+}
+
 /// Version from `ort::info()` ("... git-branch=rel-1.31.1, ...").
 fn version_from_build_info(info: &str) -> Option<String> {
     let at = info.find("rel-")?;
@@ -222,8 +235,9 @@ fn check_runtime(args: &DoctorArgs, env: &dyn Env, checks: &mut Vec<Check>) -> b
             "library not found yet",
             format!(
                 "livefill fetches onnxruntime {} from PyPI with pip on first use (needs python3 + \
-                 pip and network once), or set ORT_DYLIB_PATH to a libonnxruntime.so ≥ 1.31",
-                runtime::ORT_VERSION
+                 pip and network once), or set ORT_DYLIB_PATH to a libonnxruntime.so ≥ {}",
+                runtime::ORT_VERSION,
+                required_release()
             ),
         ));
         return false;
@@ -258,8 +272,9 @@ fn check_runtime(args: &DoctorArgs, env: &dyn Env, checks: &mut Vec<Check>) -> b
                 NAME,
                 format!("{} (from {source}) does not load: {e}", path.display()),
                 format!(
-                    "livefill needs ONNX Runtime ≥ 1.31 (built against {}); point ORT_DYLIB_PATH \
+                    "livefill needs ONNX Runtime ≥ {} (built against {}); point ORT_DYLIB_PATH \
                      at a matching library or unset it so livefill fetches one",
+                    required_release(),
                     runtime::ORT_VERSION
                 ),
                 true,
@@ -342,7 +357,19 @@ fn check_model(args: &DoctorArgs, env: &dyn Env, checks: &mut Vec<Check>) {
         });
         return;
     }
-    let candidates = locate::all_candidates(&[], env);
+    let candidates = match locate::all_candidates(&[], env) {
+        Ok(candidates) => candidates,
+        Err(e) => {
+            checks.push(Check::fail(
+                NAME,
+                e.to_string(),
+                "fix the config file (README, Models: `model = \"/path\"`, `models = [\"/a\"]`), \
+                 or pass --model DIR",
+                false,
+            ));
+            return;
+        }
+    };
     let good: Vec<String> = candidates
         .iter()
         .filter_map(|c| {
@@ -380,33 +407,13 @@ fn check_model(args: &DoctorArgs, env: &dyn Env, checks: &mut Vec<Check>) {
 // ---------------------------------------------------------------------------------------------
 
 fn socket_path(args: &DoctorArgs, env: &dyn Env) -> PathBuf {
-    if let Some(s) = &args.socket {
-        return s.clone();
-    }
-    let user = {
-        #[cfg(unix)]
-        {
-            // SAFETY: getuid has no preconditions and cannot fail.
-            unsafe { libc::getuid() }.to_string()
-        }
-        #[cfg(not(unix))]
-        {
-            env.var("USERNAME").unwrap_or_else(|| "user".into())
-        }
-    };
-    livefill_protocol::socket_path::socket_path_with(
-        |k| env.var(k).map(std::ffi::OsString::from),
-        user,
-    )
+    args.socket
+        .clone()
+        .unwrap_or_else(|| paths::default_socket(env))
 }
 
 #[cfg(unix)]
 fn check_socket(args: &DoctorArgs, env: &dyn Env) -> Check {
-    use livefill_protocol::{
-        ClientHello, ClientMessage, DEFAULT_MAX_PAYLOAD, DaemonMessage, read_daemon_frame,
-        write_frame,
-    };
-    use std::os::unix::net::UnixStream;
     const NAME: &str = "daemon socket";
     let path = socket_path(args, env);
     if !path.exists() {
@@ -416,14 +423,18 @@ fn check_socket(args: &DoctorArgs, env: &dyn Env) -> Check {
             "start it with `livefill serve --model DIR` (plugins connect to this path)",
         );
     }
-    let stream = match UnixStream::connect(&path) {
-        Ok(s) => s,
+    let mut connection = match Connection::open(&path, Duration::from_secs(3)) {
+        Ok(connection) => connection,
         Err(e) => {
+            let reason = match e {
+                ClientError::Connect { source, .. } => source.to_string(),
+                other => other.to_string(),
+            };
             return Check::fail(
                 NAME,
                 format!(
-                    "{} exists but nobody answers ({e}): stale socket file from a daemon that \
-                     did not shut down cleanly",
+                    "{} exists but nobody answers ({reason}): stale socket file from a daemon \
+                     that did not shut down cleanly",
                     path.display()
                 ),
                 format!(
@@ -434,19 +445,9 @@ fn check_socket(args: &DoctorArgs, env: &dyn Env) -> Check {
             );
         }
     };
-    let answer = (|| -> anyhow::Result<DaemonMessage> {
-        let mut s = stream;
-        s.set_read_timeout(Some(Duration::from_secs(3)))?;
-        s.set_write_timeout(Some(Duration::from_secs(3)))?;
-        write_frame(
-            &mut s,
-            &ClientMessage::Hello(ClientHello::new("livefill-doctor")),
-        )?;
-        read_daemon_frame(&mut s, DEFAULT_MAX_PAYLOAD)?
-            .ok_or_else(|| anyhow::anyhow!("the daemon closed the connection"))
-    })();
+    let answer = connection.hello("livefill-doctor");
     match answer {
-        Ok(DaemonMessage::Hello(h)) => Check::ok(
+        Ok(h) => Check::ok(
             NAME,
             format!(
                 "daemon {} answering on {}: model {:?} on {} ({})",
@@ -457,7 +458,7 @@ fn check_socket(args: &DoctorArgs, env: &dyn Env) -> Check {
                 h.execution_provider
             ),
         ),
-        Ok(DaemonMessage::Error(e)) => Check::fail(
+        Err(ClientError::Refused(e)) => Check::fail(
             NAME,
             format!(
                 "daemon on {} refused the hello: {} ({})",
@@ -469,12 +470,9 @@ fn check_socket(args: &DoctorArgs, env: &dyn Env) -> Check {
              with this binary and reinstall the plugins",
             true,
         ),
-        Ok(other) => Check::fail(
+        Err(ClientError::Unexpected { got, .. }) => Check::fail(
             NAME,
-            format!(
-                "daemon on {} answered the hello with {other:?}",
-                path.display()
-            ),
+            format!("daemon on {} answered the hello with {got}", path.display()),
             "restart the daemon with this livefill binary",
             true,
         ),
@@ -506,10 +504,6 @@ fn check_socket(args: &DoctorArgs, env: &dyn Env) -> Check {
 // Editor plugins
 // ---------------------------------------------------------------------------------------------
 
-fn home(env: &dyn Env) -> Option<PathBuf> {
-    env.var("HOME").map(PathBuf::from)
-}
-
 /// Whether an installed copy of the shared codec is the one this binary embeds.
 fn codec_matches(plugin_dir: &Path) -> Option<bool> {
     let (name, embedded) = plugin_install::SHARED_PYTHON_MODULES.first()?;
@@ -519,18 +513,9 @@ fn codec_matches(plugin_dir: &Path) -> Option<bool> {
 
 fn check_krita(env: &dyn Env) -> Check {
     const NAME: &str = "Krita plugin";
-    let data = env
-        .var("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| home(env).map(|h| h.join(".local").join("share")));
-    let config = env
-        .var("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| home(env).map(|h| h.join(".config")));
-    let (Some(data), Some(config)) = (data, config) else {
+    let (Ok(pykrita), Ok(kritarc)) = (paths::krita_pykrita_dir(env), paths::kritarc(env)) else {
         return Check::warn(NAME, "HOME is not set; not checked", "set HOME");
     };
-    let pykrita = data.join("krita").join("pykrita");
     let plugin = pykrita.join("livefill_krita");
     if !plugin.join("__init__.py").is_file() {
         return Check::warn(
@@ -551,7 +536,6 @@ fn check_krita(env: &dyn Env) -> Check {
             "reinstall: `livefill install-plugin krita`",
         );
     }
-    let kritarc = config.join("kritarc");
     let enabled = std::fs::read_to_string(&kritarc)
         .map(|t| kritarc_enabled(&t, "livefill_krita"))
         .unwrap_or(false);
@@ -603,17 +587,8 @@ fn kritarc_enabled(text: &str, name: &str) -> bool {
 
 fn check_gimp(env: &dyn Env) -> Check {
     const NAME: &str = "GIMP plugin";
-    let plug_ins = if let Some(p) = env.var("GIMP3_DIRECTORY") {
-        PathBuf::from(p).join("plug-ins")
-    } else {
-        let config = env
-            .var("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .or_else(|| home(env).map(|h| h.join(".config")));
-        let Some(config) = config else {
-            return Check::warn(NAME, "HOME is not set; not checked", "set HOME");
-        };
-        config.join("GIMP").join("3.0").join("plug-ins")
+    let Ok(plug_ins) = paths::gimp_plug_ins_dir(env) else {
+        return Check::warn(NAME, "HOME is not set; not checked", "set HOME");
     };
     let dir = plug_ins.join(plugin_install::gimp::PLUGIN_NAME);
     let entry = dir.join(format!("{}.py", plugin_install::gimp::PLUGIN_NAME));
@@ -668,6 +643,13 @@ mod tests {
             Some("1.31.1")
         );
         assert_eq!(version_from_build_info("nothing"), None);
+    }
+
+    #[test]
+    fn release_line_is_major_and_minor() {
+        assert_eq!(release_line("1.31.1"), "1.31");
+        assert_eq!(release_line("2"), "2");
+        assert!(required_release().starts_with('1'));
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Subcommands of the `livefill` binary, one file each; `main.rs` only parses and dispatches.
 
 pub mod bench;
-pub mod client;
 pub mod demo;
 pub mod doctor;
 pub mod generate;

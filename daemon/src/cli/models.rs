@@ -8,7 +8,8 @@ use clap::{Args, Subcommand};
 use crate::models::export::{ExportRequest, Toolchain};
 use crate::models::hub::{self, FetchOptions};
 use crate::models::inspect::{self, human_bytes};
-use crate::models::locate::{self, ProcessEnv};
+use crate::models::locate;
+use crate::paths::{self, ProcessEnv};
 
 #[derive(Debug, Args)]
 pub struct ModelsArgs {
@@ -141,13 +142,13 @@ fn fetch(args: FetchArgs) -> anyhow::Result<()> {
 
 fn list(args: ListArgs) -> anyhow::Result<()> {
     let env = ProcessEnv;
-    let candidates = locate::all_candidates(&args.models, &env);
+    let candidates = locate::all_candidates(&args.models, &env)?;
     if candidates.is_empty() {
         println!("no models found.");
-        if let Some(cache) = locate::hf_hub_cache(&env) {
+        if let Some(cache) = paths::hf_hub_cache(&env) {
             println!("  looked in the Hugging Face cache: {}", cache.display());
         }
-        if let Some(cfg) = locate::config_file(&env) {
+        if let Some(cfg) = paths::config_file(&env) {
             println!("  and in the config file:          {}", cfg.display());
         }
         println!(

@@ -7,7 +7,7 @@
 //! engine, and hands everything to `server::serve` on a multi-thread tokio runtime.
 //! [`run_daemon`] is the same thing as a function, used in process by `livefill demo`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -16,8 +16,10 @@ use livefill_protocol::{DEFAULT_MAX_PAYLOAD, ModelInfo, default_socket_path};
 use ort::value::TensorElementType;
 
 use super::runtime_args::RuntimeArgs;
+use crate::config;
 use crate::engine::{Engine, EngineOptions};
 use crate::generator::ImageGenerator;
+use crate::paths::{self, ProcessEnv};
 use crate::server::{ServerOptions, Shutdown, SocketListener};
 
 #[derive(Debug, Clone, Args)]
@@ -158,151 +160,27 @@ pub fn model_info(engine: &Engine) -> ModelInfo {
     }
 }
 
-/// Where the config file is looked for: `$XDG_CONFIG_HOME/livefill/config.toml`, or
-/// `$HOME/.config/livefill/config.toml` when `XDG_CONFIG_HOME` is unset.
-pub fn config_path() -> Option<PathBuf> {
-    let non_empty = |key: &str| std::env::var_os(key).filter(|v| !v.is_empty());
-    let base = non_empty("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| non_empty("HOME").map(|home| PathBuf::from(home).join(".config")))?;
-    Some(base.join("livefill").join("config.toml"))
-}
-
 fn model_from_config() -> anyhow::Result<PathBuf> {
-    let Some(path) = config_path() else {
+    let env = ProcessEnv;
+    let Some(path) = paths::config_file(&env) else {
         bail!(
             "no model given: pass --model DIR (no config file could be looked for: neither \
              XDG_CONFIG_HOME nor HOME is set)"
         );
     };
-    if !path.is_file() {
+    let Some(config) = config::load(&env)? else {
         bail!(
             "no model given: pass --model DIR, or put `model = \"/path/to/model\"` in {} \
              (looked there, it does not exist)",
             path.display()
         );
-    }
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    match config_value(&text, "model").with_context(|| format!("parsing {}", path.display()))? {
-        Some(model) => Ok(resolve_config_path(&model, &path)),
+    };
+    match config.model {
+        Some(model) => Ok(model),
         None => bail!(
             "no model given: pass --model DIR, or add `model = \"/path/to/model\"` to {} \
              (it has no `model` key)",
-            path.display()
+            config.file.display()
         ),
-    }
-}
-
-/// `~/x` is taken from `$HOME`, a relative path from the config file's folder.
-fn resolve_config_path(value: &str, config: &Path) -> PathBuf {
-    if let Some(rest) = value.strip_prefix("~/")
-        && let Some(home) = std::env::var_os("HOME")
-    {
-        return PathBuf::from(home).join(rest);
-    }
-    let path = PathBuf::from(value);
-    if path.is_relative() {
-        config.parent().unwrap_or(Path::new(".")).join(path)
-    } else {
-        path
-    }
-}
-
-/// The value of top-level `key = value` in a TOML-ish file: `#` comments, blank lines and
-/// `[sections]` (whose keys are not top-level) are skipped; the value is a basic string
-/// (`"..."` with `\"` and `\\` escapes), a literal string (`'...'`) or a bare word.
-pub fn config_value(text: &str, key: &str) -> anyhow::Result<Option<String>> {
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if line.starts_with('[') {
-            // Everything after a table header belongs to that table.
-            return Ok(None);
-        }
-        let Some((name, value)) = line.split_once('=') else {
-            bail!("line {}: expected `key = value`", number + 1);
-        };
-        if name.trim() != key {
-            continue;
-        }
-        return parse_value(value.trim())
-            .map(Some)
-            .with_context(|| format!("line {}: bad value for `{key}`", number + 1));
-    }
-    Ok(None)
-}
-
-fn parse_value(value: &str) -> anyhow::Result<String> {
-    if let Some(body) = value.strip_prefix('\'') {
-        let end = body.find('\'').context("unterminated '...' string")?;
-        return Ok(body[..end].to_string());
-    }
-    if let Some(body) = value.strip_prefix('"') {
-        let mut out = String::new();
-        let mut chars = body.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '"' => return Ok(out),
-                '\\' => match chars.next() {
-                    Some('"') => out.push('"'),
-                    Some('\\') => out.push('\\'),
-                    Some('n') => out.push('\n'),
-                    Some('t') => out.push('\t'),
-                    other => bail!("unsupported escape \\{}", other.unwrap_or(' ')),
-                },
-                c => out.push(c),
-            }
-        }
-        bail!("unterminated \"...\" string");
-    }
-    let bare = value.split('#').next().unwrap_or("").trim();
-    if bare.is_empty() {
-        bail!("empty value");
-    }
-    Ok(bare.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_values() {
-        let text = "# livefill\n\nsocket = '/tmp/x'\nmodel = \"/m/a \\\"b\\\"\" # comment\n[other]\nmodel = \"no\"\n";
-        assert_eq!(
-            config_value(text, "model").unwrap().as_deref(),
-            Some("/m/a \"b\"")
-        );
-        assert_eq!(
-            config_value(text, "socket").unwrap().as_deref(),
-            Some("/tmp/x")
-        );
-        assert_eq!(config_value("[t]\nmodel = 'x'\n", "model").unwrap(), None);
-        assert_eq!(
-            config_value("model = bare/path # c\n", "model")
-                .unwrap()
-                .as_deref(),
-            Some("bare/path")
-        );
-        assert!(config_value("model = \"open\n", "model").is_err());
-        assert!(config_value("garbage\n", "model").is_err());
-    }
-
-    #[test]
-    fn relative_config_paths_resolve_next_to_the_file() {
-        assert_eq!(
-            resolve_config_path(
-                "models/sd",
-                Path::new("/home/u/.config/livefill/config.toml")
-            ),
-            PathBuf::from("/home/u/.config/livefill/models/sd")
-        );
-        assert_eq!(
-            resolve_config_path("/abs", Path::new("/c/config.toml")),
-            PathBuf::from("/abs")
-        );
     }
 }

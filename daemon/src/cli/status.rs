@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use livefill_protocol::default_socket_path;
 
-use super::client::DaemonClient;
+use crate::client::DaemonClient;
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use super::locate::{self, Env};
+use crate::paths::{self, Env};
 
 /// The exporter, as shipped in the repository.
 pub const EXPORT_SCRIPT: &str = include_str!("../../../tests/export/export_lcm.py");
@@ -84,8 +84,7 @@ impl Toolchain {
     /// Write the embedded script + requirements into the cache; `python` = an existing
     /// interpreter that already has the requirements (no venv is made then).
     pub fn prepare(env: &dyn Env, python: Option<&Path>) -> anyhow::Result<Self> {
-        let cache = locate::livefill_cache(env);
-        let dir = cache.join("export");
+        let dir = paths::export_dir(env);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let script = dir.join("export_lcm.py");
         let requirements = dir.join("requirements.txt");
@@ -94,7 +93,7 @@ impl Toolchain {
         let (venv, python) = match python {
             Some(p) => (None, p.to_path_buf()),
             None => {
-                let venv = cache.join("export-venv");
+                let venv = paths::export_venv(env);
                 let python = venv.join("bin").join("python");
                 (Some(venv), python)
             }
@@ -227,6 +226,20 @@ pub fn shell_quote(word: &std::ffi::OsStr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Python toolchains pin the ONNX Runtime the daemon is built against (`ORT_VERSION`,
+    /// the one place the version is written; requirement files cannot read it, so check them).
+    #[test]
+    fn python_requirements_pin_the_daemons_onnxruntime() {
+        let pin = format!("onnxruntime=={}", crate::onnx::runtime::ORT_VERSION);
+        let reference = include_str!("../../../tests/reference/requirements.txt");
+        for (name, text) in [("export", REQUIREMENTS), ("reference", reference)] {
+            assert!(
+                text.lines().any(|line| line.trim() == pin),
+                "tests/{name}/requirements.txt does not pin {pin}"
+            );
+        }
+    }
 
     #[test]
     fn quotes_words() {

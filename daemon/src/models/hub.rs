@@ -21,7 +21,7 @@ use serde::Deserialize;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use super::locate::{self, Env};
+use crate::paths::{self, Env};
 
 /// The hub livefill talks to unless `HF_ENDPOINT` or `--endpoint` says otherwise.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -114,10 +114,10 @@ pub struct FetchOptions {
 impl FetchOptions {
     /// Defaults from the environment: `HF_ENDPOINT`, `HF_HUB_CACHE` / `HF_HOME`, `HF_TOKEN`.
     pub fn from_env(repo_id: &str, revision: &str, env: &dyn Env) -> anyhow::Result<Self> {
-        let cache = locate::hf_hub_cache(env)
+        let cache = paths::hf_hub_cache(env)
             .context("cannot find the Hugging Face cache: set HF_HOME (or HOME)")?;
         let token = env.var("HF_TOKEN").or_else(|| {
-            locate::hf_home(env)
+            paths::hf_home(env)
                 .and_then(|h| std::fs::read_to_string(h.join("token")).ok())
                 .map(|t| t.trim().to_string())
                 .filter(|t| !t.is_empty())

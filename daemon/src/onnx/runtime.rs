@@ -310,14 +310,7 @@ fn find_in_dir(dir: &Path) -> Option<PathBuf> {
 
 /// `$XDG_CACHE_HOME/livefill/onnxruntime/<version>-<flavor>` (or `~/.cache/...`).
 pub fn cache_dir(flavor: OrtFlavor) -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("livefill")
-        .join("onnxruntime")
-        .join(format!("{ORT_VERSION}-{}", flavor.dir_name()))
+    crate::paths::onnxruntime_cache_dir(&crate::paths::ProcessEnv, ORT_VERSION, flavor.dir_name())
 }
 
 /// Download the wheel with pip and unpack the shared libraries into the cache.

@@ -8,9 +8,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use super::SHARED_PYTHON_MODULES;
+use crate::paths::{self, ProcessEnv};
 
 /// Name of the plug-in folder and of its entry script (without `.py`).
 pub const PLUGIN_NAME: &str = "livefill";
@@ -34,37 +35,9 @@ pub const PLUGIN_FILES: &[(&str, &str, bool)] = &[
     ),
 ];
 
-/// The GIMP 3 `plug-ins` folder of the current user's profile:
-/// Linux `$XDG_CONFIG_HOME/GIMP/3.0/plug-ins` (default `~/.config/...`), Windows
-/// `%APPDATA%\GIMP\3.0\plug-ins`, macOS `~/Library/Application Support/GIMP/3.0/plug-ins`.
-/// `GIMP3_DIRECTORY`, when set, replaces the whole profile folder as it does for GIMP itself.
+/// The GIMP 3 `plug-ins` folder of the current user's profile ([`paths::gimp_plug_ins_dir`]).
 pub fn default_plug_ins_dir() -> Result<PathBuf> {
-    plug_ins_dir_with(|key| {
-        std::env::var_os(key)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    })
-}
-
-fn plug_ins_dir_with(env: impl Fn(&str) -> Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(profile) = env("GIMP3_DIRECTORY") {
-        return Ok(profile.join("plug-ins"));
-    }
-    let config = if cfg!(windows) {
-        env("APPDATA").context("%APPDATA% is not set; pass --dest")?
-    } else if cfg!(target_os = "macos") {
-        env("HOME")
-            .context("$HOME is not set; pass --dest")?
-            .join("Library")
-            .join("Application Support")
-    } else if let Some(xdg) = env("XDG_CONFIG_HOME") {
-        xdg
-    } else {
-        env("HOME")
-            .context("$HOME is not set; pass --dest")?
-            .join(".config")
-    };
-    Ok(config.join("GIMP").join("3.0").join("plug-ins"))
+    paths::gimp_plug_ins_dir(&ProcessEnv).map_err(|e| anyhow!("{e}; pass --dest"))
 }
 
 /// Installs the plug-in and returns the folder written (`<plug-ins>/livefill`).
@@ -147,32 +120,6 @@ mod tests {
         // Reinstalling over an existing install works.
         install(Some(&dest)).unwrap();
         fs::remove_dir_all(&dest).unwrap();
-    }
-
-    #[test]
-    fn profile_folder_per_platform() {
-        let env = |key: &str| match key {
-            "HOME" => Some(PathBuf::from("/home/a")),
-            "APPDATA" => Some(PathBuf::from(r"C:\Users\a\AppData\Roaming")),
-            _ => None,
-        };
-        let dir = plug_ins_dir_with(env).unwrap();
-        if cfg!(windows) {
-            assert!(dir.ends_with(Path::new("GIMP").join("3.0").join("plug-ins")));
-            assert!(dir.starts_with(r"C:\Users\a\AppData\Roaming"));
-        } else if cfg!(target_os = "macos") {
-            assert_eq!(
-                dir,
-                PathBuf::from("/home/a/Library/Application Support/GIMP/3.0/plug-ins")
-            );
-        } else {
-            assert_eq!(dir, PathBuf::from("/home/a/.config/GIMP/3.0/plug-ins"));
-        }
-        let custom = |key: &str| (key == "GIMP3_DIRECTORY").then(|| PathBuf::from("/p"));
-        assert_eq!(
-            plug_ins_dir_with(custom).unwrap(),
-            PathBuf::from("/p/plug-ins")
-        );
     }
 
     #[test]

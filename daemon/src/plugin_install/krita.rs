@@ -11,9 +11,10 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use super::SHARED_PYTHON_MODULES;
+use crate::paths::{self, ProcessEnv};
 
 /// The Python package Krita imports (`X-KDE-Library` in the desktop file).
 pub const MODULE_NAME: &str = "livefill_krita";
@@ -80,53 +81,14 @@ pub fn files() -> Vec<(String, &'static str)> {
     out
 }
 
-/// The current user's Krita `pykrita` folder: Linux `$XDG_DATA_HOME/krita/pykrita` (default
-/// `~/.local/share/krita/pykrita`), Windows `%APPDATA%\krita\pykrita`, macOS
-/// `~/Library/Application Support/krita/pykrita`.
+/// The current user's Krita `pykrita` folder ([`paths::krita_pykrita_dir`]).
 pub fn default_pykrita_dir() -> Result<PathBuf> {
-    pykrita_dir_with(env_path)
+    paths::krita_pykrita_dir(&ProcessEnv).map_err(|e| anyhow!("{e}; pass --dest"))
 }
 
-/// The current user's `kritarc`: Linux `$XDG_CONFIG_HOME/kritarc` (default `~/.config/kritarc`),
-/// Windows `%LOCALAPPDATA%\kritarc`, macOS `~/Library/Preferences/kritarc`.
+/// The current user's `kritarc` ([`paths::kritarc`]).
 pub fn default_kritarc() -> Result<PathBuf> {
-    kritarc_with(env_path)
-}
-
-fn env_path(key: &str) -> Option<PathBuf> {
-    std::env::var_os(key)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-}
-
-fn home(env: &impl Fn(&str) -> Option<PathBuf>) -> Result<PathBuf> {
-    env("HOME").context("$HOME is not set; pass --dest")
-}
-
-fn pykrita_dir_with(env: impl Fn(&str) -> Option<PathBuf>) -> Result<PathBuf> {
-    let data = if cfg!(windows) {
-        env("APPDATA").context("%APPDATA% is not set; pass --dest")?
-    } else if cfg!(target_os = "macos") {
-        home(&env)?.join("Library").join("Application Support")
-    } else if let Some(xdg) = env("XDG_DATA_HOME") {
-        xdg
-    } else {
-        home(&env)?.join(".local").join("share")
-    };
-    Ok(data.join("krita").join("pykrita"))
-}
-
-fn kritarc_with(env: impl Fn(&str) -> Option<PathBuf>) -> Result<PathBuf> {
-    let config = if cfg!(windows) {
-        env("LOCALAPPDATA").context("%LOCALAPPDATA% is not set")?
-    } else if cfg!(target_os = "macos") {
-        home(&env)?.join("Library").join("Preferences")
-    } else if let Some(xdg) = env("XDG_CONFIG_HOME") {
-        xdg
-    } else {
-        home(&env)?.join(".config")
-    };
-    Ok(config.join("kritarc"))
+    Ok(paths::kritarc(&ProcessEnv)?)
 }
 
 /// Installs the plugin and returns the package folder written (`<pykrita>/livefill_krita`).
@@ -401,42 +363,6 @@ mod tests {
             "[python]\nenable_livefill_krita=true\n"
         );
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn folders_per_platform() {
-        let env = |key: &str| match key {
-            "HOME" => Some(PathBuf::from("/home/a")),
-            "APPDATA" => Some(PathBuf::from(r"C:\Users\a\AppData\Roaming")),
-            "LOCALAPPDATA" => Some(PathBuf::from(r"C:\Users\a\AppData\Local")),
-            _ => None,
-        };
-        let pykrita = pykrita_dir_with(env).unwrap();
-        let rc = kritarc_with(env).unwrap();
-        if cfg!(windows) {
-            assert!(pykrita.starts_with(r"C:\Users\a\AppData\Roaming"));
-            assert!(pykrita.ends_with(Path::new("krita").join("pykrita")));
-            assert!(rc.starts_with(r"C:\Users\a\AppData\Local"));
-        } else if cfg!(target_os = "macos") {
-            assert_eq!(
-                pykrita,
-                PathBuf::from("/home/a/Library/Application Support/krita/pykrita")
-            );
-            assert_eq!(rc, PathBuf::from("/home/a/Library/Preferences/kritarc"));
-        } else {
-            assert_eq!(pykrita, PathBuf::from("/home/a/.local/share/krita/pykrita"));
-            assert_eq!(rc, PathBuf::from("/home/a/.config/kritarc"));
-            let xdg = |key: &str| match key {
-                "XDG_DATA_HOME" => Some(PathBuf::from("/d")),
-                "XDG_CONFIG_HOME" => Some(PathBuf::from("/c")),
-                _ => None,
-            };
-            assert_eq!(
-                pykrita_dir_with(xdg).unwrap(),
-                PathBuf::from("/d/krita/pykrita")
-            );
-            assert_eq!(kritarc_with(xdg).unwrap(), PathBuf::from("/c/kritarc"));
-        }
     }
 
     #[test]

@@ -1,21 +1,19 @@
 //! Shared helpers of the `daemon_*` integration tests: start the real `livefill serve` binary on
-//! a tiny fixture model and a socket in a private temp folder, and talk to it with the protocol
-//! crate's blocking frame functions over a `UnixStream`. CPU only, local sockets only, and every
-//! wait is bounded.
+//! a tiny fixture model and a socket in a private temp folder, and talk to it through the crate's
+//! blocking client (`livefill::client::Connection`), with panicking helpers on top. CPU only,
+//! local sockets only, and every wait is bounded.
 
 #![allow(dead_code)]
 
-use std::io::Write;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use livefill::client::{ClientError, Connection};
 use livefill_protocol::{
-    ClientHello, ClientMessage, DEFAULT_MAX_PAYLOAD, DaemonHello, DaemonMessage, DaemonStatus,
-    ErrorCode, ErrorReply, GenerateRequest, Mask, Mode, Priority, RgbaImage, read_daemon_frame,
-    write_frame,
+    ClientMessage, DaemonHello, DaemonMessage, DaemonStatus, ErrorCode, ErrorReply,
+    GenerateRequest, Mask, Mode, Priority, RgbaImage,
 };
 
 /// Longest wait for any single reply.
@@ -53,8 +51,10 @@ pub fn livefill_command() -> Command {
         .env_remove("LIVEFILL_SOCKET")
         .stdin(Stdio::null());
     if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        let cached =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/ort/libonnxruntime.so.1.31.1");
+        let cached = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "../.cache/ort/libonnxruntime.so.{}",
+            livefill::onnx::runtime::ORT_VERSION
+        ));
         if cached.is_file() {
             cmd.env("ORT_DYLIB_PATH", cached);
         }
@@ -208,17 +208,15 @@ impl Drop for Daemon {
     }
 }
 
-/// A blocking protocol client with read timeouts.
+/// The crate's blocking connection with read timeouts, panicking on anything unexpected.
 pub struct Client {
-    pub stream: UnixStream,
+    pub connection: Connection,
 }
 
 impl Client {
-    pub fn try_connect(socket: &Path) -> std::io::Result<Client> {
-        let stream = UnixStream::connect(socket)?;
-        stream.set_read_timeout(Some(READ_TIMEOUT))?;
-        stream.set_write_timeout(Some(READ_TIMEOUT))?;
-        Ok(Client { stream })
+    pub fn try_connect(socket: &Path) -> Result<Client, ClientError> {
+        let connection = Connection::open(socket, READ_TIMEOUT)?;
+        Ok(Client { connection })
     }
 
     pub fn connect(socket: &Path) -> Client {
@@ -226,49 +224,32 @@ impl Client {
     }
 
     pub fn set_timeout(&self, timeout: Duration) {
-        self.stream.set_read_timeout(Some(timeout)).unwrap();
+        self.connection.set_timeout(timeout).unwrap();
     }
 
     pub fn send(&mut self, msg: &ClientMessage) {
-        write_frame(&mut self.stream, msg).expect("send frame");
+        self.connection.send(msg).expect("send frame");
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("send raw bytes");
+        self.connection.send_bytes(bytes).expect("send raw bytes");
     }
 
     /// The next message (panics on timeout, close or a bad frame).
     pub fn recv(&mut self) -> DaemonMessage {
-        match read_daemon_frame(&mut self.stream, DEFAULT_MAX_PAYLOAD) {
-            Ok(Some(msg)) => msg,
-            Ok(None) => panic!("daemon closed the connection"),
-            Err(e) => panic!("reading from the daemon: {e}"),
-        }
+        self.recv_or_eof()
+            .unwrap_or_else(|| panic!("daemon closed the connection"))
     }
 
     /// The next message, or `None` when the daemon closed the connection.
     pub fn recv_or_eof(&mut self) -> Option<DaemonMessage> {
-        match read_daemon_frame(&mut self.stream, DEFAULT_MAX_PAYLOAD) {
-            Ok(msg) => msg,
-            Err(livefill_protocol::FrameError::Io(e))
-                if e.kind() == std::io::ErrorKind::ConnectionReset =>
-            {
-                None
-            }
-            Err(e) => panic!("reading from the daemon: {e}"),
-        }
+        self.connection
+            .recv_or_eof()
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn try_hello(&mut self, name: &str) -> Result<DaemonHello, String> {
-        write_frame(
-            &mut self.stream,
-            &ClientMessage::Hello(ClientHello::new(name)),
-        )
-        .map_err(|e| e.to_string())?;
-        match read_daemon_frame(&mut self.stream, DEFAULT_MAX_PAYLOAD) {
-            Ok(Some(DaemonMessage::Hello(hello))) => Ok(hello),
-            other => Err(format!("{other:?}")),
-        }
+        self.connection.hello(name).map_err(|e| e.to_string())
     }
 
     pub fn hello(&mut self, name: &str) -> DaemonHello {

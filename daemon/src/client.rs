@@ -1,0 +1,239 @@
+//! The blocking client of the daemon, used by `status`, `demo`, `bench`, `doctor` and the
+//! integration tests.
+//!
+//! Exists so everything that talks to a daemon goes through the real socket and the real
+//! protocol, exactly like a plugin, with one copy of the socket code: [`Connection`] is a framed
+//! connection with every read and write bounded by a timeout (tests also use it before, or
+//! instead of, the handshake), [`DaemonClient`] one past the `Hello` with the usual requests on
+//! top. Only the protocol crate and std are used here.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use interprocess::local_socket::prelude::*;
+use interprocess::local_socket::{GenericFilePath, Stream};
+use livefill_protocol::{
+    ClientHello, ClientMessage, DEFAULT_MAX_PAYLOAD, DaemonHello, DaemonMessage, DaemonStatus,
+    ErrorReply, FrameError, GenerateRequest, GenerateResult, ModelInfo, read_daemon_frame,
+    write_frame,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("bad socket path {}: {source}", socket.display())]
+    BadSocketPath {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot connect to the livefill daemon at {} (is `livefill serve` running?): {source}",
+        socket.display()
+    )]
+    Connect {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("setting the socket timeout: {0}")]
+    Timeout(std::io::Error),
+    #[error("sending to the daemon: {0}")]
+    Send(FrameError),
+    #[error("reading from the daemon: {0}")]
+    Receive(FrameError),
+    #[error("the daemon closed the connection")]
+    Closed,
+    #[error("the daemon refused the connection: {0}")]
+    Refused(ErrorReply),
+    #[error("expected the daemon's {expected}, got {got}")]
+    Unexpected {
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("the daemon failed the request: {0}")]
+    Failed(ErrorReply),
+    #[error("request superseded by {by_request_id}")]
+    Superseded { by_request_id: u64 },
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+/// A framed connection to a daemon, with or without the handshake done.
+pub struct Connection {
+    stream: Stream,
+}
+
+impl Connection {
+    /// Connects to `socket`; every later read and write waits at most `timeout`.
+    pub fn open(socket: &Path, timeout: Duration) -> Result<Self, ClientError> {
+        let name = socket.to_fs_name::<GenericFilePath>().map_err(|source| {
+            ClientError::BadSocketPath {
+                socket: socket.to_path_buf(),
+                source,
+            }
+        })?;
+        let stream = Stream::connect(name).map_err(|source| ClientError::Connect {
+            socket: socket.to_path_buf(),
+            source,
+        })?;
+        let connection = Self { stream };
+        connection.set_timeout(timeout)?;
+        Ok(connection)
+    }
+
+    /// Bounds every later read and write by `timeout`.
+    pub fn set_timeout(&self, timeout: Duration) -> Result<(), ClientError> {
+        self.stream
+            .set_recv_timeout(Some(timeout))
+            .and_then(|()| self.stream.set_send_timeout(Some(timeout)))
+            .map_err(ClientError::Timeout)
+    }
+
+    pub fn send(&mut self, msg: &ClientMessage) -> Result<(), ClientError> {
+        write_frame(&mut self.stream, msg).map_err(ClientError::Send)
+    }
+
+    /// Writes `bytes` as they are (a test's broken or partial frame).
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| ClientError::Send(FrameError::Io(e)))
+    }
+
+    /// Half-closes the connection: the daemon reads the end of the stream, replies can still
+    /// come back.
+    #[cfg(unix)]
+    pub fn close_sending(&self) -> std::io::Result<()> {
+        let Stream::UdSocket(stream) = &self.stream;
+        stream.inner().shutdown(std::net::Shutdown::Write)
+    }
+
+    /// The next message; the daemon closing the connection is an error here.
+    pub fn recv(&mut self) -> Result<DaemonMessage, ClientError> {
+        self.recv_or_eof()?.ok_or(ClientError::Closed)
+    }
+
+    /// The next message, or `None` when the daemon closed (or reset) the connection.
+    pub fn recv_or_eof(&mut self) -> Result<Option<DaemonMessage>, ClientError> {
+        match read_daemon_frame(&mut self.stream, DEFAULT_MAX_PAYLOAD) {
+            Ok(msg) => Ok(msg),
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(None),
+            Err(e) => Err(ClientError::Receive(e)),
+        }
+    }
+
+    /// Says hello as `client_name` and returns the daemon's answer.
+    pub fn hello(&mut self, client_name: &str) -> Result<DaemonHello, ClientError> {
+        self.send(&ClientMessage::Hello(ClientHello::new(client_name)))?;
+        match self.recv()? {
+            DaemonMessage::Hello(hello) => Ok(hello),
+            DaemonMessage::Error(e) => Err(ClientError::Refused(e)),
+            other => Err(ClientError::Unexpected {
+                expected: "Hello",
+                got: other.kind(),
+            }),
+        }
+    }
+}
+
+/// One connection to a daemon, past the handshake.
+pub struct DaemonClient {
+    connection: Connection,
+    pub hello: DaemonHello,
+}
+
+impl DaemonClient {
+    /// Connects to `socket` and says hello; every later read waits at most `timeout`.
+    pub fn connect(
+        socket: &Path,
+        client_name: &str,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let mut connection = Connection::open(socket, timeout)?;
+        let hello = connection.hello(client_name)?;
+        Ok(Self { connection, hello })
+    }
+
+    pub fn send(&mut self, msg: &ClientMessage) -> Result<(), ClientError> {
+        self.connection.send(msg)
+    }
+
+    /// The next message; the daemon closing the connection is an error here.
+    pub fn recv(&mut self) -> Result<DaemonMessage, ClientError> {
+        self.connection.recv()
+    }
+
+    pub fn status(&mut self) -> Result<DaemonStatus, ClientError> {
+        self.ask(&ClientMessage::Status, |msg| match msg {
+            DaemonMessage::Status(status) => Some(status),
+            _ => None,
+        })
+    }
+
+    /// The models the daemon reports (`ListModels`).
+    pub fn list_models(&mut self) -> Result<Vec<ModelInfo>, ClientError> {
+        self.ask(&ClientMessage::ListModels, |msg| match msg {
+            DaemonMessage::Models(models) => Some(models),
+            _ => None,
+        })
+    }
+
+    /// Sends `msg` and reads until `answer` picks the reply (or the daemon sends an error).
+    fn ask<T>(
+        &mut self,
+        msg: &ClientMessage,
+        answer: impl Fn(DaemonMessage) -> Option<T>,
+    ) -> Result<T, ClientError> {
+        self.send(msg)?;
+        loop {
+            match self.recv()? {
+                DaemonMessage::Error(e) => return Err(ClientError::Failed(e)),
+                other => {
+                    if let Some(reply) = answer(other) {
+                        return Ok(reply);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one request to its end; `on_progress(step, total)` is called for each step.
+    pub fn generate(
+        &mut self,
+        request: &GenerateRequest,
+        mut on_progress: impl FnMut(u32, u32),
+    ) -> Result<GenerateResult, ClientError> {
+        let id = request.request_id;
+        self.send(&ClientMessage::Generate(request.clone()))?;
+        loop {
+            match self.recv()? {
+                DaemonMessage::Progress {
+                    request_id,
+                    step,
+                    total_steps,
+                    ..
+                } if request_id == id => on_progress(step, total_steps),
+                DaemonMessage::Result(result) if result.request_id == id => return Ok(result),
+                DaemonMessage::Error(e) if e.request_id.is_none_or(|r| r == id) => {
+                    return Err(ClientError::Failed(e));
+                }
+                DaemonMessage::Superseded {
+                    request_id,
+                    by_request_id,
+                } if request_id == id => return Err(ClientError::Superseded { by_request_id }),
+                DaemonMessage::ShuttingDown => return Err(ClientError::ShuttingDown),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Asks the daemon to exit and waits until it says so (or closes).
+    pub fn shutdown(mut self) -> Result<(), ClientError> {
+        self.send(&ClientMessage::Shutdown)?;
+        loop {
+            match self.connection.recv_or_eof()? {
+                Some(DaemonMessage::ShuttingDown) | None => return Ok(()),
+                Some(_) => continue,
+            }
+        }
+    }
+}
