@@ -163,48 +163,6 @@ pub fn diagnose(args: &DoctorArgs, env: &dyn Env) -> Report {
 // ONNX Runtime
 // ---------------------------------------------------------------------------------------------
 
-/// The library livefill would load, without fetching it: (path, where it was found).
-fn find_ort_library(args: &DoctorArgs, env: &dyn Env) -> Option<(PathBuf, String)> {
-    if let Some(p) = &args.ort_lib {
-        return Some((p.clone(), "--ort-lib".into()));
-    }
-    if let Some(p) = env.var("ORT_DYLIB_PATH") {
-        return Some((PathBuf::from(p), "ORT_DYLIB_PATH".into()));
-    }
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.parent()
-    {
-        for d in [dir.to_path_buf(), dir.join("lib")] {
-            if let Some(p) = find_lib_in(&d) {
-                return Some((p, "next to the livefill binary".into()));
-            }
-        }
-    }
-    for flavor in ["gpu", "cpu"] {
-        let d = paths::onnxruntime_cache_dir(env, runtime::ORT_VERSION, flavor);
-        if let Some(p) = find_lib_in(&d) {
-            return Some((p, format!("livefill's cache ({flavor} build)")));
-        }
-    }
-    None
-}
-
-fn find_lib_in(dir: &Path) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let n = p
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            n.starts_with("libonnxruntime.so") || n == "onnxruntime.dll" || n.ends_with(".dylib")
-        })
-        .collect();
-    found.sort();
-    found.pop()
-}
-
 /// The release line livefill needs ("1.31" for ONNX Runtime 1.31.1): the major and minor of
 /// [`runtime::ORT_VERSION`].
 fn required_release() -> &'static str {
@@ -229,7 +187,9 @@ fn version_from_build_info(info: &str) -> Option<String> {
 
 fn check_runtime(args: &DoctorArgs, env: &dyn Env, checks: &mut Vec<Check>) -> bool {
     const NAME: &str = "ONNX Runtime";
-    let Some((path, source)) = find_ort_library(args, env) else {
+    let flavors = [runtime::OrtFlavor::Gpu, runtime::OrtFlavor::Cpu];
+    let found = runtime::find_library(args.ort_lib.as_deref(), env, &flavors);
+    let Some((path, source)) = found.map(|(path, source)| (path, source.describe())) else {
         checks.push(Check::warn(
             NAME,
             "library not found yet",

@@ -12,6 +12,8 @@ use std::process::Command;
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProviderDispatch};
 
+use crate::paths::{self, Env, ProcessEnv};
+
 /// The ONNX Runtime release livefill is built against (`ort` 2.0.0-rc.15 needs ≥ 1.31).
 pub const ORT_VERSION: &str = "1.31.1";
 
@@ -264,22 +266,62 @@ fn library_version(path: &Path) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// Resolve the library path without loading it.
-pub fn locate_library(explicit: Option<&Path>, gpu: bool) -> Result<PathBuf, RuntimeError> {
-    if let Some(path) = explicit {
-        return Ok(path.to_path_buf());
+/// Where a library was found, in the order livefill looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LibrarySource {
+    /// `--ort-lib`.
+    Explicit,
+    /// `ORT_DYLIB_PATH`.
+    Environment,
+    /// Next to the `livefill` binary (or in `lib/` there).
+    BesideBinary,
+    /// livefill's cache, filled by an earlier fetch.
+    Cache(OrtFlavor),
+}
+
+impl LibrarySource {
+    /// e.g. "livefill's cache (gpu build)".
+    pub fn describe(self) -> String {
+        match self {
+            LibrarySource::Explicit => "--ort-lib".into(),
+            LibrarySource::Environment => "ORT_DYLIB_PATH".into(),
+            LibrarySource::BesideBinary => "next to the livefill binary".into(),
+            LibrarySource::Cache(flavor) => {
+                format!("livefill's cache ({} build)", flavor.dir_name())
+            }
+        }
     }
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(path));
+}
+
+/// The library livefill would load, without fetching it: an explicit path, `ORT_DYLIB_PATH`,
+/// next to the binary, then the cache of each of `flavors` in turn.
+pub fn find_library(
+    explicit: Option<&Path>,
+    env: &dyn Env,
+    flavors: &[OrtFlavor],
+) -> Option<(PathBuf, LibrarySource)> {
+    if let Some(path) = explicit {
+        return Some((path.to_path_buf(), LibrarySource::Explicit));
+    }
+    if let Some(path) = env.var("ORT_DYLIB_PATH") {
+        return Some((PathBuf::from(path), LibrarySource::Environment));
     }
     if let Some(path) = beside_binary() {
-        return Ok(path);
+        return Some((path, LibrarySource::BesideBinary));
     }
+    flavors.iter().find_map(|&flavor| {
+        let dir = paths::onnxruntime_cache_dir(env, ORT_VERSION, flavor.dir_name());
+        find_in_dir(&dir).map(|path| (path, LibrarySource::Cache(flavor)))
+    })
+}
+
+/// Resolve the library path without loading it, fetching it into the cache when it is nowhere.
+pub fn locate_library(explicit: Option<&Path>, gpu: bool) -> Result<PathBuf, RuntimeError> {
     let flavor = if gpu { OrtFlavor::Gpu } else { OrtFlavor::Cpu };
-    if let Some(path) = find_in_dir(&cache_dir(flavor)) {
-        return Ok(path);
+    match find_library(explicit, &ProcessEnv, &[flavor]) {
+        Some((path, _)) => Ok(path),
+        None => fetch_with_pip(flavor),
     }
-    fetch_with_pip(flavor)
 }
 
 fn beside_binary() -> Option<PathBuf> {
@@ -310,7 +352,7 @@ fn find_in_dir(dir: &Path) -> Option<PathBuf> {
 
 /// `$XDG_CACHE_HOME/livefill/onnxruntime/<version>-<flavor>` (or `~/.cache/...`).
 pub fn cache_dir(flavor: OrtFlavor) -> PathBuf {
-    crate::paths::onnxruntime_cache_dir(&crate::paths::ProcessEnv, ORT_VERSION, flavor.dir_name())
+    paths::onnxruntime_cache_dir(&ProcessEnv, ORT_VERSION, flavor.dir_name())
 }
 
 /// Download the wheel with pip and unpack the shared libraries into the cache.
