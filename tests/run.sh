@@ -76,7 +76,7 @@ export_venv() {
 }
 
 if [ "$quick" = 0 ]; then
-    step "models export: LCM-LoRA fuse + ONNX export vs diffusers" export_venv
+    step "models export + public ONNX layouts vs diffusers" export_venv
     [ -f tests/krita/run_krita_tests.sh ] && step "krita plugin in real Krita" bash tests/krita/run_krita_tests.sh
     [ -f tests/gimp/run_gimp_tests.sh ] && step "gimp plugin in real GIMP 3" bash tests/gimp/run_gimp_tests.sh
 fi

@@ -233,3 +233,51 @@ fn folder_that_does_not_exist() {
     let gone = m.root.join("nope");
     assert_names(&load_error(&gone), &gone, &["does not exist"]);
 }
+
+/// The fixture turned into diffusers' legacy ONNX layout: no component configs, a
+/// `model_index.json` naming `OnnxRuntimeModel` components (as `OnnxStableDiffusionPipeline`
+/// writes it). The real converter's output is tested end to end by tests/export.
+fn legacy_copy(fixture_name: &str, class_name: &str, tag: &str) -> TempModel {
+    let m = TempModel::new(fixture_name, tag);
+    for part in ["text_encoder", "unet", "vae_encoder", "vae_decoder"] {
+        std::fs::remove_file(m.path(&format!("{part}/config.json"))).unwrap();
+    }
+    let ort = serde_json::json!(["diffusers", "OnnxRuntimeModel"]);
+    let index = serde_json::json!({
+        "_class_name": class_name,
+        "text_encoder": ort, "unet": ort, "vae_encoder": ort, "vae_decoder": ort,
+        "safety_checker": [null, null],
+        "scheduler": ["diffusers", "LCMScheduler"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+    });
+    std::fs::write(m.path("model_index.json"), index.to_string()).unwrap();
+    m
+}
+
+#[test]
+fn the_legacy_layout_loads_with_configs_from_its_graphs() {
+    use livefill::onnx::legacy_layout::Layout;
+    use livefill::onnx::model_dir::ModelDir;
+    let plain = legacy_copy("tiny-sd", "OnnxStableDiffusionPipeline", "legacy");
+    let dir = ModelDir::open(&plain.model).expect("legacy layout opens");
+    assert_eq!(dir.layout, Layout::DiffusersLegacy);
+    assert_eq!(dir.unet_config.in_channels, 4);
+    assert_eq!(dir.vae_config.latent_channels, 4);
+    assert_eq!(dir.vae_config.scale_factor(), 8);
+    let inpaint = legacy_copy(
+        "tiny-sd-inpaint",
+        "OnnxStableDiffusionInpaintPipeline",
+        "legacy-9",
+    );
+    let dir = ModelDir::open(&inpaint.model).expect("legacy inpainting layout opens");
+    assert!(dir.is_inpainting_unet());
+    let options = EngineOptions {
+        model: inpaint.model.clone(),
+        runtime: RuntimeOptions {
+            device: DeviceRequest::Cpu,
+            ..RuntimeOptions::default()
+        },
+        max_image_side: 1024,
+    };
+    Engine::load(&options).expect("the legacy inpainting copy loads");
+}

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Offline end-to-end test of `livefill models export`: tiny random base + tiny random LoRA →
-# export → livefill's output must equal diffusers' fused pipeline (PSNR ≥ 40 dB).
+# export → livefill's output must equal diffusers' fused pipeline (PSNR ≥ 40 dB); then the public
+# ONNX layouts (diffusers' legacy converter) made from a tiny pipeline and run as they are
+# (test_public_layouts.py).
 #
 # Needs a Python with tests/export/requirements.txt. Uses, in order: $LIVEFILL_EXPORT_PYTHON,
 # .cache/exportvenv (made from .cache/refvenv + peft, see below; tests/run.sh passes its own venv). When neither exists the test is
@@ -21,4 +23,8 @@ livefill=${LIVEFILL_BIN:-target/debug/livefill}
 [ -x "$livefill" ] || cargo build -p livefill --quiet
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$PWD/.cache/ort/libonnxruntime.so.$(bash tests/ort_version.sh)}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec "$python" tests/export/test_export.py --livefill "$livefill" "$@"
+status=0
+"$python" tests/export/test_export.py --livefill "$livefill" "$@" || status=1
+# The layouts of the ONNX models people download (diffusers' legacy converter), made here.
+"$python" tests/export/test_public_layouts.py --livefill "$livefill" || status=1
+exit $status

@@ -11,6 +11,7 @@ use crate::onnx::model_dir::{ModelDir, ModelDirError};
 
 use crate::onnx::contract::{self, ContractError};
 use crate::onnx::header::{self, ElemType, GraphSignature, OnnxInfoError};
+use crate::onnx::legacy_layout::Layout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
@@ -44,6 +45,11 @@ pub struct ModelSummary {
     pub bytes: u64,
     /// The scheduler config names LCMScheduler.
     pub lcm_scheduler: bool,
+    /// Which exporter wrote the folder.
+    pub layout: Layout,
+    /// The VAE encoder draws random numbers (diffusers' legacy export returns a *sample* of the
+    /// latent distribution): img2img, inpaint and outpaint differ from run to run for one seed.
+    pub encoder_samples: bool,
 }
 
 impl ModelSummary {
@@ -65,6 +71,12 @@ impl ModelSummary {
         }
         if !self.vae_encoder {
             parts.push("no VAE encoder (txt2img only)".into());
+        }
+        if self.layout == Layout::DiffusersLegacy {
+            parts.push(self.layout.describe().into());
+        }
+        if self.encoder_samples {
+            parts.push("VAE encoder samples: img2img/inpaint not reproducible for a seed".into());
         }
         parts.join(", ")
     }
@@ -106,10 +118,14 @@ pub fn inspect(root: &Path) -> Result<ModelSummary, InspectError> {
     let lcm_distilled = dir.unet_config.time_cond_proj_dim.is_some();
     let vae = read(&dir.vae_decoder)?;
     contract::check_vae_decoder(&dir.vae_decoder, &vae)?;
-    if let Some(enc) = &dir.vae_encoder {
-        let sig = read(enc)?;
-        contract::check_vae_encoder(enc, &sig)?;
-    }
+    let encoder_samples = match &dir.vae_encoder {
+        Some(enc) => {
+            let sig = read(enc)?;
+            contract::check_vae_encoder(enc, &sig)?;
+            !sig.random_ops.is_empty()
+        }
+        None => false,
+    };
     if let Some(taesd) = &dir.taesd_decoder {
         let sig = read(taesd)?;
         if sig.inputs.is_empty() {
@@ -133,6 +149,8 @@ pub fn inspect(root: &Path) -> Result<ModelSummary, InspectError> {
         native_side: side,
         bytes,
         lcm_scheduler: dir.scheduler_config.class_name == "LCMScheduler",
+        layout: dir.layout,
+        encoder_samples,
     })
 }
 

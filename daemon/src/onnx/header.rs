@@ -151,6 +151,9 @@ pub struct GraphSignature {
     pub outputs: Vec<IoSpec>,
     pub initializer_count: usize,
     pub external: Vec<ExternalRef>,
+    /// Operators of the main graph that draw random numbers (`RandomNormalLike`, …): such a
+    /// graph gives another result on every run, whatever the job's seed.
+    pub random_ops: Vec<String>,
 }
 
 impl GraphSignature {
@@ -521,6 +524,15 @@ fn parse_graph(src: &mut dyn Source, end: u64, sig: &mut GraphSignature) -> PRes
                 let init_end = src.pos() + n;
                 parse_initializer(src, init_end, sig)?;
             }
+            (1, Value::Len(n)) => {
+                let node_end = src.pos() + n;
+                if let Some(op) = parse_node_op(src, node_end)?
+                    && is_random_op(&op)
+                    && !sig.random_ops.contains(&op)
+                {
+                    sig.random_ops.push(op);
+                }
+            }
             (11 | 12, Value::Len(n)) => {
                 let bytes = src.read_vec(*n, end, "a graph input/output")?;
                 let spec = parse_value_info(&bytes)?;
@@ -539,6 +551,26 @@ fn parse_graph(src: &mut dyn Source, end: u64, sig: &mut GraphSignature) -> PRes
         ));
     }
     Ok(())
+}
+
+/// A node's operator type (`NodeProto.op_type = 4`); its inputs, outputs and attributes (which
+/// may hold large constant tensors) are skipped.
+fn parse_node_op(src: &mut dyn Source, end: u64) -> PResult<Option<String>> {
+    let mut op = None;
+    while let Some((field, value)) = next_field(src, end, "a node")? {
+        match (field, &value) {
+            (4, Value::Len(n)) => op = Some(read_string(src, *n, end, "an operator type")?),
+            _ => skip_value(src, &value, end, "a node field")?,
+        }
+    }
+    Ok(op)
+}
+
+fn is_random_op(op: &str) -> bool {
+    matches!(
+        op,
+        "RandomNormal" | "RandomNormalLike" | "RandomUniform" | "RandomUniformLike" | "Multinomial"
+    )
 }
 
 fn parse_initializer(src: &mut dyn Source, end: u64, sig: &mut GraphSignature) -> PResult<()> {
@@ -726,6 +758,17 @@ mod tests {
         field_bytes(8, b"w_inline", &mut init);
         field_bytes(9, &[7u8; 1000], &mut init);
         field_bytes(5, &init, &mut graph);
+        for (op, attribute) in [
+            ("Conv", &[9u8; 300][..]),
+            ("RandomNormalLike", &[]),
+            ("RandomNormalLike", &[]),
+        ] {
+            let mut node = Vec::new();
+            field_bytes(1, b"x", &mut node); // input
+            field_bytes(4, op.as_bytes(), &mut node);
+            field_bytes(5, attribute, &mut node);
+            field_bytes(1, &node, &mut graph);
+        }
         field_bytes(
             11,
             &value_info("sample", 10, &[Err("batch"), Ok(4), Err("h"), Err("w")]),
@@ -764,6 +807,7 @@ mod tests {
         assert_eq!(sig.external.len(), 1);
         assert_eq!(sig.external[0].location, "weights.bin");
         assert_eq!(sig.float_type(), Some(ElemType::Float16));
+        assert_eq!(sig.random_ops, vec!["RandomNormalLike".to_string()]);
 
         // The external file: missing, too short, fine.
         let err = inspect(&path).unwrap_err().to_string();

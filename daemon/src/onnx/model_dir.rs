@@ -1,7 +1,8 @@
-//! The on-disk model layout (Hugging Face optimum's ONNX export of a Stable Diffusion pipeline).
+//! The on-disk model layout of an ONNX Stable Diffusion pipeline.
 //!
 //! Exists so every path and config value the engine needs is read and checked in one place, with
-//! errors that name the file and what is wrong, before any ONNX session is created:
+//! errors that name the file and what is wrong, before any ONNX session is created. Hugging Face
+//! optimum's export (and livefill's own):
 //!
 //! ```text
 //! model_index.json
@@ -13,10 +14,16 @@
 //! scheduler/scheduler_config.json
 //! taesd_decoder/model.onnx                      (optional: fast previews, see README)
 //! ```
+//!
+//! diffusers' legacy converter writes the same folders without the component `config.json`s
+//! (external weights in `weights.pb`, an optional `safety_checker/` that livefill ignores):
+//! `legacy_layout` recovers what the configs would have said.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use super::legacy_layout::{self, Layout, ModelIndex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelDirError {
@@ -75,6 +82,12 @@ fn default_latent_channels() -> usize {
 }
 fn default_blocks() -> Vec<usize> {
     vec![128, 256, 512, 512]
+}
+
+impl Default for VaeConfig {
+    fn default() -> Self {
+        serde_json::from_str("{}").expect("all fields have defaults")
+    }
 }
 
 impl VaeConfig {
@@ -226,6 +239,7 @@ impl Default for SchedulerConfig {
 pub struct ModelDir {
     pub root: PathBuf,
     pub name: String,
+    pub layout: Layout,
     pub text_encoder: PathBuf,
     pub unet: PathBuf,
     pub vae_encoder: Option<PathBuf>,
@@ -264,8 +278,22 @@ impl ModelDir {
                 what: "the CLIP tokenizer (tokenizer.json, or vocab.json + merges.txt)",
             });
         }
-        let unet_config: UnetConfig = read_json(&root.join("unet/config.json"))?;
-        let vae_config: VaeConfig = read_json(&root.join("vae_decoder/config.json"))?;
+        let index = ModelIndex::read(root)?;
+        let layout = legacy_layout::detect(&index);
+        let unet_config_path = root.join("unet/config.json");
+        let unet_config = match layout {
+            Layout::DiffusersLegacy if !unet_config_path.is_file() => {
+                legacy_layout::unet_config(&unet, &index)?
+            }
+            _ => read_json(&unet_config_path)?,
+        };
+        let vae_config_path = root.join("vae_decoder/config.json");
+        let vae_config = match layout {
+            Layout::DiffusersLegacy if !vae_config_path.is_file() => {
+                legacy_layout::vae_config(&vae_decoder)?
+            }
+            _ => read_json(&vae_config_path)?,
+        };
         let scheduler_path = root.join("scheduler/scheduler_config.json");
         let scheduler_config: SchedulerConfig = if scheduler_path.is_file() {
             read_json(&scheduler_path)?
@@ -275,6 +303,7 @@ impl ModelDir {
         let dir = ModelDir {
             root: root.to_path_buf(),
             name,
+            layout,
             text_encoder,
             unet,
             vae_encoder,

@@ -117,7 +117,9 @@ impl Components {
         let sample = unet.input_named_any(&["sample"])?.clone();
         let timestep = unet.input_named_any(&["timestep"])?.clone();
         Ok(Self {
-            unet_batch_fixed: sample.shape.first() == Some(&1),
+            // A batch of 1 fixed by `sample`, or a `timestep` shaped `[1]` (some exports fix it even
+            // where `sample` has a dynamic batch): CFG runs as two batch-1 passes.
+            unet_batch_fixed: sample.shape.first() == Some(&1) || timestep.shape == [1],
             timestep_scalar: timestep.shape.is_empty(),
             unet_buffers: UnetBuffers::default(),
             dir,
