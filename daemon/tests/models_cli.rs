@@ -45,8 +45,8 @@ fn definitions_parse() {
         Command::Models(ModelsArgs {
             command: ModelsCommand::Fetch(f),
         }) => {
-            assert_eq!(f.repo_id, "owner/name");
-            assert_eq!(f.revision, "v1");
+            assert_eq!(f.model.as_deref(), Some("owner/name"));
+            assert_eq!(f.revision.as_deref(), Some("v1"));
             assert!(f.quiet);
         }
         other => panic!("{other:?}"),

@@ -55,6 +55,8 @@ struct RepoFile {
 
 #[derive(Default)]
 struct HubState {
+    /// The repo id it serves.
+    repo: String,
     files: Vec<(String, RepoFile)>,
     /// Paths requested (request line target), in order.
     log: Vec<String>,
@@ -70,9 +72,15 @@ struct StandInHub {
 }
 
 impl StandInHub {
+    /// Serves the tiny-sd fixture as `REPO`.
     fn start() -> Self {
         let mut files = Vec::new();
         collect(&fixture(), "", &mut files);
+        Self::serving(REPO, files)
+    }
+
+    /// Serves `files` as `repo`, plus files a real repo has that livefill must not download.
+    fn serving(repo: &str, mut files: Vec<(String, RepoFile)>) -> Self {
         // Files a real repo has that livefill must not download.
         files.push((
             "unet/diffusion_pytorch_model.safetensors".into(),
@@ -97,6 +105,7 @@ impl StandInHub {
         ));
         files.sort_by(|a, b| a.0.cmp(&b.0));
         let state = Arc::new(Mutex::new(HubState {
+            repo: repo.to_string(),
             files,
             ..Default::default()
         }));
@@ -163,8 +172,9 @@ fn serve(mut stream: TcpStream, state: &Mutex<HubState>, base: &str) -> std::io:
     let mut st = state.lock().unwrap();
     st.log.push(target.clone());
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let api_prefix = format!("/api/models/{REPO}/revision/");
-    let resolve_prefix = format!("/{REPO}/resolve/");
+    let repo = st.repo.clone();
+    let api_prefix = format!("/api/models/{repo}/revision/");
+    let resolve_prefix = format!("/{repo}/resolve/");
     if let Some(rev) = path.strip_prefix(&api_prefix) {
         assert_eq!(rev, "main");
         let blobs = query.contains("blobs=true");
@@ -187,7 +197,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<HubState>, base: &str) -> std::io:
                 s
             })
             .collect();
-        let body = serde_json::json!({ "id": REPO, "sha": COMMIT, "siblings": siblings });
+        let body = serde_json::json!({ "id": repo, "sha": COMMIT, "siblings": siblings });
         drop(st);
         respond(
             &mut stream,
@@ -474,6 +484,129 @@ fn repo_without_onnx_layout_is_explained() {
     assert!(
         err.contains("unet/model.onnx") && err.contains("models export"),
         "{err}"
+    );
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+/// The tiny LCM-distilled fixture in the file layout of the catalog's default model (diffusers'
+/// legacy ONNX layout: no component configs, `OnnxRuntimeModel` components, a safety checker and
+/// feature extractor that livefill leaves on the hub).
+fn default_model_files() -> Vec<(String, RepoFile)> {
+    let mut files = Vec::new();
+    collect(&fixture().join("../tiny-lcm"), "", &mut files);
+    files.retain(|(name, _)| !name.ends_with("/config.json") && name != "model_index.json");
+    let ort = serde_json::json!(["diffusers", "OnnxRuntimeModel"]);
+    let index = serde_json::json!({
+        "_class_name": "OnnxStableDiffusionPipeline",
+        "feature_extractor": ["transformers", "CLIPImageProcessor"],
+        "safety_checker": ort, "text_encoder": ort, "unet": ort, "vae_decoder": ort,
+        "vae_encoder": ort, "scheduler": ["diffusers", "LCMScheduler"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+    });
+    let small = |bytes: Vec<u8>| RepoFile { bytes, lfs: false };
+    files.push((
+        "model_index.json".into(),
+        small(index.to_string().into_bytes()),
+    ));
+    files.push((
+        "feature_extractor/preprocessor_config.json".into(),
+        small(b"{}".to_vec()),
+    ));
+    files
+}
+
+#[test]
+fn the_default_model_is_fetched_by_name_and_served() {
+    let entry = livefill::models::catalog::default_entry();
+    let mut files = default_model_files();
+    // The stand-in has what the entry lists, except that the tiny fixture tokenizes from
+    // tokenizer.json: serve the entry's vocab/merges names from the tiny-sd fixture.
+    for name in ["tokenizer/vocab.json", "tokenizer/merges.txt"] {
+        let bytes = std::fs::read(fixture().join(name)).unwrap();
+        files.push((name.into(), RepoFile { bytes, lfs: false }));
+    }
+    for needed in entry.files {
+        assert!(
+            files.iter().any(|(n, _)| n == needed),
+            "stand-in lacks {needed}"
+        );
+    }
+    let hub = StandInHub::serving(entry.repo, files);
+    let home = temp_dir("default-model");
+    let livefill = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_livefill"))
+            .args(args)
+            .env("HF_ENDPOINT", &hub.url)
+            .env("HF_HOME", home.join("hf"))
+            .env("HOME", &home)
+            .env_remove("HF_HUB_CACHE")
+            .current_dir(&home)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "livefill {args:?} failed:\n{text}");
+        text
+    };
+    // No name: the catalog's default, by its repo and revision.
+    let fetched = livefill(&["models", "fetch", "--quiet"]);
+    assert!(fetched.contains(entry.repo), "{fetched}");
+    assert!(
+        fetched.contains(&format!("livefill serve --model {}", entry.name)),
+        "{fetched}"
+    );
+    assert!(
+        fetched.contains("diffusers legacy ONNX layout"),
+        "{fetched}"
+    );
+    {
+        let st = hub.state.lock().unwrap();
+        for skipped in ["safety_checker", "feature_extractor", "README.md"] {
+            assert!(
+                !st.log.iter().any(|t| t.contains(skipped)),
+                "{skipped}: {:?}",
+                st.log
+            );
+        }
+    }
+    // Then the name is a --model: a daemon serves it and answers a request over its socket.
+    let demo = livefill(&[
+        "demo", "--model", entry.name, "--steps", "2", "--device", "cpu", "--out", "demo.png",
+    ]);
+    assert!(demo.contains("connected: model"), "{demo}");
+    assert!(home.join("demo.png").is_file(), "{demo}");
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn a_catalog_name_that_was_not_fetched_says_how_to_fetch_it() {
+    let home = temp_dir("not-fetched");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_livefill"))
+        .args([
+            "generate",
+            "--model",
+            "lcm-dreamshaper-v7",
+            "--mode",
+            "txt2img",
+            "--device",
+            "cpu",
+            "--out",
+            "x.png",
+        ])
+        .current_dir(&home)
+        .env("HF_HOME", home.join("hf"))
+        .env("HOME", &home)
+        .env_remove("HF_HUB_CACHE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("not downloaded yet: run `livefill models fetch lcm-dreamshaper-v7`"),
+        "{text}"
     );
     std::fs::remove_dir_all(&home).unwrap();
 }

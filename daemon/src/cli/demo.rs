@@ -22,6 +22,8 @@ use super::runtime_args::RuntimeArgs;
 use super::serve::{DaemonSettings, run_daemon};
 use crate::client::DaemonClient;
 use crate::engine::EngineOptions;
+use crate::models::locate;
+use crate::paths::ProcessEnv;
 use crate::request::default_request;
 use crate::server::Shutdown;
 
@@ -69,7 +71,7 @@ pub fn default_model() -> anyhow::Result<PathBuf> {
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let model = match &args.model {
-        Some(model) => model.clone(),
+        Some(model) => locate::resolve_model(model, &ProcessEnv)?,
         None => default_model()?,
     };
     let (socket, temp_dir) = match &args.socket {

@@ -12,7 +12,9 @@ use livefill_protocol::{Context, Extend, Mask, Mode, RgbaImage};
 use super::runtime_args::RuntimeArgs;
 use crate::engine::{Engine, EngineOptions};
 use crate::generator::CancelToken;
+use crate::models::locate;
 use crate::noise::{FileNoise, NoiseSource, SeededNoise, random_seed};
+use crate::paths::ProcessEnv;
 use crate::request::default_request;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -38,7 +40,8 @@ pub enum OnOff {
 /// Common engine options shared by the commands that load a model.
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
-    /// Model folder (optimum ONNX layout).
+    /// Model folder (optimum's or diffusers' legacy ONNX layout), or the name of a model fetched
+    /// with `livefill models fetch` (e.g. lcm-dreamshaper-v7).
     #[arg(long)]
     pub model: PathBuf,
     #[command(flatten)]
@@ -51,7 +54,7 @@ pub struct EngineArgs {
 impl EngineArgs {
     pub fn engine_options(&self) -> anyhow::Result<EngineOptions> {
         Ok(EngineOptions {
-            model: self.model.clone(),
+            model: locate::resolve_model(&self.model, &ProcessEnv)?,
             runtime: self.runtime.options()?,
             max_image_side: self.max_image_side,
         })

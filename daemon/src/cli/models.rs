@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 
+use crate::models::catalog;
 use crate::models::export::{ExportRequest, Toolchain};
 use crate::models::hub::{self, FetchOptions};
 use crate::models::inspect::{self, human_bytes};
@@ -19,8 +20,9 @@ pub struct ModelsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
-    /// Download a model in the optimum ONNX layout from the Hugging Face hub (or HF_ENDPOINT)
-    /// into the Hugging Face cache, verified against the hub's checksums.
+    /// Download an ONNX SD model from the Hugging Face hub (or HF_ENDPOINT) into the Hugging
+    /// Face cache, verified against the hub's checksums: a catalog name (default:
+    /// lcm-dreamshaper-v7; `--list` shows them) or any repo id.
     Fetch(FetchArgs),
     /// Show the models found locally (hub cache, config file, --model) and what kind they are.
     List(ListArgs),
@@ -31,11 +33,15 @@ pub enum ModelsCommand {
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// Hub repository id (owner/name) of a model exported to ONNX in the optimum layout.
-    pub repo_id: String,
-    /// Branch, tag or commit.
-    #[arg(long, default_value = "main")]
-    pub revision: String,
+    /// A catalog name (`--list`), or the hub repository id (owner/name) of an ONNX SD model in
+    /// optimum's or diffusers' legacy layout. Default: the catalog's default model.
+    pub model: Option<String>,
+    /// Branch, tag or commit (default: the catalog entry's, else main).
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// List the models known by name, and stop.
+    #[arg(long)]
+    pub list: bool,
     /// Hub or mirror URL (default: HF_ENDPOINT, else https://huggingface.co).
     #[arg(long)]
     pub endpoint: Option<String>,
@@ -100,8 +106,36 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
     }
 }
 
+fn print_catalog() {
+    for entry in catalog::CATALOG {
+        let default = if entry.name == catalog::DEFAULT_MODEL {
+            " (default)"
+        } else {
+            ""
+        };
+        println!("{}{default}", entry.name);
+        println!("    {}", entry.summary);
+        println!("    from: {} @ {}", entry.repo, entry.revision);
+    }
+}
+
 fn fetch(args: FetchArgs) -> anyhow::Result<()> {
-    let mut options = FetchOptions::from_env(&args.repo_id, &args.revision, &ProcessEnv)?;
+    if args.list {
+        print_catalog();
+        return Ok(());
+    }
+    let name = args.model.as_deref().unwrap_or(catalog::DEFAULT_MODEL);
+    let entry = catalog::find(name);
+    let repo_id = entry.map_or(name, |e| e.repo);
+    let revision = args
+        .revision
+        .as_deref()
+        .or(entry.map(|e| e.revision))
+        .unwrap_or("main");
+    let mut options = FetchOptions::from_env(repo_id, revision, &ProcessEnv)?;
+    if let Some(entry) = entry {
+        options.required = entry.files.iter().map(|f| f.to_string()).collect();
+    }
     if let Some(e) = args.endpoint {
         options.endpoint = e.trim_end_matches('/').to_string();
     }
@@ -133,10 +167,13 @@ fn fetch(args: FetchArgs) -> anyhow::Result<()> {
     );
     println!("kind: {}", summary.kind());
     println!("path: {}", fetched.model_dir.display());
-    println!(
-        "use:  livefill serve --model {}",
-        fetched.model_dir.display()
-    );
+    match entry {
+        Some(entry) => println!("use:  livefill serve --model {}", entry.name),
+        None => println!(
+            "use:  livefill serve --model {}",
+            fetched.model_dir.display()
+        ),
+    }
     Ok(())
 }
 

@@ -19,12 +19,14 @@ use super::runtime_args::RuntimeArgs;
 use crate::config;
 use crate::engine::{Engine, EngineOptions};
 use crate::generator::ImageGenerator;
+use crate::models::locate;
 use crate::paths::{self, ProcessEnv};
 use crate::server::{ServerOptions, Shutdown, SocketListener};
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Model folder (optimum ONNX layout). Default: `model = "..."` in
+    /// Model folder (optimum's or diffusers' legacy ONNX layout), or the name of a model fetched
+    /// with `livefill models fetch` (e.g. lcm-dreamshaper-v7). Default: `model = "..."` in
     /// $XDG_CONFIG_HOME/livefill/config.toml (~/.config/livefill/config.toml).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -56,6 +58,7 @@ impl ServeArgs {
             Some(model) => model.clone(),
             None => model_from_config()?,
         };
+        let model = locate::resolve_model(&model, &ProcessEnv)?;
         Ok(DaemonSettings {
             engine: EngineOptions {
                 model,

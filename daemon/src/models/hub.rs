@@ -1,5 +1,6 @@
-//! `livefill models fetch`: download a model in the optimum ONNX layout from the Hugging Face hub
-//! (or a mirror) into the standard Hugging Face cache.
+//! `livefill models fetch`: download an ONNX Stable Diffusion model (optimum's layout or
+//! diffusers' legacy one) from the Hugging Face hub (or a mirror) into the standard Hugging Face
+//! cache.
 //!
 //! Exists so users get a model with one command and the files land where every HF tool finds
 //! them (`models--owner--name/{blobs,snapshots,refs}`). Downloads go through `hf-hub`'s sync API:
@@ -109,6 +110,8 @@ pub struct FetchOptions {
     pub token: Option<String>,
     /// Show a progress bar on stderr (only drawn on a terminal).
     pub progress: bool,
+    /// Files the repo must have (a catalog entry's list; by default the three graphs).
+    pub required: Vec<String>,
 }
 
 impl FetchOptions {
@@ -133,6 +136,13 @@ impl FetchOptions {
             cache,
             token,
             progress: true,
+            required: [
+                "unet/model.onnx",
+                "text_encoder/model.onnx",
+                "vae_decoder/model.onnx",
+            ]
+            .map(String::from)
+            .to_vec(),
         })
     }
 }
@@ -193,15 +203,12 @@ pub fn fetch(options: &FetchOptions) -> anyhow::Result<Fetched> {
         .iter()
         .filter(|s| is_needed(&s.rfilename))
         .collect();
-    for required in [
-        "unet/model.onnx",
-        "text_encoder/model.onnx",
-        "vae_decoder/model.onnx",
-    ] {
-        if !needed.iter().any(|s| s.rfilename == required) {
+    for required in &options.required {
+        if !needed.iter().any(|s| &s.rfilename == required) {
             bail!(
-                "{where_} has no {required}: it is not a Stable Diffusion model in the optimum \
-                 ONNX layout. Export one with `livefill models export` (see README, Models)."
+                "{where_} has no {required}: it is not a Stable Diffusion model in an ONNX \
+                 layout livefill reads (optimum's, or diffusers' legacy one). Export one with \
+                 `livefill models export` (see README, Models)."
             );
         }
     }

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::catalog;
 use crate::config::{self, ConfigError};
 use crate::paths::{self, Env};
 
@@ -44,6 +45,42 @@ impl Origin {
             Origin::Config(file) => format!("config: {}", file.display()),
             Origin::CommandLine => "--model".to_string(),
         }
+    }
+}
+
+/// A `--model` naming a catalog entry that is not in the hub cache.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "model {name:?} is not downloaded yet: run `livefill models fetch {name}` (looked in {})",
+    cache.display()
+)]
+pub struct NotFetched {
+    pub name: String,
+    pub cache: PathBuf,
+}
+
+/// `--model` as given: a folder, or the name of a catalog entry fetched into the hub cache
+/// (its snapshot at the entry's revision when there are several). Anything else is returned as
+/// it is, for the model loader to report.
+pub fn resolve_model(model: &Path, env: &dyn Env) -> Result<PathBuf, NotFetched> {
+    let entry = match model.to_str().and_then(catalog::find) {
+        Some(entry) if !model.exists() => entry,
+        _ => return Ok(model.to_path_buf()),
+    };
+    let cache = paths::hf_hub_cache(env).unwrap_or_default();
+    let snapshots: Vec<Candidate> = hub_cache_models(&cache)
+        .into_iter()
+        .filter(|c| matches!(&c.origin, Origin::HubCache { repo_id, .. } if repo_id == entry.repo))
+        .collect();
+    let at_revision = snapshots.iter().find(|c| {
+        matches!(&c.origin, Origin::HubCache { refs, .. } if refs.iter().any(|r| r == entry.revision))
+    });
+    match at_revision.or(snapshots.first()) {
+        Some(candidate) => Ok(candidate.path.clone()),
+        None => Err(NotFetched {
+            name: entry.name.to_string(),
+            cache,
+        }),
     }
 }
 
