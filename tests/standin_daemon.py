@@ -157,8 +157,9 @@ class _Client:
                 self.send(proto.ErrorReply(msg.request_id, proto.ErrorCode.CANCELLED, "cancelled"))
         elif isinstance(msg, proto.Status):
             d = self.daemon
+            uptime_ms = int((time.monotonic() - d.started) * 1000)
             self.send(proto.DaemonStatus("standin", "cpu (stand-in)", "CPUExecutionProvider", 0, None,
-                                         d.connected, d.jobs_completed, int((time.monotonic() - d.started) * 1000)))
+                                         d.connected, d.jobs_completed, uptime_ms))
         elif isinstance(msg, proto.ListModels):
             self.send(proto.Models([MODEL]))
         elif isinstance(msg, proto.Shutdown):

@@ -126,7 +126,7 @@ def selection_mask(doc, rect: Rect) -> bytes:
 
 
 def read_pixels(doc, node, rect: Rect, source: str) -> bytes:
-    """RGBA pixels of ``rect``: from ``node`` (core.SOURCE_LAYER) or the visible image (core.SOURCE_IMAGE)."""
+    """RGBA pixels of ``rect``: from ``node`` (SOURCE_LAYER) or the visible image (SOURCE_IMAGE)."""
     if source == core.SOURCE_IMAGE:
         doc.waitForDone()
         data = doc.pixelData(rect.x, rect.y, rect.width, rect.height)

@@ -206,7 +206,8 @@ def check_pixels(pixels: Pixels, channels: int, what: str) -> bytes:
     width, height, data = pixels
     expected = width * height * channels
     if len(data) != expected:
-        raise PixelSizeError("%s: expected %d bytes for %dx%d, got %d." % (what, expected, width, height, len(data)))
+        raise PixelSizeError("%s: expected %d bytes for %dx%d, got %d."
+                             % (what, expected, width, height, len(data)))
     return bytes(data)
 
 
