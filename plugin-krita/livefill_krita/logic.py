@@ -2,8 +2,9 @@
 
 Why this module exists: the plugin's behaviour is mostly decisions (which region goes to the
 daemon, with which mask and mode, at which offset the answer becomes a layer). They live here,
-as plain functions over plain data, so ``tests/krita/test_logic.py`` can check them without Krita; ``krita_document`` only
-reads and writes pixels and ``controller`` only sequences the steps. What the GIMP plug-in
+as plain functions over plain data, so ``tests/krita/test_logic.py`` can check them without
+Krita; ``krita_document`` only reads and writes pixels and ``controller`` only sequences the
+steps. What the GIMP plug-in
 decides the same way (rectangles, settings, the context rule, request fields, layer names, error
 texts) is in the shared ``livefill_plugin_core``; this module holds what is Krita's own: the
 Fill / Expand / Generate / Live plans and cutting results to the selection (Krita has no layer
