@@ -221,7 +221,7 @@ class LivefillDocker(DockWidget):
         self.seed.setEnabled(not self.random_seed.isChecked())
         index = self.source.findData(kd.read_setting("source", core.SOURCE_LAYER))
         self.source.setCurrentIndex(max(0, index))
-        self.expand_amount.setValue(_setting_int("expand_amount", 64))
+        self.expand_amount.setValue(_setting_int("expand_amount", core.DEFAULT_EXTEND_BORDER))
         sides = kd.read_setting("expand_sides", "right")
         for side, box in self.side_boxes.items():
             box.setChecked(side in sides.split(","))

@@ -51,7 +51,7 @@ KIND_LIVE = "live"
 class Sides:
     """Which canvas sides Expand grows, and by how much."""
 
-    amount: int = 64
+    amount: int = core.DEFAULT_EXTEND_BORDER
     left: bool = False
     top: bool = False
     right: bool = True

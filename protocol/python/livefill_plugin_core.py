@@ -139,6 +139,8 @@ DEFAULT_STRENGTH = 0.75
 MIN_STRENGTH = 0.01
 DEFAULT_FEATHER = 8
 DEFAULT_COLOR_MATCH = True
+#: Pixels an outpaint (Krita's Expand, GIMP's Extend canvas) adds on each chosen side.
+DEFAULT_EXTEND_BORDER = 64
 #: How long a blocking caller waits for a result before cancelling it (seconds).
 DEFAULT_TIMEOUT_S = 600.0
 MAX_SEED = 2**31 - 1

@@ -150,7 +150,7 @@ def _add_arguments(procedure, mode):
     for side, label in (("left", "_Left"), ("top", "_Top"), ("right", "R_ight"),
                         ("bottom", "_Bottom")):
         p.add_int_argument(side, label, "Border to add on the %s side" % side,
-                           0, 4096, 64 if mode == "outpaint" else 0, RW)
+                           0, 4096, core.DEFAULT_EXTEND_BORDER if mode == "outpaint" else 0, RW)
     p.add_int_argument("width", "_Width", "Output width (0 = model native)", 0, 8192, 0, RW)
     p.add_int_argument("height", "_Height", "Output height (0 = model native)", 0, 8192, 0, RW)
     p.add_int_argument("preview-max-side", "Preview si_ze",
