@@ -119,7 +119,7 @@ def scaled_size(width: int, height: int, scale: float) -> Tuple[int, int]:
     return max(1, int(width * scale)), max(1, int(height * scale))
 
 
-def connect(socket: str, exe: str, model: str):
+def connect(socket: str, exe: str, model: str) -> "client.DaemonConnection":
     """A handshaken connection to the daemon (started first when it is not running) from the
     procedure's ``socket``, ``livefill-exe`` and ``model`` arguments ('' = environment and
     defaults). Every failure is a PluginError saying what to do."""
