@@ -4,8 +4,10 @@ with a local livefill daemon (Stable Diffusion + LCM on ONNX Runtime).
 Module map: ``docker`` (widgets) and ``extension`` (menu actions) call ``controller`` (job
 sequencing, live mode), which uses ``krita_document`` (the only code touching Krita's API),
 ``connection`` (non-blocking daemon link over the shared ``livefill_client``), and the pure
-``logic`` / ``pixels`` / ``geometry`` modules. ``livefill_protocol`` and ``livefill_client`` are
-the shared codec and transport, copied here by ``livefill install-plugin krita``.
+``logic`` / ``pixels`` modules. ``livefill_protocol``, ``livefill_client`` and
+``livefill_plugin_core`` are the codec, transport and plugin core shared with the GIMP plug-in
+(rectangles, settings, requests, context, layer names, error texts, finding the daemon), copied
+here by ``livefill install-plugin krita``.
 """
 
 try:

@@ -4,32 +4,32 @@ Why this module exists: socket work (starting the daemon, connecting, sending me
 pixels, reading replies) must never freeze Krita. ``livefill_client`` (shared with the GIMP
 plugin) does the protocol on a reader thread; this module adds a connect thread, a send thread,
 and a QTimer on the UI thread that drains their queues and turns everything into Qt signals. It
-also reconnects after the daemon restarts.
+also reconnects after the daemon restarts. Which executable, socket and model to use, and what a
+failure means to the artist, are the shared ``livefill_plugin_core``'s rules.
 """
 
-import os
 import queue
-import shutil
 import threading
 from typing import Any, Callable, List, Optional
 
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
+from . import logic
+
 try:
     from . import livefill_client as client
+    from . import livefill_plugin_core as core
     from . import livefill_protocol as proto
 except ImportError:  # development checkout: protocol/python on sys.path
     import livefill_client as client  # type: ignore[no-redef]
+    import livefill_plugin_core as core  # type: ignore[no-redef]
     import livefill_protocol as proto  # type: ignore[no-redef]
 
-CLIENT_NAME = "krita-livefill"
 #: How often the UI thread looks at the queues (ms).
 DRAIN_INTERVAL_MS = 20
 #: Reconnect back-off after the connection drops (ms): first try, then growing to the maximum.
 RECONNECT_FIRST_MS = 500
 RECONNECT_MAX_MS = 5000
-#: How long a started daemon may take to accept connections (loading a model can be slow).
-START_TIMEOUT_S = 180.0
 
 #: Connection failures that a retry may fix (a daemon restarting), and how many in a row are
 #: tolerated before an attempt that should have started the daemon gives up.
@@ -40,42 +40,6 @@ MAX_TRANSIENT_FAILURES = 4
 DISCONNECTED = "disconnected"
 CONNECTING = "connecting"
 CONNECTED = "connected"
-
-
-def find_livefill(configured: str = "") -> str:
-    """The livefill executable to start: the configured path, ``$LIVEFILL_BIN``, or ``livefill``
-    on PATH (returned as given when nothing is found, so the error names it)."""
-    for candidate in (configured, os.environ.get("LIVEFILL_BIN", "")):
-        if candidate:
-            return os.path.expanduser(candidate)
-    found = shutil.which("livefill")
-    if found:
-        return found
-    for extra in ("~/.cargo/bin/livefill", "~/.local/bin/livefill"):
-        path = os.path.expanduser(extra)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return "livefill"
-
-
-def describe_connect_error(exc: BaseException, exe: str, started: bool) -> str:
-    """An artist-facing explanation of why there is no daemon."""
-    if isinstance(exc, client.DaemonStartError):
-        text = str(exc)
-        if "cannot start" in text:
-            return ("The livefill daemon is not running and could not be started (%s). Install livefill "
-                    "or set its path under Daemon settings." % text.split(":", 1)[-1].strip())
-        return "The livefill daemon did not start: %s" % text
-    if isinstance(exc, client.DaemonError):
-        from . import logic
-
-        return logic.error_text(exc.code, exc.message)
-    if isinstance(exc, proto.UnsupportedVersion):
-        return ("The daemon speaks protocol version %d, this plugin %d: reinstall the plugin with "
-                "`livefill install-plugin krita`." % (exc.got, exc.supported))
-    if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)) and not started:
-        return "No livefill daemon is running (it starts on the first Fill, Expand, Generate or Live)."
-    return "Cannot reach the livefill daemon: %s" % exc
 
 
 class DaemonLink(QObject):
@@ -149,12 +113,9 @@ class DaemonLink(QObject):
         self._reconnect.stop()
         self._connecting = True
         self._set_state(CONNECTING, "Starting the livefill daemon\u2026" if start else "Connecting\u2026")
-        exe = find_livefill(self.livefill_exe)
-        args: List[str] = []
-        model_dir = self.model_dir or os.environ.get("LIVEFILL_MODEL", "")
-        if model_dir:
-            args += ["--model", os.path.expanduser(model_dir)]
-        path = self.socket_path or client.default_socket_path()
+        exe = core.find_livefill(self.livefill_exe)
+        args = core.daemon_args(self.model_dir)
+        path = core.resolve_socket(self.socket_path)
         thread = threading.Thread(
             target=self._connect_worker, args=(start, exe, args, path), name="livefill-connect", daemon=True
         )
@@ -181,15 +142,12 @@ class DaemonLink(QObject):
 
     # ---- threads -----------------------------------------------------------------------------
 
-    def _connect_worker(self, start: bool, exe: str, args: List[str], path: str) -> None:
+    def _connect_worker(self, start: bool, exe: Optional[str], args: List[str], path: str) -> None:
         try:
-            if start:
-                conn = client.ensure_daemon(exe, args, path, timeout=START_TIMEOUT_S, client_name=CLIENT_NAME)
-            else:
-                conn = client.DaemonConnection.connect(path, CLIENT_NAME, timeout=10.0)
+            conn = core.open_connection(path, exe, args, logic.KRITA, start=start)
             self._events.put(("connected", conn))
         except BaseException as e:  # reported on the UI thread
-            self._events.put(("failed", (e, exe, start)))
+            self._events.put(("failed", (e, start, path)))
 
     def _send_loop(self) -> None:
         while True:
@@ -241,16 +199,14 @@ class DaemonLink(QObject):
         self._ever_connected = True
         self._backoff_ms = RECONNECT_FIRST_MS
         self._failures = 0
-        from . import logic
-
         self.last_error = ""
         self._set_state(CONNECTED, logic.status_text(conn.hello.device, conn.hello.model,
                                                      conn.hello.execution_provider))
         self.connected.emit(conn.hello)
 
-    def _on_connect_failed(self, exc: BaseException, exe: str, started: bool) -> None:
+    def _on_connect_failed(self, exc: BaseException, started: bool, path: str) -> None:
         self._connecting = False
-        self.last_error = describe_connect_error(exc, exe, started)
+        self.last_error = core.describe_connect_error(exc, logic.KRITA, started, path)
         self._set_state(DISCONNECTED, self.last_error)
         # A daemon caught shutting down or restarting resets the handshake: worth retrying, a few
         # times, even when this attempt was meant to start it.

@@ -19,8 +19,10 @@ from . import logic
 from .connection import CONNECTED, DaemonLink
 
 try:
+    from . import livefill_plugin_core as core
     from . import livefill_protocol as proto
 except ImportError:  # development checkout
+    import livefill_plugin_core as core  # type: ignore[no-redef]
     import livefill_protocol as proto  # type: ignore[no-redef]
 
 #: Live mode: how often the watched layer is fingerprinted (ms), and how long it must stay
@@ -66,7 +68,7 @@ class Controller(QObject):
     def __init__(self, link: Optional[DaemonLink] = None, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self.link = link or DaemonLink(self)
-        self.settings = logic.Settings()
+        self.settings = core.Settings()
         self.sides = logic.Sides()
         #: () -> (doc, node): what the buttons act on (the active document and layer by default).
         self.target_provider: Callable[[], Tuple[Any, Any]] = kd.target
@@ -127,9 +129,9 @@ class Controller(QObject):
         if on:
             try:
                 doc, node = self._target()
-                if node is None or logic.is_livefill_layer(node.name()):
+                if node is None or core.is_livefill_layer(node.name()):
                     raise kd.DocumentError("Select the layer to watch, then turn Live on.")
-                kd.read_pixels(doc, node, logic.Rect(0, 0, 1, 1), logic.SOURCE_LAYER)  # validates
+                kd.read_pixels(doc, node, core.Rect(0, 0, 1, 1), core.SOURCE_LAYER)  # validates
             except kd.DocumentError as e:
                 self.message.emit(str(e))
                 self.live_changed.emit(False)
@@ -137,7 +139,7 @@ class Controller(QObject):
             self.live = True
             self._live_doc = doc
             self._live_uid = node.uniqueId()
-            self._live_seed = logic.live_seed(self.settings)
+            self._live_seed = core.pick_seed(self.settings.seed)
             self._live_fingerprint = None
             self._live_poll.start()
             self.link.connect_daemon(start=True)
@@ -161,7 +163,7 @@ class Controller(QObject):
         if node is None:
             self.message.emit("There is no live preview to apply.")
             return None
-        kd.rename(node, self._preview_name or logic.layer_name(logic.KIND_LIVE, self.settings.prompt, None))
+        kd.rename(node, self._preview_name or core.layer_name(logic.KIND_LIVE, self.settings.prompt, None))
         self._preview_uid = None
         self._preview_doc = None
         self.preview_changed.emit(False)
@@ -206,7 +208,7 @@ class Controller(QObject):
         self._submit(job)
         return job.request_id
 
-    def _read_source(self, doc: Any, node: Any, rect: logic.Rect, source: str) -> bytes:
+    def _read_source(self, doc: Any, node: Any, rect: core.Rect, source: str) -> bytes:
         return kd.read_pixels(doc, node, rect, source)
 
     def _fill(self, live: bool = False, doc: Any = None, node: Any = None) -> Job:
@@ -215,10 +217,10 @@ class Controller(QObject):
         settings = self.settings
         plan = logic.plan_fill(kd.canvas_rect(doc), kd.selection_bounds(doc), settings.prompt, live=live)
         assert plan.region is not None
-        source = logic.SOURCE_LAYER if live else settings.source
+        source = core.SOURCE_LAYER if live else settings.source
         image = self._read_source(doc, node, plan.region, source)
         if plan.sent is not None:  # a large layer's live preview travels scaled down
-            image = kd.scale_rgba(image, plan.region.w, plan.region.h, *plan.sent)
+            image = kd.scale_rgba(image, plan.region.width, plan.region.height, *plan.sent)
         if plan.has_selection:
             plan.mask = kd.selection_mask(doc, plan.region)
         seed = self._live_seed if live else None
@@ -242,7 +244,7 @@ class Controller(QObject):
             plan.mask = kd.selection_mask(doc, plan.target)
         return self._make_job(plan, doc, node, settings, None)
 
-    def _make_job(self, plan: logic.Plan, doc: Any, node: Any, settings: logic.Settings,
+    def _make_job(self, plan: logic.Plan, doc: Any, node: Any, settings: core.Settings,
                   image: Optional[bytes], seed: Optional[int] = None) -> Job:
         rid = self.link.new_request_id()
         request = logic.build_request(plan, settings, rid, image, seed=seed)
@@ -278,7 +280,7 @@ class Controller(QObject):
         except Exception:
             cur_doc, cur_node = None, None
         if (cur_node is not None and kd.is_same_document(cur_doc, doc)
-                and not logic.is_livefill_layer(cur_node.name())):
+                and not core.is_livefill_layer(cur_node.name())):
             self._live_uid = cur_node.uniqueId()
             return doc, cur_node
         return doc, kd.find_node(doc, self._live_uid)
@@ -417,7 +419,7 @@ class Controller(QObject):
             self.message.emit("The livefill daemon is shutting down.")
 
     def _on_error(self, job: Optional[Job], err: "proto.ErrorReply") -> None:
-        text = logic.error_text(err.code, err.message)
+        text = core.error_text(err.code, err.message, logic.KRITA)
         if job is None:
             self.message.emit(text)
             return
@@ -445,7 +447,7 @@ class Controller(QObject):
             return
         doc = job.doc
         source = kd.find_node(doc, job.source_uid)
-        name = logic.layer_name(job.plan.kind, job.plan.prompt, result.seed)
+        name = core.layer_name(job.plan.kind, job.plan.prompt, result.seed)
         if job.live:
             node = self._show_preview(doc, source, placement, name)
             self._live_shown_rid = job.request_id
@@ -453,7 +455,7 @@ class Controller(QObject):
             return
         if placement.resize is not None:
             cw, ch = doc.width(), doc.height()
-            if (cw, ch) != (job.plan.canvas.w, job.plan.canvas.h):
+            if (cw, ch) != (job.plan.canvas.width, job.plan.canvas.height):
                 self._finish(job, None, "Expand: the canvas size changed meanwhile; result dropped.")
                 return
             kd.resize_canvas(doc, *placement.resize)
@@ -467,7 +469,7 @@ class Controller(QObject):
         if node is not None and kd.is_same_document(self._preview_doc, doc):
             kd.write_layer(doc, node, placement.rect, placement.pixels, clear=True)
         else:
-            node = kd.add_layer(doc, logic.PREVIEW_LAYER_NAME, placement.rect, placement.pixels, above=source)
+            node = kd.add_layer(doc, core.PREVIEW_LAYER_NAME, placement.rect, placement.pixels, above=source)
             self._preview_doc = doc
             self._preview_uid = node.uniqueId()
             if source is not None:

@@ -28,6 +28,11 @@ from PyQt5.QtWidgets import (
 from . import krita_document as kd
 from . import logic
 from .connection import CONNECTED
+
+try:
+    from . import livefill_plugin_core as core
+except ImportError:  # development checkout
+    import livefill_plugin_core as core  # type: ignore[no-redef]
 from .controller import get_controller
 
 DOCKER_ID = "livefill_docker"
@@ -77,12 +82,12 @@ class LivefillDocker(DockWidget):
         seed_row = QHBoxLayout()
         self.random_seed = QCheckBox("Random", root)
         self.seed = QSpinBox(root)
-        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setRange(0, core.MAX_SEED)
         seed_row.addWidget(self.random_seed)
         seed_row.addWidget(self.seed, 1)
         self.source = QComboBox(root)
-        self.source.addItem("Current layer", logic.SOURCE_LAYER)
-        self.source.addItem("Visible image", logic.SOURCE_IMAGE)
+        self.source.addItem("Current layer", core.SOURCE_LAYER)
+        self.source.addItem("Visible image", core.SOURCE_IMAGE)
         form.addRow("Strength", self.strength)
         form.addRow("Steps", self.steps)
         form.addRow("Guidance", self.guidance)
@@ -208,15 +213,15 @@ class LivefillDocker(DockWidget):
     def _load_settings(self) -> None:
         self.prompt.setPlainText(kd.read_setting("prompt", ""))
         self.negative.setText(kd.read_setting("negative_prompt", ""))
-        self.strength.setValue(_setting_float("strength", 0.75))
-        self.steps.setValue(_setting_int("steps", 4))
-        self.guidance.setValue(_setting_float("guidance", 1.0))
+        self.strength.setValue(_setting_float("strength", core.DEFAULT_STRENGTH))
+        self.steps.setValue(_setting_int("steps", core.DEFAULT_STEPS))
+        self.guidance.setValue(_setting_float("guidance", core.DEFAULT_GUIDANCE))
         self.random_seed.setChecked(kd.read_setting("random_seed", "true") == "true")
         self.seed.setValue(_setting_int("seed", 42))
         self.seed.setEnabled(not self.random_seed.isChecked())
-        index = self.source.findData(kd.read_setting("source", logic.SOURCE_LAYER))
+        index = self.source.findData(kd.read_setting("source", core.SOURCE_LAYER))
         self.source.setCurrentIndex(max(0, index))
-        self.expand_amount.setValue(_setting_int("expand_amount", 64))
+        self.expand_amount.setValue(_setting_int("expand_amount", core.DEFAULT_EXTEND_BORDER))
         sides = kd.read_setting("expand_sides", "right")
         for side, box in self.side_boxes.items():
             box.setChecked(side in sides.split(","))
@@ -225,14 +230,14 @@ class LivefillDocker(DockWidget):
 
     def _push_settings(self, *_args) -> None:
         """Copies the widgets into the controller and remembers them in kritarc."""
-        s = logic.Settings(
+        s = core.Settings(
             prompt=self.prompt.toPlainText(),
             negative_prompt=self.negative.text(),
             strength=self.strength.value(),
             steps=self.steps.value(),
             guidance=self.guidance.value(),
             seed=None if self.random_seed.isChecked() else self.seed.value(),
-            source=self.source.currentData() or logic.SOURCE_LAYER,
+            source=self.source.currentData() or core.SOURCE_LAYER,
         )
         sides = logic.Sides(self.expand_amount.value(), **{k: b.isChecked() for k, b in self.side_boxes.items()})
         c = self.controller

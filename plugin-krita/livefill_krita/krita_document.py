@@ -15,13 +15,14 @@ from krita import Krita
 from PyQt5.QtCore import Qt
 from PyQt5.QtGui import QImage
 
-from . import logic
-from .geometry import Rect
-
 try:
+    from . import livefill_plugin_core as core
     from . import livefill_protocol as proto
-except ImportError:  # development checkout
+except ImportError:  # development checkout: protocol/python on sys.path
+    import livefill_plugin_core as core  # type: ignore[no-redef]
     import livefill_protocol as proto  # type: ignore[no-redef]
+
+Rect = core.Rect
 
 SETTINGS_GROUP = "livefill"
 #: Layer types whose pixels can be read as a source.
@@ -103,7 +104,7 @@ def selection_bounds(doc) -> Optional[Rect]:
     if sel is None:
         return None
     rect = Rect(sel.x(), sel.y(), sel.width(), sel.height())
-    if rect.empty():
+    if rect.is_empty():
         return None
     return rect
 
@@ -112,9 +113,9 @@ def selection_mask(doc, rect: Rect) -> bytes:
     """The selection over ``rect``: one byte per pixel, 255 = selected, 0 = not."""
     sel = doc.selection()
     if sel is None:
-        return b"\xff" * (rect.w * rect.h)
-    data = bytes(sel.pixelData(rect.x, rect.y, rect.w, rect.h))
-    if len(data) != rect.w * rect.h:
+        return b"\xff" * (rect.width * rect.height)
+    data = bytes(sel.pixelData(rect.x, rect.y, rect.width, rect.height))
+    if len(data) != rect.width * rect.height:
         raise DocumentError("Krita returned an unexpected selection buffer (%d bytes)." % len(data))
     return data
 
@@ -126,9 +127,9 @@ def selection_mask(doc, rect: Rect) -> bytes:
 
 def read_pixels(doc, node, rect: Rect, source: str) -> bytes:
     """RGBA pixels of ``rect``: from ``node`` (SOURCE_LAYER) or the visible image (SOURCE_IMAGE)."""
-    if source == logic.SOURCE_IMAGE:
+    if source == core.SOURCE_IMAGE:
         doc.waitForDone()
-        data = doc.pixelData(rect.x, rect.y, rect.w, rect.h)
+        data = doc.pixelData(rect.x, rect.y, rect.width, rect.height)
     else:
         if node is None:
             raise DocumentError("Select a layer first.")
@@ -137,10 +138,10 @@ def read_pixels(doc, node, rect: Rect, source: str) -> bytes:
                                 % node.type())
         if node.colorModel() != "RGBA" or node.colorDepth() != "U8":
             raise DocumentError("The current layer is not 8-bit RGBA.")
-        data = node.pixelData(rect.x, rect.y, rect.w, rect.h)
+        data = node.pixelData(rect.x, rect.y, rect.width, rect.height)
     data = bytes(data)
-    if len(data) != rect.w * rect.h * 4:
-        raise DocumentError("Krita returned %d bytes for a %dx%d area." % (len(data), rect.w, rect.h))
+    if len(data) != rect.width * rect.height * 4:
+        raise DocumentError("Krita returned %d bytes for a %dx%d area." % (len(data), rect.width, rect.height))
     return proto.bgra_to_rgba(data)
 
 
@@ -148,11 +149,11 @@ def layer_checksum(doc, node, rect: Rect, with_selection: bool) -> int:
     """A cheap fingerprint of ``node``'s pixels (and the selection) in ``rect``, for live mode."""
     from . import pixels as px
 
-    parts = [bytes(node.pixelData(rect.x, rect.y, rect.w, rect.h))]
+    parts = [bytes(node.pixelData(rect.x, rect.y, rect.width, rect.height))]
     if with_selection:
         sel = doc.selection()
         if sel is not None:
-            parts.append(bytes(sel.pixelData(rect.x, rect.y, rect.w, rect.h)))
+            parts.append(bytes(sel.pixelData(rect.x, rect.y, rect.width, rect.height)))
     return px.checksum(*parts)
 
 
@@ -198,7 +199,7 @@ def write_layer(doc, node, rect: Rect, rgba: bytes, clear: bool = False) -> None
         b = node.bounds()
         if b.width() > 0 and b.height() > 0:
             node.setPixelData(bytes(b.width() * b.height() * 4), b.x(), b.y(), b.width(), b.height())
-    node.setPixelData(proto.rgba_to_bgra(rgba), rect.x, rect.y, rect.w, rect.h)
+    node.setPixelData(proto.rgba_to_bgra(rgba), rect.x, rect.y, rect.width, rect.height)
     doc.refreshProjection()
 
 

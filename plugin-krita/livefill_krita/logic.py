@@ -1,74 +1,57 @@
 """What a Fill / Expand / Generate / Live job sends and where its result lands (no Krita, no Qt).
 
 Why this module exists: the plugin's behaviour is mostly decisions (which region goes to the
-daemon, with which mask and mode, at which offset the answer becomes a layer, what that layer is
-called, what an error code means to an artist). They live here, as plain functions over plain
-data, so ``tests/krita/test_logic.py`` can check them without Krita; ``krita_document`` only
-reads and writes pixels and ``controller`` only sequences the steps.
+daemon, with which mask and mode, at which offset the answer becomes a layer). They live here,
+as plain functions over plain data, so ``tests/krita/test_logic.py`` can check them without
+Krita; ``krita_document`` only reads and writes pixels and ``controller`` only sequences the
+steps. What the GIMP plug-in
+decides the same way (rectangles, settings, the context rule, request fields, layer names, error
+texts) is in the shared ``livefill_plugin_core``; this module holds what is Krita's own: the
+Fill / Expand / Generate / Live plans and cutting results to the selection (Krita has no layer
+mask step, so the selection becomes the result's alpha).
 
 Coordinates are canvas pixels at the time the job was started. Images are RGBA (straight alpha)
 here: the BGRA swap happens at the Krita boundary.
 """
 
-import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, Tuple
 
 from . import pixels as px
-from .geometry import Rect
 
 try:
+    from . import livefill_plugin_core as core
     from . import livefill_protocol as proto
 except ImportError:  # development checkout: protocol/python on sys.path
+    import livefill_plugin_core as core  # type: ignore[no-redef]
     import livefill_protocol as proto  # type: ignore[no-redef]
 
-#: Name of the one layer live mode draws into.
-PREVIEW_LAYER_NAME = "livefill preview"
-#: Prefix of every layer livefill creates (live mode never watches these).
-LAYER_PREFIX = "livefill"
-#: How much context around a selection is sent, as a fraction of the selection's longer side.
-CONTEXT_FRACTION = 0.5
-#: ...but at least this many pixels.
-MIN_CONTEXT = 32
+Rect = core.Rect  # the plans' rectangles are the shared ones
+
+#: What the shared error texts say about Krita.
+KRITA = core.Editor(
+    install_name="krita",
+    client_name="krita-livefill",
+    daemon_settings="the livefill docker's Daemon settings",
+    starts_on="the first Fill, Expand, Generate or Live",
+)
 #: Largest side requested for txt2img when the daemon does not say.
 DEFAULT_MAX_SIDE = 2048
 #: Live previews of a whole layer larger than this (longer side, px) are sent scaled down to it
 #: and their result scaled back up with Qt: the model works at ~512 px anyway, and a 4096² layer
 #: would otherwise travel as 64 MB each way for every preview.
 LIVE_MAX_SIDE = 1024
-MAX_SEED = 2**32 - 1
 
 KIND_FILL = "fill"
 KIND_EXPAND = "expand"
 KIND_GENERATE = "generate"
 KIND_LIVE = "live"
 
-SOURCE_LAYER = "layer"
-SOURCE_IMAGE = "image"
-
-
-@dataclass
-class Settings:
-    """The docker's knobs, as the request builder needs them."""
-
-    prompt: str = ""
-    negative_prompt: str = ""
-    strength: float = 0.75
-    steps: int = 4
-    guidance: float = 1.0
-    #: None = random (the daemon picks and reports it back).
-    seed: Optional[int] = None
-    #: SOURCE_LAYER (current layer's pixels) or SOURCE_IMAGE (the visible, composited image).
-    source: str = SOURCE_LAYER
-    feather: int = 0
-    color_match: bool = False
-
-
 @dataclass
 class Sides:
     """Which canvas sides Expand grows, and by how much."""
 
-    amount: int = 64
+    amount: int = core.DEFAULT_EXTEND_BORDER
     left: bool = False
     top: bool = False
     right: bool = True
@@ -109,7 +92,7 @@ class Plan:
 
     def sent_size(self) -> Tuple[int, int]:
         assert self.region is not None
-        return self.sent if self.sent is not None else (self.region.w, self.region.h)
+        return self.sent if self.sent is not None else (self.region.width, self.region.height)
 
 
 @dataclass
@@ -131,22 +114,16 @@ class PlanError(Exception):
 # ------------------------------------------------------------------------------------------------
 
 
-def context_region(canvas: Rect, selection: Rect) -> Rect:
-    """The selection's bounds plus surrounding context, clipped to the canvas."""
-    pad = max(MIN_CONTEXT, int(max(selection.w, selection.h) * CONTEXT_FRACTION))
-    return selection.grow(pad, pad, pad, pad).intersect(canvas)
-
-
 def plan_fill(canvas: Rect, selection: Optional[Rect], prompt: str = "", live: bool = False) -> Plan:
     """Fill: inpaint the selection (with context around it), or img2img the whole canvas."""
     kind = KIND_LIVE if live else KIND_FILL
     if selection is not None:
         sel = selection.intersect(canvas)
-        if sel.empty():
+        if sel.is_empty():
             raise PlanError("The selection lies outside the canvas.")
-        return Plan(kind, proto.Mode.INPAINT, canvas, target=sel, region=context_region(canvas, sel),
+        return Plan(kind, proto.Mode.INPAINT, canvas, target=sel, region=core.context_region(sel, canvas),
                     has_selection=True, prompt=prompt)
-    sent = live_send_size(canvas.w, canvas.h) if live else None
+    sent = live_send_size(canvas.width, canvas.height) if live else None
     return Plan(kind, proto.Mode.IMG2IMG, canvas, target=canvas, region=canvas, prompt=prompt, sent=sent)
 
 
@@ -165,7 +142,7 @@ def plan_expand(canvas: Rect, sides: Sides, prompt: str = "") -> Plan:
     if not sides.any():
         raise PlanError("Choose at least one side and a size above 0 to expand.")
     left, top, right, bottom = sides.extend()
-    target = Rect(0, 0, canvas.w + left + right, canvas.h + top + bottom)
+    target = Rect(0, 0, canvas.width + left + right, canvas.height + top + bottom)
     return Plan(KIND_EXPAND, proto.Mode.OUTPAINT, canvas, target=target, region=canvas,
                 extend=(left, top, right, bottom), prompt=prompt)
 
@@ -182,9 +159,9 @@ def txt2img_size(w: int, h: int, max_side: int) -> Tuple[int, int]:
 def plan_generate(canvas: Rect, selection: Optional[Rect], max_side: int = 0, prompt: str = "") -> Plan:
     """Generate: txt2img sized like the selection (or the canvas), landing on it."""
     target = canvas if selection is None else selection.intersect(canvas)
-    if target.empty():
+    if target.is_empty():
         raise PlanError("The selection lies outside the canvas.")
-    w, h = txt2img_size(target.w, target.h, max_side)
+    w, h = txt2img_size(target.width, target.height, max_side)
     return Plan(KIND_GENERATE, proto.Mode.TXT2IMG, canvas, target=target, region=None,
                 has_selection=selection is not None, width=w, height=h, prompt=prompt)
 
@@ -196,51 +173,24 @@ def plan_generate(canvas: Rect, selection: Optional[Rect], max_side: int = 0, pr
 
 def build_request(
     plan: Plan,
-    settings: Settings,
+    settings: core.Settings,
     request_id: int,
     image_rgba: Optional[bytes],
     seed: Optional[int] = None,
 ) -> "proto.GenerateRequest":
-    """The wire request for ``plan``; ``image_rgba`` holds ``plan.region``'s pixels (RGBA)."""
+    """The wire request for ``plan``; ``image_rgba`` holds ``plan.region``'s pixels (RGBA) at
+    ``plan.sent_size()``; ``seed`` replaces the settings' seed (live sessions keep one)."""
     image = None
     mask = None
     if plan.region is not None:
         w, h = plan.sent_size()
-        if image_rgba is None or len(image_rgba) != w * h * 4:
-            raise ValueError("image does not match the planned region %r sent at %dx%d" % (plan.region, w, h))
-        image = proto.RgbaImage(w, h, bytes(image_rgba))
+        image = (w, h, image_rgba if image_rgba is not None else b"")
         if plan.mode == proto.Mode.INPAINT and plan.mask is not None:
-            mask = proto.Mask(plan.region.w, plan.region.h, bytes(plan.mask))
-    left, top, right, bottom = plan.extend
-    live = plan.kind == KIND_LIVE
-    return proto.GenerateRequest(
-        request_id=request_id,
-        mode=plan.mode,
-        prompt=settings.prompt,
-        negative_prompt=settings.negative_prompt,
-        seed=settings.seed if seed is None else seed,
-        steps=max(1, int(settings.steps)),
-        guidance=float(settings.guidance),
-        strength=min(1.0, max(0.01, float(settings.strength))),
-        width=plan.width,
-        height=plan.height,
-        image=image,
-        mask=mask,
-        extend=proto.Extend(left, top, right, bottom),
-        context=proto.Context.AUTO,
-        feather=max(0, int(settings.feather)),
-        color_match=bool(settings.color_match),
-        priority=proto.Priority.LIVE_PREVIEW if live else proto.Priority.FINAL,
-        stream_previews=False,
-    )
-
-
-def live_seed(settings: Settings, rng: Optional[random.Random] = None) -> int:
-    """The seed a live session uses: the fixed one, or one random pick kept for the session (so
-    previews do not flicker between seeds while the artist paints)."""
-    if settings.seed is not None:
-        return settings.seed
-    return (rng or random).randint(0, MAX_SEED)
+            mask = (plan.region.width, plan.region.height, plan.mask)
+    if seed is not None:
+        settings = replace(settings, seed=seed)
+    return core.build_request(plan.mode, settings, request_id, image=image, mask=mask, extend=plan.extend,
+                              live=plan.kind == KIND_LIVE, size=(plan.width, plan.height))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -283,7 +233,7 @@ def place_result(
         raise ValueError("result holds %d bytes for %dx%d" % (len(image), width, height))
     if plan.kind == KIND_GENERATE:
         t = plan.target
-        pixels = scale(image, width, height, t.w, t.h)
+        pixels = scale(image, width, height, t.width, t.height)
         if plan.mask is not None:
             pixels = px.multiply_alpha(pixels, plan.mask)
         return Placement(t, pixels)
@@ -293,84 +243,37 @@ def place_result(
         new_canvas = plan.target
         result_rect = Rect(offset_x + left, offset_y + top, width, height)
         clip = result_rect.intersect(new_canvas)
-        if clip.empty():
+        if clip.is_empty():
             raise ValueError("the result does not overlap the expanded canvas")
         local = clip.translate(-result_rect.x, -result_rect.y)
         pixels = px.crop(image, width, height, local)
-        old_area = Rect(left, top, plan.canvas.w, plan.canvas.h).translate(-clip.x, -clip.y)
-        pixels = px.multiply_alpha(pixels, px.transparent_inside(clip.w, clip.h, old_area))
-        return Placement(clip, pixels, resize=(-left, -top, new_canvas.w, new_canvas.h))
+        old_area = Rect(left, top, plan.canvas.width, plan.canvas.height).translate(-clip.x, -clip.y)
+        pixels = px.multiply_alpha(pixels, px.transparent_inside(clip.width, clip.height, old_area))
+        return Placement(clip, pixels, resize=(-left, -top, new_canvas.width, new_canvas.height))
 
     # Fill and live: offsets are relative to the sent region (scaled back when it was sent smaller).
     region = plan.region
     assert region is not None
     if plan.sent is not None:
-        fx, fy = region.w / float(plan.sent[0]), region.h / float(plan.sent[1])
+        fx, fy = region.width / float(plan.sent[0]), region.height / float(plan.sent[1])
         x0, y0 = int(round(offset_x * fx)), int(round(offset_y * fy))
         x1, y1 = int(round((offset_x + width) * fx)), int(round((offset_y + height) * fy))
         image = scale(image, width, height, x1 - x0, y1 - y0)
         offset_x, offset_y, width, height = x0, y0, x1 - x0, y1 - y0
     result_rect = Rect(region.x + offset_x, region.y + offset_y, width, height)
     clip = result_rect.intersect(plan.target)
-    if clip.empty():
+    if clip.is_empty():
         raise ValueError("the result does not overlap the selection")
     pixels = px.crop(image, width, height, clip.translate(-result_rect.x, -result_rect.y))
     if plan.mask is not None:
-        mask = px.crop(plan.mask, region.w, region.h, clip.translate(-region.x, -region.y), bpp=1)
+        mask = px.crop(plan.mask, region.width, region.height, clip.translate(-region.x, -region.y), bpp=1)
         pixels = px.multiply_alpha(pixels, mask)
     return Placement(clip, pixels)
 
 
 # ------------------------------------------------------------------------------------------------
-# Names and messages
+# Messages
 # ------------------------------------------------------------------------------------------------
-
-
-def short_prompt(prompt: str, limit: int = 40) -> str:
-    text = " ".join(prompt.split())
-    if not text:
-        return "(no prompt)"
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "\u2026"
-    return text
-
-
-def layer_name(kind: str, prompt: str, seed: Optional[int]) -> str:
-    """e.g. ``livefill fill: a red fox [seed 42]``."""
-    label = {KIND_LIVE: "live"}.get(kind, kind)
-    seed_text = "" if seed is None else " [seed %d]" % seed
-    return "%s %s: %s%s" % (LAYER_PREFIX, label, short_prompt(prompt), seed_text)
-
-
-def is_livefill_layer(name: str) -> bool:
-    return name == PREVIEW_LAYER_NAME or name.startswith(LAYER_PREFIX + " ")
-
-
-_ERROR_TEXT = {
-    "NO_MODEL": "The daemon has no model loaded. Set the model folder in the livefill docker's "
-    "Daemon settings (or start it with `livefill serve --model DIR`).",
-    "OUT_OF_MEMORY": "Out of memory on the daemon's device. Try a smaller selection or fewer "
-    "steps, or close other programs using the GPU.",
-    "IMAGE_TOO_LARGE": "The image sent is larger than the daemon accepts. Select a smaller area.",
-    "FRAME_TOO_LARGE": "The image sent is larger than the daemon accepts. Select a smaller area.",
-    "UNSUPPORTED_VERSION": "The daemon speaks another protocol version. Reinstall the plugin "
-    "with `livefill install-plugin krita` from the same livefill build.",
-    "CANCELLED": "Cancelled.",
-    "SHUTTING_DOWN": "The daemon is shutting down.",
-    "MASK_SIZE_MISMATCH": "Internal error: the mask does not match the image (please report).",
-    "INVALID_REQUEST": "The daemon rejected the request",
-    "BAD_FRAME": "The daemon could not read the request (please report)",
-    "INTERNAL": "The daemon failed",
-}
-
-
-def error_text(code: "proto.ErrorCode", message: str = "") -> str:
-    """An artist-facing sentence for an ErrorReply."""
-    name = getattr(code, "name", str(code))
-    base = _ERROR_TEXT.get(name, "Error %s" % name)
-    if message and name in ("INVALID_REQUEST", "BAD_FRAME", "INTERNAL", "IMAGE_TOO_LARGE"):
-        return "%s: %s" % (base.rstrip("."), message)
-    return base
 
 
 def status_text(device: str, model: str, provider: str = "") -> str:

@@ -13,7 +13,10 @@ here do not care which, except that the 4th byte is alpha), 1 byte per pixel for
 import zlib
 from typing import Optional, Tuple
 
-from .geometry import Rect
+try:
+    from .livefill_plugin_core import Rect
+except ImportError:  # development checkout: protocol/python on sys.path
+    from livefill_plugin_core import Rect  # type: ignore[no-redef]
 
 #: _MUL[m][a] = round(a * m / 255): the soft-mask multiply as a table lookup.
 _MUL = [bytes((a * m + 127) // 255 for a in range(256)) for m in range(256)]
@@ -28,14 +31,14 @@ def crop(buf: bytes, width: int, height: int, rect: Rect, bpp: int = 4) -> bytes
     """
     if len(buf) != width * height * bpp:
         raise ValueError("buffer holds %d bytes, expected %d" % (len(buf), width * height * bpp))
-    out = bytearray(rect.w * rect.h * bpp)
+    out = bytearray(rect.width * rect.height * bpp)
     inter = rect.intersect(Rect(0, 0, width, height))
-    if inter.empty():
+    if inter.is_empty():
         return bytes(out)
-    row = inter.w * bpp
-    for y in range(inter.y, inter.y + inter.h):
+    row = inter.width * bpp
+    for y in range(inter.y, inter.y + inter.height):
         src = (y * width + inter.x) * bpp
-        dst = ((y - rect.y) * rect.w + (inter.x - rect.x)) * bpp
+        dst = ((y - rect.y) * rect.width + (inter.x - rect.x)) * bpp
         out[dst:dst + row] = buf[src:src + row]
     return bytes(out)
 
@@ -43,11 +46,11 @@ def crop(buf: bytes, width: int, height: int, rect: Rect, bpp: int = 4) -> bytes
 def paste(dst: bytearray, dst_width: int, dst_height: int, src: bytes, src_rect: Rect, bpp: int = 4) -> None:
     """Copies ``src`` (sized like ``src_rect``) into ``dst`` at ``src_rect``'s position (clipped)."""
     inter = src_rect.intersect(Rect(0, 0, dst_width, dst_height))
-    if inter.empty():
+    if inter.is_empty():
         return
-    row = inter.w * bpp
-    for y in range(inter.y, inter.y + inter.h):
-        s = ((y - src_rect.y) * src_rect.w + (inter.x - src_rect.x)) * bpp
+    row = inter.width * bpp
+    for y in range(inter.y, inter.y + inter.height):
+        s = ((y - src_rect.y) * src_rect.width + (inter.x - src_rect.x)) * bpp
         d = (y * dst_width + inter.x) * bpp
         dst[d:d + row] = src[s:s + row]
 
@@ -90,11 +93,11 @@ def transparent_inside(width: int, height: int, hole: Rect) -> bytes:
     row_full = b"\xff" * width
     out = bytearray(row_full * height)
     inter = hole.intersect(Rect(0, 0, width, height))
-    if not inter.empty():
-        zeros = bytes(inter.w)
-        for y in range(inter.y, inter.y + inter.h):
+    if not inter.is_empty():
+        zeros = bytes(inter.width)
+        for y in range(inter.y, inter.y + inter.height):
             start = y * width + inter.x
-            out[start:start + inter.w] = zeros
+            out[start:start + inter.width] = zeros
     return bytes(out)
 
 

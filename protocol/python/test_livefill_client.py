@@ -1,9 +1,10 @@
-"""Tests of the client transport against a tiny fake daemon on an AF_UNIX socket.
+"""Tests of the client transport against the stand-in daemon on an AF_UNIX socket.
 
 Why this exists: ``DaemonConnection`` and ``ensure_daemon`` are what both plugins rely on; these
 tests check the handshake, request routing, progress callbacks, errors, supersession, status and
-model queries, connection loss, and spawning a daemon executable. The fake daemon speaks the real
-protocol through ``livefill_protocol``. Run with ``protocol/python/run_tests.sh``.
+model queries, connection loss, and spawning a daemon executable. The stand-in daemon
+(``tests/standin_daemon.py``, shared by every Python test) speaks the real protocol through
+``livefill_protocol``. Run with ``protocol/python/run_tests.sh``.
 """
 
 import os
@@ -19,127 +20,10 @@ import livefill_client as lc
 import livefill_protocol as p
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+STANDIN_DIR = os.path.join(HERE, "..", "..", "tests")
+sys.path.insert(0, STANDIN_DIR)
 
-
-class FakeDaemon:
-    """Serves each connection on its own thread; behaviour is chosen by the request's prompt."""
-
-    def __init__(self, path: str, refuse_version: bool = False, idle_exit: float = 30.0) -> None:
-        self.path = path
-        self.refuse_version = refuse_version
-        self.idle_exit = idle_exit
-        self.received = []
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        self.listener.listen(8)
-        self.stopped = threading.Event()
-        self.conns = []
-
-    def start(self) -> "FakeDaemon":
-        threading.Thread(target=self.serve, daemon=True).start()
-        return self
-
-    def serve(self) -> None:
-        # Short accept timeouts: closing a listener does not wake a thread blocked in accept().
-        self.listener.settimeout(0.1)
-        idle_deadline = time.monotonic() + self.idle_exit
-        while not self.stopped.is_set() and time.monotonic() < idle_deadline:
-            try:
-                conn, _ = self.listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            idle_deadline = time.monotonic() + self.idle_exit
-            self.conns.append(conn)
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
-        self.stop()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        try:
-            self.listener.close()
-        except OSError:
-            pass
-        for c in self.conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def handle(self, conn: socket.socket) -> None:
-        send = lambda m: conn.sendall(p.encode_daemon_message(m))  # noqa: E731
-        pending_slow = []
-        try:
-            while True:
-                msg = p.read_client_message(conn)
-                if msg is None:
-                    return
-                self.received.append(msg)
-                if isinstance(msg, p.ClientHello):
-                    if self.refuse_version:
-                        send(p.ErrorReply(None, p.ErrorCode.UNSUPPORTED_VERSION, "daemon speaks 99"))
-                        return
-                    send(
-                        p.DaemonHello(
-                            "0.0-test",
-                            p.PROTOCOL_VERSION,
-                            "cpu",
-                            "CPUExecutionProvider",
-                            "fake",
-                            512,
-                            512,
-                            p.Capabilities([p.Mode.TXT2IMG], False, False, 1024, p.DEFAULT_MAX_PAYLOAD),
-                        )
-                    )
-                elif isinstance(msg, p.GenerateRequest):
-                    rid = msg.request_id
-                    send(p.Accepted(rid, 0))
-                    if msg.prompt == "fail":
-                        send(p.ErrorReply(rid, p.ErrorCode.INVALID_REQUEST, "bad prompt"))
-                    elif msg.prompt == "supersede":
-                        send(p.Superseded(rid, rid + 1))
-                    elif msg.prompt == "slow":
-                        pending_slow.append(rid)
-                    elif msg.prompt == "drop":
-                        return
-                    elif msg.prompt == "badframe":
-                        send(p.ErrorReply(None, p.ErrorCode.BAD_FRAME, "undecodable payload"))
-                        return
-                    else:
-                        preview = p.RgbaImage(1, 1, b"\x01\x02\x03\x04") if msg.stream_previews else None
-                        for step in (1, 2):
-                            send(p.Progress(rid, step, 2, preview))
-                        image = msg.image or p.RgbaImage(2, 1, bytes(8))
-                        send(p.GenerateResult(rid, image, 0, 0, msg.seed or 7, [p.StageTiming("unet", 1.5)]))
-                elif isinstance(msg, p.Cancel):
-                    if msg.request_id in pending_slow:
-                        pending_slow.remove(msg.request_id)
-                        send(p.ErrorReply(msg.request_id, p.ErrorCode.CANCELLED, "cancelled"))
-                elif isinstance(msg, p.Status):
-                    send(p.DaemonStatus("fake", "cpu", "CPUExecutionProvider", 0, None, 1, 3, 10))
-                elif isinstance(msg, p.ListModels):
-                    send(p.Models([p.ModelInfo("fake", "/m/fake", 4, True, "fp32", False, True)]))
-                elif isinstance(msg, p.Shutdown):
-                    send(p.ShuttingDown())
-                    self.stopped.set()
-                    return
-        except (OSError, p.ProtocolError):
-            return
-        finally:
-            conn.close()
-
-
-def fake_daemon_main(argv) -> None:
-    """Entry point of the fake ``livefill`` executable used by the ensure_daemon test."""
-    assert argv[1] == "serve" and argv[2] == "--socket", argv
-    path = argv[3]
-    if "--fail" in argv:
-        print("error: model folder not found: /nowhere", flush=True)
-        sys.exit(3)
-    print("fake daemon listening on", path, flush=True)
-    daemon = FakeDaemon(path, idle_exit=20.0)
-    daemon.serve()
+import standin_daemon as standin  # noqa: E402
 
 
 class ConnectionTests(unittest.TestCase):
@@ -151,7 +35,7 @@ class ConnectionTests(unittest.TestCase):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def connect(self, **kw) -> lc.DaemonConnection:
-        self.daemon = FakeDaemon(self.path).start()
+        self.daemon = standin.StandinDaemon(self.path).start()
         self.addCleanup(self.daemon.stop)
         conn = lc.DaemonConnection.connect(self.path, "unit-test ✓", timeout=5.0, **kw)
         self.addCleanup(conn.close)
@@ -159,22 +43,23 @@ class ConnectionTests(unittest.TestCase):
 
     def test_handshake(self):
         conn = self.connect()
-        self.assertEqual(conn.hello.model, "fake")
-        self.assertEqual(conn.hello.capabilities.modes, [p.Mode.TXT2IMG])
+        self.assertEqual(conn.hello, standin.hello())
         self.assertEqual(self.daemon.received[0], p.ClientHello("unit-test ✓", p.PROTOCOL_VERSION))
 
     def test_generate_with_progress(self):
         seen = []
         conn = self.connect(on_message=seen.append)
         image = p.RgbaImage(2, 2, bytes(range(16)))
-        rid = conn.generate(p.GenerateRequest(mode=p.Mode.IMG2IMG, prompt="ok", image=image, stream_previews=True))
+        request = p.GenerateRequest(mode=p.Mode.IMG2IMG, prompt="ok", image=image, steps=2, stream_previews=True)
+        rid = conn.generate(request)
         self.assertNotEqual(rid, 0)
         progress = []
         result = conn.wait_for(rid, on_progress=progress.append, timeout=5.0)
         self.assertEqual(result.request_id, rid)
-        self.assertEqual(result.image, image)
+        self.assertEqual(result.image, standin.result_image(request))
+        self.assertNotEqual(result.image, image)
         self.assertEqual([(m.step, m.total_steps) for m in progress], [(1, 2), (2, 2)])
-        self.assertEqual(progress[0].preview.pixels, b"\x01\x02\x03\x04")
+        self.assertEqual(progress[0].preview.pixels, standin.FILL)
         self.assertEqual(
             [type(m) for m in seen],
             [p.Accepted, p.Progress, p.Progress, p.GenerateResult],
@@ -197,16 +82,16 @@ class ConnectionTests(unittest.TestCase):
 
     def test_daemon_error(self):
         conn = self.connect()
-        rid = conn.generate(p.GenerateRequest(prompt="fail"))
+        rid = conn.generate(p.GenerateRequest(prompt="__error__"))
         with self.assertRaises(lc.DaemonError) as cm:
             conn.wait_for(rid, timeout=5.0)
         self.assertEqual(cm.exception.code, p.ErrorCode.INVALID_REQUEST)
         self.assertEqual(cm.exception.request_id, rid)
-        self.assertIn("bad prompt", str(cm.exception))
+        self.assertIn(standin.REFUSAL, str(cm.exception))
 
     def test_superseded(self):
         conn = self.connect()
-        rid = conn.generate(p.GenerateRequest(prompt="supersede", priority=p.Priority.LIVE_PREVIEW))
+        rid = conn.generate(p.GenerateRequest(prompt="__supersede__", priority=p.Priority.LIVE_PREVIEW))
         with self.assertRaises(lc.SupersededError) as cm:
             conn.wait_for(rid, timeout=5.0)
         self.assertEqual(cm.exception.by_request_id, rid + 1)
@@ -214,7 +99,7 @@ class ConnectionTests(unittest.TestCase):
 
     def test_cancel_and_timeout(self):
         conn = self.connect()
-        rid = conn.generate(p.GenerateRequest(prompt="slow"))
+        rid = conn.generate(p.GenerateRequest(prompt="__none__"))
         with self.assertRaises(lc.WaitTimeout):
             conn.wait_for(rid, timeout=0.2)
         conn.cancel(rid)
@@ -224,15 +109,17 @@ class ConnectionTests(unittest.TestCase):
 
     def test_status_and_models(self):
         conn = self.connect()
+        self.assertEqual(conn.status(timeout=5.0).jobs_completed, 0)
+        conn.wait_for(conn.generate(p.GenerateRequest(prompt="ok")), timeout=5.0)
         status = conn.status(timeout=5.0)
-        self.assertEqual(status.jobs_completed, 3)
+        self.assertEqual(status.jobs_completed, 1)
         self.assertIsNone(status.running_request)
         models = conn.list_models(timeout=5.0)
-        self.assertEqual([m.name for m in models], ["fake"])
+        self.assertEqual(models, [standin.MODEL])
 
     def test_connection_loss_wakes_waiters(self):
         conn = self.connect()
-        rid = conn.generate(p.GenerateRequest(prompt="drop"))
+        rid = conn.generate(p.GenerateRequest(prompt="__drop__"))
         with self.assertRaises(lc.ConnectionClosed):
             conn.wait_for(rid, timeout=5.0)
         self.assertIsNone(conn.messages.get(timeout=5.0))
@@ -242,7 +129,7 @@ class ConnectionTests(unittest.TestCase):
 
     def test_connection_level_error_becomes_the_close_reason(self):
         conn = self.connect()
-        rid = conn.generate(p.GenerateRequest(prompt="badframe"))
+        rid = conn.generate(p.GenerateRequest(prompt="__bad_frame__"))
         with self.assertRaises(lc.ConnectionClosed) as cm:
             conn.wait_for(rid, timeout=5.0)
         self.assertIsInstance(cm.exception.__cause__, lc.DaemonError)
@@ -257,7 +144,7 @@ class ConnectionTests(unittest.TestCase):
 
     def test_close_is_idempotent_and_wakes_waiters(self):
         conn = self.connect()
-        rid = conn.generate(p.GenerateRequest(prompt="slow"))
+        rid = conn.generate(p.GenerateRequest(prompt="__none__"))
         errors = []
 
         def wait():
@@ -276,7 +163,7 @@ class ConnectionTests(unittest.TestCase):
         self.assertIsInstance(errors[0], lc.ConnectionClosed)
 
     def test_version_refused(self):
-        FakeDaemon(self.path, refuse_version=True).start()
+        standin.StandinDaemon(self.path, refuse_version=True).start()
         with self.assertRaises(lc.DaemonError) as cm:
             lc.DaemonConnection.connect(self.path, "old-client", timeout=5.0)
         self.assertEqual(cm.exception.code, p.ErrorCode.UNSUPPORTED_VERSION)
@@ -319,8 +206,8 @@ class EnsureDaemonTests(unittest.TestCase):
         self.exe = os.path.join(self.dir, "fake-livefill")
         with open(self.exe, "w") as f:
             f.write(
-                "#!%s\nimport sys\nsys.path.insert(0, %r)\nimport test_livefill_client as t\n"
-                "t.fake_daemon_main(sys.argv)\n" % (sys.executable, HERE)
+                "#!%s\nimport sys\nsys.path.insert(0, %r)\nimport standin_daemon\n"
+                "sys.exit(standin_daemon.main(sys.argv + ['--idle-exit', '20']))\n" % (sys.executable, STANDIN_DIR)
             )
         os.chmod(self.exe, 0o755)
 
@@ -330,7 +217,7 @@ class EnsureDaemonTests(unittest.TestCase):
     def test_spawns_and_connects_then_reuses(self):
         conn = lc.ensure_daemon(self.exe, socket_path=self.path, timeout=20.0, log_path=self.log)
         try:
-            self.assertEqual(conn.hello.model, "fake")
+            self.assertEqual(conn.hello, standin.hello())
             # A second call finds the running daemon instead of spawning another.
             again = lc.ensure_daemon("/nonexistent/livefill", socket_path=self.path, timeout=5.0, log_path=self.log)
             again.close()
@@ -339,12 +226,12 @@ class EnsureDaemonTests(unittest.TestCase):
             self.assertIsInstance(conn.messages.get(timeout=5.0), p.ShuttingDown)
             conn.close()
         with open(self.log) as f:
-            self.assertIn("fake daemon listening", f.read())
+            self.assertIn(standin.LISTENING, f.read())
 
     def test_reports_early_exit_with_log_tail(self):
         with self.assertRaises(lc.DaemonStartError) as cm:
-            lc.ensure_daemon(self.exe, extra_args=["--fail"], socket_path=self.path, timeout=20.0, log_path=self.log)
-        self.assertIn("model folder not found", str(cm.exception))
+            lc.ensure_daemon(self.exe, extra_args=["--fail-start"], socket_path=self.path, timeout=20.0, log_path=self.log)
+        self.assertIn(standin.START_FAILURE, str(cm.exception))
         self.assertIn("status 3", str(cm.exception))
 
     def test_missing_executable(self):

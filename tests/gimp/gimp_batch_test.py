@@ -5,7 +5,7 @@
 # check is recorded (name, ok, detail) and run_gimp_tests.sh asserts on the JSON.
 #
 # Environment: LIVEFILL_SOCKET (the daemon, as seen from inside GIMP's root), LIVEFILL_TEST_OUT
-# (where to write the JSON), LIVEFILL_TEST_EXPECT ("standin" = the stand-in server's exact
+# (where to write the JSON), LIVEFILL_TEST_EXPECT ("standin" = the stand-in daemon's exact
 # geometry and colours; "daemon" = the real daemon: geometry rules only).
 
 import json
@@ -21,6 +21,9 @@ EXPECT = os.environ.get("LIVEFILL_TEST_EXPECT", "daemon")
 STEPS = int(os.environ.get("LIVEFILL_TEST_STEPS", "2"))
 ONLY = os.environ.get("LIVEFILL_TEST_ONLY", "")  # "inpaint" = only the inpaint tests
 RGBA = "R'G'B'A u8"
+# The stand-in daemon's colour for inpainted and img2img pixels (tests/standin_daemon.py FILL;
+# this script runs inside GIMP's root, where that module is not available).
+STANDIN_FILL = bytes((255, 0, 255, 255))
 
 results = {"checks": [], "expect": EXPECT, "gimp_version": Gimp.version()}
 pdb = Gimp.get_pdb()
@@ -161,7 +164,7 @@ def test_inpaint(gray=False):
     check(tag + ": selected pixels changed", len(changed) > 0, "%d changed" % len(changed))
     if EXPECT == "standin" and not gray:
         px = read(layer, 30 - lx, 20 - ly, 1, 1)
-        check(tag + ": stand-in fill inside the selection", px == bytes((40, 200, 90, 255)), list(px))
+        check(tag + ": stand-in fill inside the selection", px == STANDIN_FILL, list(px))
     image.delete()
 
 
@@ -403,7 +406,7 @@ def test_interactive_live_preview():
         check("interactive live preview: preview was drawn", opaque > 0, "%d opaque pixels" % opaque)
         if EXPECT == "standin":
             check("interactive live preview: stand-in pixels", read(layer, 10, 10, 1, 1) ==
-                  bytes((40, 200, 90, 255)), list(read(layer, 10, 10, 1, 1)))
+                  STANDIN_FILL, list(read(layer, 10, 10, 1, 1)))
     check("interactive live preview: active layer untouched", read(paint) == before)
     image.delete()
 

@@ -4,7 +4,8 @@
 # plus the plain-Python logic tests.
 #
 #   tests/gimp/run_gimp_tests.sh             real daemon (needs LIVEFILL_BIN with `serve`)
-#   tests/gimp/run_gimp_tests.sh --standin   Python stand-in daemon (no model, no ONNX Runtime)
+#   tests/gimp/run_gimp_tests.sh --standin   the Python stand-in daemon (tests/standin_daemon.py;
+#                                            no model, no ONNX Runtime)
 #
 # Environment: LIVEFILL_BIN (default target/debug/livefill), ORT_DYLIB_PATH (for the daemon),
 # LIVEFILL_GIMP_CHROOT (tree location, default /var/cache/livefill-gimp-chroot).
@@ -48,7 +49,7 @@ start_daemon() { # $1 = model folder
     local sock=$work/livefill.sock
     rm -f "$sock"
     if [ "$backend" = standin ]; then
-        python3 tests/gimp/standin_server.py "$sock" >"$work/daemon.log" 2>&1 &
+        python3 tests/standin_daemon.py serve --socket "$sock" >"$work/daemon.log" 2>&1 &
     else
         "$LIVEFILL_BIN" serve --model "$1" --socket "$sock" >"$work/daemon.log" 2>&1 &
     fi
@@ -90,7 +91,7 @@ install_plugin() { # $1 = GIMP profile (inside the tree, host path)
         # Same layout as `livefill install-plugin gimp` (daemon/src/plugin_install/gimp.rs).
         mkdir -p "$plug_ins/livefill"
         cp plugin-gimp/plug-ins/livefill/*.py protocol/python/livefill_protocol.py \
-            protocol/python/livefill_client.py "$plug_ins/livefill/"
+            protocol/python/livefill_client.py protocol/python/livefill_plugin_core.py "$plug_ins/livefill/"
         chmod 755 "$plug_ins/livefill/livefill.py"
     fi
     [ -x "$plug_ins/livefill/livefill.py" ] || { log "plug-in not installed in $plug_ins"; return 1; }

@@ -10,7 +10,7 @@ Run (see run_krita_tests.sh):
 
 Environment:
     LIVEFILL_TEST_RESULTS  JSON output path (required)
-    LIVEFILL_TEST_DAEMON   "real" (livefill serve on the tiny fixtures) or "fake" (fake_daemon.py)
+    LIVEFILL_TEST_DAEMON   "real" (livefill serve on the tiny fixtures) or "fake" (tests/standin_daemon.py)
     LIVEFILL_SOCKET        socket the daemon listens on
     LIVEFILL_BIN, LIVEFILL_MODEL  what the plugin starts when nothing listens (real mode)
     LIVEFILL_TEST_RESTART  command line (shell) that starts the daemon again, for the reconnect test
@@ -21,6 +21,9 @@ import os
 import subprocess
 import time
 import traceback
+
+# The installed plugin's copy of the shared core (settings, layer names), as the plugin uses it.
+from livefill_krita import livefill_plugin_core as core
 
 RESULTS = os.environ.get("LIVEFILL_TEST_RESULTS", "/tmp/livefill-krita-results.json")
 DAEMON = os.environ.get("LIVEFILL_TEST_DAEMON", "fake")
@@ -193,7 +196,7 @@ def test_fill(doc, layer, controller, rec, logic):
     layer_before = bytes(layer.pixelData(0, 0, W, H))
     proj_before = projection(doc)
     names_before = layer_names(doc)
-    controller.settings = logic.Settings(prompt="a red fox", seed=7, steps=2, strength=0.8)
+    controller.settings = core.Settings(prompt="a red fox", seed=7, steps=2, strength=0.8)
     node = run_job("fill", controller, rec, controller.fill)
     if node is None:
         return
@@ -210,7 +213,7 @@ def test_fill(doc, layer, controller, rec, logic):
     check("fill: composite changed inside the selection", inside > 0, "%d pixels" % inside)
     if DAEMON == "fake":
         px = bytes(node.pixelData(SEL[0] + SEL[2] // 2, SEL[1] + SEL[3] // 2, 1, 1))
-        check("fill: fake result colour arrives as BGRA magenta", px == bytes((255, 0, 255, 255)), px.hex())
+        check("fill: stand-in FILL colour (magenta) arrives as BGRA", px == bytes((255, 0, 255, 255)), px.hex())
 
 
 def test_fill_from_visible_image(doc, layer, controller, rec, logic):
@@ -219,8 +222,8 @@ def test_fill_from_visible_image(doc, layer, controller, rec, logic):
     mask = full_mask(doc)
     proj_before = projection(doc)
     layer_before = bytes(layer.pixelData(0, 0, W, H))
-    controller.settings = logic.Settings(prompt="from the image", seed=21, steps=2, strength=0.7,
-                                         source=logic.SOURCE_IMAGE)
+    controller.settings = core.Settings(prompt="from the image", seed=21, steps=2, strength=0.7,
+                                         source=core.SOURCE_IMAGE)
     node = run_job("fill (visible image)", controller, rec, controller.fill)
     if node is None:
         return
@@ -235,7 +238,7 @@ def test_fill_from_visible_image(doc, layer, controller, rec, logic):
 def test_fill_without_selection(doc, layer, controller, rec, logic):
     doc.setSelection(None)
     layer_before = bytes(layer.pixelData(0, 0, W, H))
-    controller.settings = logic.Settings(prompt="oil painting", seed=11, steps=2, strength=0.5)
+    controller.settings = core.Settings(prompt="oil painting", seed=11, steps=2, strength=0.5)
     node = run_job("img2img", controller, rec, controller.fill)
     if node is None:
         return
@@ -250,7 +253,7 @@ def test_generate(doc, layer, controller, rec, logic):
     select_ellipse(doc)
     mask = full_mask(doc)
     proj_before = projection(doc)
-    controller.settings = logic.Settings(prompt="a blue bird", seed=3, steps=2)
+    controller.settings = core.Settings(prompt="a blue bird", seed=3, steps=2)
     node = run_job("generate", controller, rec, controller.generate)
     if node is None:
         return
@@ -265,7 +268,7 @@ def test_expand(doc, layer, controller, rec, logic):
     doc.setSelection(None)
     layer_before = bytes(layer.pixelData(0, 0, W, H))
     proj_before = projection(doc)
-    controller.settings = logic.Settings(prompt="more landscape", seed=5, steps=2)
+    controller.settings = core.Settings(prompt="more landscape", seed=5, steps=2)
     sides = logic.Sides(amount=32, left=True, top=True, right=True, bottom=False)
     node = run_job("expand", controller, rec, lambda: controller.expand(sides))
     if node is None:
@@ -288,14 +291,14 @@ def test_expand(doc, layer, controller, rec, logic):
 
 def test_live(doc, layer, controller, rec, logic):
     select_ellipse(doc)
-    controller.settings = logic.Settings(prompt="live sketch", seed=9, steps=2, strength=0.6)
+    controller.settings = core.Settings(prompt="live sketch", seed=9, steps=2, strength=0.6)
     live_done = lambda: [k for k, (kind, n) in rec.done.items() if kind == "live" and n is not None]  # noqa: E731
     before = len(live_done())
     controller.set_live(True)
     check("live: turned on", controller.live, rec.messages[-3:])
     ok = wait_until(lambda: len(live_done()) > before, JOB_TIMEOUT)
     check("live: first preview", ok, rec.messages[-5:])
-    previews = [n for n in doc.rootNode().childNodes() if n.name() == "livefill preview"]
+    previews = [n for n in doc.rootNode().childNodes() if n.name() == core.PREVIEW_LAYER_NAME]
     check("live: one preview layer", len(previews) == 1, layer_names(doc))
     if previews:
         b = bounds(previews[0])
@@ -306,13 +309,13 @@ def test_live(doc, layer, controller, rec, logic):
     layer.setPixelData(bytes((0, 0, 0, 255)) * (10 * 10), x + 20, y + 15, 10, 10)
     ok = wait_until(lambda: len(live_done()) > n_before, JOB_TIMEOUT)
     check("live: change triggers a new preview", ok, rec.messages[-5:])
-    previews = [n for n in doc.rootNode().childNodes() if n.name() == "livefill preview"]
+    previews = [n for n in doc.rootNode().childNodes() if n.name() == core.PREVIEW_LAYER_NAME]
     check("live: still one reused preview layer", len(previews) == 1, layer_names(doc))
     node = controller.apply_preview()
     check("live: apply keeps the preview as a layer", node is not None and node.name().startswith("livefill live: live sketch"),
           node.name() if node is not None else None)
     check("live: apply stops live mode", not controller.live)
-    previews = [n for n in doc.rootNode().childNodes() if n.name() == "livefill preview"]
+    previews = [n for n in doc.rootNode().childNodes() if n.name() == core.PREVIEW_LAYER_NAME]
     check("live: no preview layer left after apply", len(previews) == 0, layer_names(doc))
 
 
@@ -325,7 +328,7 @@ def test_live_large_layer(doc, layer, controller, rec, logic):
     link_send = controller.link.send
     controller.link.send = lambda req: (sent.append(req), link_send(req))[1]
     try:
-        controller.settings = logic.Settings(prompt="live large", seed=4, steps=2, strength=0.6)
+        controller.settings = core.Settings(prompt="live large", seed=4, steps=2, strength=0.6)
         live_done = lambda: [k for k, (kind, n) in rec.done.items() if kind == "live" and n is not None]  # noqa: E731
         before = len(live_done())
         controller.set_live(True)
@@ -334,7 +337,7 @@ def test_live_large_layer(doc, layer, controller, rec, logic):
         sizes = [(r.image.width, r.image.height) for r in sent if r.image is not None]
         check("live large: layer sent scaled down", sizes and all(sz == logic.live_send_size(W, H, 96) for sz in sizes),
               sizes)
-        previews = [n for n in doc.rootNode().childNodes() if n.name() == "livefill preview"]
+        previews = [n for n in doc.rootNode().childNodes() if n.name() == core.PREVIEW_LAYER_NAME]
         check("live large: preview covers the canvas", len(previews) == 1 and bounds(previews[0]) == (0, 0, W, H),
               [bounds(n) for n in previews])
         node = controller.apply_preview()
@@ -355,7 +358,7 @@ def test_errors(doc, layer, controller, rec, logic):
         return
     select_ellipse(doc)
     for prompt, needle in (("__no_model__", "no model"), ("__oom__", "Out of memory")):
-        controller.settings = logic.Settings(prompt=prompt, seed=1, steps=1)
+        controller.settings = core.Settings(prompt=prompt, seed=1, steps=1)
         rid = controller.fill()
         wait_until(lambda: rid in rec.done, 30)
         check("errors: %s explained" % prompt, any(needle.lower() in m.lower() for m in rec.messages[-3:]),
@@ -369,7 +372,7 @@ def test_cancel(doc, layer, controller, rec, logic):
     names = layer_names(doc)
     progress = []
     controller.progress.connect(lambda step, total: progress.append((step, total)))
-    controller.settings = logic.Settings(prompt="__slow__", seed=1, steps=4)
+    controller.settings = core.Settings(prompt="__slow__", seed=1, steps=4)
     rid = controller.fill()
     busy = wait_until(lambda: any(s > 0 for s, _ in progress), 10)
     check("cancel: progress reported while running", busy, progress[-3:])
@@ -406,7 +409,7 @@ def test_reconnect(doc, layer, controller, rec, logic):
             wait_until(lambda: not lf.is_connected, 60)
     # No daemon at all now: a button press starts it (LIVEFILL_BIN / fake start command).
     select_ellipse(doc)
-    controller.settings = logic.Settings(prompt="after restart", seed=2, steps=2)
+    controller.settings = core.Settings(prompt="after restart", seed=2, steps=2)
     node = run_job("reconnect: fill after restart", controller, rec, controller.fill)
     check("reconnect: result placed", node is not None and bounds(node) == SEL,
           bounds(node) if node is not None else rec.messages[-5:])
@@ -420,7 +423,7 @@ def test_no_daemon(doc, layer, controller, rec, logic):
     c2.configure("/nonexistent/livefill", "", os.path.join(os.path.dirname(RESULTS), "nobody.sock"))
     c2.target_provider = lambda: (doc, layer)
     rec2 = Recorder(c2)
-    c2.settings = logic.Settings(prompt="nothing", seed=1, steps=1)
+    c2.settings = core.Settings(prompt="nothing", seed=1, steps=1)
     rid = c2.fill()
     wait_until(lambda: rid in rec2.done, 30)
     check("no daemon: job ends", rid in rec2.done, rec2.messages)

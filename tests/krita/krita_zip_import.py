@@ -32,7 +32,8 @@ def main(*_args):
         check("zip: Krita's importer finds the plugin", [p["name"] for p in imported] == ["livefill_krita"],
               imported)
         pkg = os.path.join(dest, "pykrita", "livefill_krita")
-        for name in ("__init__.py", "controller.py", "livefill_protocol.py", "livefill_client.py"):
+        shared = ("livefill_protocol.py", "livefill_client.py", "livefill_plugin_core.py")
+        for name in ("__init__.py", "controller.py") + shared:
             check("zip: installs %s" % name, os.path.isfile(os.path.join(pkg, name)))
         check("zip: installs the desktop file", os.path.isfile(os.path.join(dest, "pykrita", "livefill_krita.desktop")))
         sys.path.insert(0, os.path.join(dest, "pykrita"))

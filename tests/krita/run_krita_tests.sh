@@ -87,7 +87,7 @@ else
     cp "$root/plugin-krita/livefill.desktop" "$pykrita/livefill_krita.desktop"
     cp "$root"/plugin-krita/livefill_krita/*.py "$root"/plugin-krita/livefill_krita/*.html \
         "$root"/protocol/python/livefill_protocol.py "$root"/protocol/python/livefill_client.py \
-        "$pykrita/livefill_krita/"
+        "$root"/protocol/python/livefill_plugin_core.py "$pykrita/livefill_krita/"
     printf '[python]\nenable_livefill_krita=true\n' >"$kritarc"
     installed_by="copy (no install-plugin subcommand in $LIVEFILL_BIN)"
     [ "$fake_only" = 1 ] || fail "livefill install-plugin krita is not available in $LIVEFILL_BIN"
@@ -95,6 +95,7 @@ fi
 echo "installed by: $installed_by"
 [ -f "$pykrita/livefill_krita/__init__.py" ] || fail "plugin package not installed"
 [ -f "$pykrita/livefill_krita/livefill_protocol.py" ] || fail "shared codec not installed"
+[ -f "$pykrita/livefill_krita/livefill_plugin_core.py" ] || fail "shared plugin core not installed"
 [ -f "$pykrita/livefill_krita.desktop" ] || fail "desktop file not installed"
 grep -q '^enable_livefill_krita=true' "$kritarc" 2>/dev/null || fail "plugin not enabled in kritarc"
 
@@ -113,7 +114,7 @@ run_kritarunner() { # label results module [env...]
 }
 
 # ---- stand-in daemon ----------------------------------------------------------------------------
-echo "=== Krita + stand-in daemon (fake_daemon.py)"
+echo "=== Krita + stand-in daemon (tests/standin_daemon.py)"
 sock=$work/run/fake.sock
 run_kritarunner krita-fake "$work/fake.json" krita_e2e \
     LIVEFILL_TEST_DAEMON=fake LIVEFILL_SOCKET="$sock" LIVEFILL_BIN="$here/fake_livefill.sh" \

@@ -1,13 +1,14 @@
-"""Plain-Python tests of the Krita plugin's Krita-free modules (geometry, pixels, logic).
+"""Plain-Python tests of the Krita plugin's Krita-free modules (pixels, logic).
 
-Why this exists: request building, offsets, masks and naming decide whether a result lands in
-the right place; these run in milliseconds with any Python 3.8+, no Krita needed.
+Why this exists: plans, offsets and masks decide whether a result lands in the right place;
+these run in milliseconds with any Python 3.8+, no Krita needed. What the plugin shares with the
+GIMP plug-in (rectangles, settings, request fields, the context rule, layer names, error texts)
+is tested once, in ``protocol/python/test_livefill_plugin_core.py``.
 
 Run: python3 -m unittest tests/krita/test_logic.py   (from the repository root)
 """
 
 import os
-import random
 import sys
 import unittest
 
@@ -15,10 +16,12 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "plugin-krita"))
 sys.path.insert(0, os.path.join(ROOT, "protocol", "python"))
 
+import livefill_plugin_core as core  # noqa: E402
 import livefill_protocol as proto  # noqa: E402
 from livefill_krita import logic  # noqa: E402
 from livefill_krita import pixels as px  # noqa: E402
-from livefill_krita.geometry import Rect  # noqa: E402
+
+Rect = core.Rect
 
 CANVAS = Rect(0, 0, 200, 150)
 
@@ -30,16 +33,6 @@ def rgba(w, h, color=(10, 20, 30, 255)):
 def pixel(buf, w, x, y):
     i = (y * w + x) * 4
     return tuple(buf[i:i + 4])
-
-
-class GeometryTest(unittest.TestCase):
-    def test_intersect_and_grow(self):
-        self.assertEqual(Rect(10, 10, 50, 50).intersect(Rect(40, 30, 100, 10)), Rect(40, 30, 20, 10))
-        self.assertTrue(Rect(0, 0, 5, 5).intersect(Rect(10, 10, 5, 5)).empty())
-        self.assertEqual(Rect(10, 10, 5, 5).grow(1, 2, 3, 4), Rect(9, 8, 9, 11))
-        self.assertEqual(Rect(1, 2, 3, 4).translate(-1, -2), Rect(0, 0, 3, 4))
-        self.assertTrue(Rect(0, 0, 10, 10).contains(Rect(2, 2, 8, 8)))
-        self.assertFalse(Rect(0, 0, 10, 10).contains(Rect(2, 2, 9, 8)))
 
 
 class PixelsTest(unittest.TestCase):
@@ -101,6 +94,7 @@ class PlanTest(unittest.TestCase):
         self.assertEqual(plan.mode, proto.Mode.INPAINT)
         self.assertEqual(plan.target, Rect(60, 40, 64, 48))
         self.assertEqual(plan.region, Rect(28, 8, 128, 112))  # 32 px (half of 64) each side
+        self.assertEqual(plan.region, core.context_region(plan.target, CANVAS))
         self.assertTrue(CANVAS.contains(plan.region))
         near_edge = logic.plan_fill(CANVAS, Rect(0, 140, 300, 20))
         self.assertEqual(near_edge.target, Rect(0, 140, 200, 10))
@@ -138,17 +132,17 @@ class RequestTest(unittest.TestCase):
     def settings(self, **kw):
         base = dict(prompt="a fox", negative_prompt="blurry", strength=0.6, steps=3, guidance=1.5, seed=None)
         base.update(kw)
-        return logic.Settings(**base)
+        return core.Settings(**base)
 
     def test_inpaint_request_roundtrips_through_the_codec(self):
         plan = logic.plan_fill(CANVAS, Rect(60, 40, 64, 48), "a fox")
         r = plan.region
-        plan.mask = bytes(r.w * r.h)
-        req = logic.build_request(plan, self.settings(seed=5), 17, rgba(r.w, r.h))
+        plan.mask = bytes(r.width * r.height)
+        req = logic.build_request(plan, self.settings(seed=5), 17, rgba(r.width, r.height))
         self.assertEqual(req.request_id, 17)
         self.assertEqual(req.mode, proto.Mode.INPAINT)
-        self.assertEqual((req.image.width, req.image.height), (r.w, r.h))
-        self.assertEqual((req.mask.width, req.mask.height), (r.w, r.h))
+        self.assertEqual((req.image.width, req.image.height), (r.width, r.height))
+        self.assertEqual((req.mask.width, req.mask.height), (r.width, r.height))
         self.assertEqual(req.priority, proto.Priority.FINAL)
         self.assertEqual((req.seed, req.steps, req.strength), (5, 3, 0.6))
         frame = proto.encode_client_message(req)
@@ -180,11 +174,11 @@ class RequestTest(unittest.TestCase):
         req = logic.build_request(plan, self.settings(strength=5.0, steps=0), 1, rgba(200, 150))
         self.assertEqual((req.strength, req.steps), (1.0, 1))
 
-    def test_live_seed(self):
-        self.assertEqual(logic.live_seed(self.settings(seed=4)), 4)
-        a = logic.live_seed(self.settings(), random.Random(1))
-        self.assertEqual(a, logic.live_seed(self.settings(), random.Random(1)))
-        self.assertTrue(0 <= a <= logic.MAX_SEED)
+    def test_plugin_defaults_reach_the_wire(self):
+        plan = logic.plan_fill(CANVAS, None)
+        req = logic.build_request(plan, core.Settings(), 1, rgba(200, 150))
+        self.assertEqual((req.feather, req.color_match), (core.DEFAULT_FEATHER, core.DEFAULT_COLOR_MATCH))
+        self.assertAlmostEqual(req.strength, core.DEFAULT_STRENGTH)
 
 
 class LiveScalingTest(unittest.TestCase):
@@ -192,10 +186,10 @@ class LiveScalingTest(unittest.TestCase):
         big = Rect(0, 0, 4096, 3000)
         plan = logic.plan_fill(big, None, live=True)
         self.assertEqual(plan.sent, (1024, 750))
-        req = logic.build_request(plan, logic.Settings(), 1, rgba(1024, 750))
+        req = logic.build_request(plan, core.Settings(), 1, rgba(1024, 750))
         self.assertEqual((req.image.width, req.image.height), (1024, 750))
         with self.assertRaises(ValueError):  # the full-size pixels are not what is sent
-            logic.build_request(plan, logic.Settings(), 1, rgba(4096, 3000))
+            logic.build_request(plan, core.Settings(), 1, rgba(4096, 3000))
         scaled = []
 
         def scaler(pixels, w, h, tw, th):
@@ -205,7 +199,7 @@ class LiveScalingTest(unittest.TestCase):
         out = logic.place_result(plan, rgba(1024, 750, (9, 8, 7, 255)), 1024, 750, scale=scaler)
         self.assertEqual(out.rect, big)
         self.assertEqual(scaled, [(1024, 750, 4096, 3000)])
-        self.assertEqual(pixel(out.pixels, big.w, 4095, 2999), (9, 8, 7, 255))
+        self.assertEqual(pixel(out.pixels, big.width, 4095, 2999), (9, 8, 7, 255))
 
     def test_small_layers_fills_and_selections_are_sent_as_they_are(self):
         self.assertIsNone(logic.plan_fill(CANVAS, None, live=True).sent)
@@ -226,26 +220,26 @@ class PlacementTest(unittest.TestCase):
         sel = Rect(60, 40, 64, 48)
         plan = logic.plan_fill(CANVAS, sel)
         r = plan.region
-        mask = bytearray(r.w * r.h)
+        mask = bytearray(r.width * r.height)
         # Select only the left half of the selection's bounding box, soft on one column.
-        for y in range(sel.y - r.y, sel.y - r.y + sel.h):
+        for y in range(sel.y - r.y, sel.y - r.y + sel.height):
             for x in range(sel.x - r.x, sel.x - r.x + 32):
-                mask[y * r.w + x] = 255
-            mask[y * r.w + sel.x - r.x + 32] = 128
+                mask[y * r.width + x] = 255
+            mask[y * r.width + sel.x - r.x + 32] = 128
         plan.mask = bytes(mask)
-        out = logic.place_result(plan, rgba(r.w, r.h, (200, 0, 200, 255)), r.w, r.h)
+        out = logic.place_result(plan, rgba(r.width, r.height, (200, 0, 200, 255)), r.width, r.height)
         self.assertEqual(out.rect, sel)
         self.assertIsNone(out.resize)
-        self.assertEqual(pixel(out.pixels, sel.w, 0, 0), (200, 0, 200, 255))
-        self.assertEqual(pixel(out.pixels, sel.w, 32, 5), (200, 0, 200, 128))
-        self.assertEqual(pixel(out.pixels, sel.w, 40, 5), (0, 0, 0, 0))
+        self.assertEqual(pixel(out.pixels, sel.width, 0, 0), (200, 0, 200, 255))
+        self.assertEqual(pixel(out.pixels, sel.width, 32, 5), (200, 0, 200, 128))
+        self.assertEqual(pixel(out.pixels, sel.width, 40, 5), (0, 0, 0, 0))
 
     def test_fill_result_with_offset_crop(self):
         # The daemon may answer with only the part it regenerated: offset in region coordinates.
         sel = Rect(60, 40, 64, 48)
         plan = logic.plan_fill(CANVAS, sel)
         r = plan.region
-        plan.mask = b"\xff" * (r.w * r.h)
+        plan.mask = b"\xff" * (r.width * r.height)
         ox, oy = sel.x - r.x + 10, sel.y - r.y + 8
         out = logic.place_result(plan, rgba(20, 16), 20, 16, ox, oy)
         self.assertEqual(out.rect, Rect(70, 48, 20, 16))
@@ -295,23 +289,15 @@ class PlacementTest(unittest.TestCase):
 
 
 class TextTest(unittest.TestCase):
-    def test_layer_names(self):
-        self.assertEqual(logic.layer_name("fill", "a red  fox\n", 42), "livefill fill: a red fox [seed 42]")
-        self.assertEqual(logic.layer_name("live", "", None), "livefill live: (no prompt)")
-        long = logic.layer_name("generate", "x" * 100, 1)
-        self.assertLess(len(long), 80)
-        self.assertIn("\u2026", long)
-        self.assertTrue(logic.is_livefill_layer(long))
-        self.assertTrue(logic.is_livefill_layer(logic.PREVIEW_LAYER_NAME))
-        self.assertFalse(logic.is_livefill_layer("livefilling"))
-        self.assertFalse(logic.is_livefill_layer("Background"))
+    def test_layer_names_use_the_buttons_words(self):
+        self.assertEqual(core.layer_name(logic.KIND_FILL, "a red fox", 42), "livefill fill: a red fox [seed 42]")
+        self.assertEqual(core.layer_name(logic.KIND_LIVE, "", None), "livefill live: (no prompt)")
 
-    def test_error_texts(self):
-        for code in proto.ErrorCode:
-            self.assertTrue(logic.error_text(code, "detail"))
-        self.assertIn("no model", logic.error_text(proto.ErrorCode.NO_MODEL).lower())
-        self.assertIn("memory", logic.error_text(proto.ErrorCode.OUT_OF_MEMORY, "x").lower())
-        self.assertIn("boom", logic.error_text(proto.ErrorCode.INTERNAL, "boom"))
+    def test_error_texts_point_to_the_docker(self):
+        self.assertIn("docker", core.error_text(proto.ErrorCode.NO_MODEL, "", logic.KRITA))
+        self.assertIn("install-plugin krita", core.error_text(proto.ErrorCode.UNSUPPORTED_VERSION, "", logic.KRITA))
+        text = core.describe_connect_error(FileNotFoundError(), logic.KRITA, started=False)
+        self.assertIn("Fill", text)
 
     def test_status_text(self):
         text = logic.status_text("NVIDIA H100 (cuda:0)", "sd-1.5-lcm", "CUDAExecutionProvider")

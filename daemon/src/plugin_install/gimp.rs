@@ -106,6 +106,7 @@ mod tests {
             "livefill_logic.py",
             "livefill_protocol.py",
             "livefill_client.py",
+            "livefill_plugin_core.py",
         ] {
             let text = fs::read_to_string(dir.join(name)).unwrap();
             assert!(!text.trim().is_empty(), "{name} is empty");

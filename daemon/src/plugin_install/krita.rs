@@ -49,10 +49,6 @@ pub const PACKAGE_FILES: &[(&str, &str)] = &[
         include_str!("../../../plugin-krita/livefill_krita/extension.py"),
     ),
     (
-        "geometry.py",
-        include_str!("../../../plugin-krita/livefill_krita/geometry.py"),
-    ),
-    (
         "krita_document.py",
         include_str!("../../../plugin-krita/livefill_krita/krita_document.py"),
     ),
@@ -308,6 +304,7 @@ mod tests {
             "logic.py",
             "livefill_protocol.py",
             "livefill_client.py",
+            "livefill_plugin_core.py",
             "Manual.html",
         ] {
             let text = fs::read_to_string(dir.join(name)).unwrap();

@@ -1,5 +1,5 @@
-//! `livefill install-plugin krita|gimp`: copies an editor plugin, together with the one shared
-//! Python codec and client from `protocol/python/`, into the editor's plugin folder.
+//! `livefill install-plugin krita|gimp`: copies an editor plugin, together with the shared Python
+//! codec, client and plugin core from `protocol/python/`, into the editor's plugin folder.
 //!
 //! Exists so the plugins are packaged from a single source: the files are embedded in the binary
 //! at build time, so the installed codec is always the one this daemon speaks.
@@ -16,5 +16,9 @@ pub const SHARED_PYTHON_MODULES: &[(&str, &str)] = &[
     (
         "livefill_client.py",
         include_str!("../../../protocol/python/livefill_client.py"),
+    ),
+    (
+        "livefill_plugin_core.py",
+        include_str!("../../../protocol/python/livefill_plugin_core.py"),
     ),
 ];

@@ -1,7 +1,8 @@
 """Every GIMP call of the livefill plug-in that touches an image: reading pixels and the
 selection, adding result layers, resizing the canvas, undo groups, progress and messages.
 
-Exists so the rest of the plug-in deals in plain rectangles and bytes (``livefill_logic``), and so
+Exists so the rest of the plug-in deals in plain rectangles and bytes (``livefill_logic`` and the
+shared ``livefill_plugin_core``), and so
 GIMP API details (Gegl formats, layer offsets, undo) are decided in one place.
 
 Pixel formats: layers are read and written as ``R'G'B'A u8`` (non-linear sRGB, straight alpha:
@@ -16,7 +17,7 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp  # noqa: E402
 
-from livefill_logic import Rect  # noqa: E402
+from livefill_plugin_core import Rect  # noqa: E402
 
 RGBA_FORMAT = "R'G'B'A u8"
 MASK_FORMAT = "Y u8"

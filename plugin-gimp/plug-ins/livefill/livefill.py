@@ -3,9 +3,10 @@
 from a prompt with the local livefill daemon (Stable Diffusion + LCM), plus a live preview.
 
 Exists as the GIMP entry point: it registers the procedures (menu Filters > livefill), shows the
-dialogs and drives one job per call. Pixels and layers go through ``gimp_document``, everything
-else (geometry, requests, daemon lookup) through ``livefill_logic``; the wire codec and transport
-are the shared ``livefill_protocol`` / ``livefill_client`` installed next to this file.
+dialogs and drives one job per call. Pixels and layers go through ``gimp_document``; what is
+decided like in the Krita plugin (geometry, settings and defaults, requests, layer names, error
+texts, finding the daemon) through the shared ``livefill_plugin_core``, the rest through
+``livefill_logic``; the codec, transport and core are installed next to this file.
 
 Every argument can be set from scripts, e.g. in python-fu::
 
@@ -32,7 +33,9 @@ from gi.repository import GLib, GObject, Gimp, GimpUi, Gegl  # noqa: E402,F401
 
 import gimp_document as doc  # noqa: E402
 import livefill_logic as logic  # noqa: E402
-from livefill_logic import LivefillError  # noqa: E402
+import livefill_plugin_core as core  # noqa: E402
+import livefill_protocol as lp  # noqa: E402
+from livefill_plugin_core import PluginError  # noqa: E402
 
 MENU = "<Image>/Filters/livefill"
 RW = GObject.ParamFlags.READWRITE
@@ -107,7 +110,7 @@ def _success(procedure, layer, seed):
     values.remove(1)
     values.insert(1, GObject.Value(Gimp.Layer, layer))
     values.remove(2)
-    seed = int(seed) if seed is not None and 0 <= seed <= logic.MAX_SEED else -1
+    seed = int(seed) if seed is not None and 0 <= seed <= core.MAX_SEED else -1
     values.insert(2, GObject.Value(GObject.TYPE_INT, seed))
     return values
 
@@ -117,32 +120,28 @@ def _add_arguments(procedure, mode):
     p.add_string_argument("prompt", "_Prompt", "What to paint", "", RW)
     p.add_string_argument("negative-prompt", "_Negative prompt", "What to avoid", "", RW)
     if mode in ("inpaint", "img2img", "preview"):
-        default = {
-            "inpaint": logic.DEFAULT_INPAINT_STRENGTH,
-            "img2img": logic.DEFAULT_IMG2IMG_STRENGTH,
-            "preview": logic.DEFAULT_PREVIEW_STRENGTH,
-        }[mode]
+        default = logic.DEFAULT_STRENGTHS[mode]
         p.add_double_argument("strength", "Stren_gth",
                               "How much to change (1 = ignore the old pixels)",
-                              0.01, 1.0, default, RW)
+                              core.MIN_STRENGTH, 1.0, default, RW)
     else:
-        p.add_double_argument("strength", "Stren_gth", "Unused by this mode", 0.01, 1.0, 1.0, RW)
-    p.add_int_argument("steps", "St_eps", "Denoising steps (LCM: 1-8)", 1, 100,
-                       logic.DEFAULT_STEPS, RW)
+        p.add_double_argument("strength", "Stren_gth", "Unused by this mode", core.MIN_STRENGTH, 1.0, 1.0, RW)
+    p.add_int_argument("steps", "St_eps", "Denoising steps (LCM: 1-8)", core.MIN_STEPS, core.MAX_STEPS,
+                       core.DEFAULT_STEPS, RW)
     p.add_double_argument("guidance", "G_uidance", "Guidance scale", 0.0, 30.0,
-                          logic.DEFAULT_GUIDANCE, RW)
+                          core.DEFAULT_GUIDANCE, RW)
     p.add_int_argument("seed", "See_d", "Random seed (-1 = pick one; the layer name shows it)",
-                       -1, logic.MAX_SEED, -1, RW)
+                       -1, core.MAX_SEED, -1, RW)
     context = Gimp.Choice.new()
     context.add("auto", 0, "Around the selection",
                 "Crop around the selection and work at the model's native size")
     context.add("full", 1, "Whole layer", "Send the whole layer as is")
     p.add_choice_argument("context", "Conte_xt", "How much of the layer the model sees",
-                          context, "auto", RW)
+                          context, core.CONTEXT_AUTO, RW)
     p.add_int_argument("feather", "_Feather", "Mask edge softening in pixels", 0, 256,
-                       logic.DEFAULT_FEATHER, RW)
+                       core.DEFAULT_FEATHER, RW)
     p.add_boolean_argument("color-match", "_Match colors",
-                           "Match the result's colors to the surroundings", True, RW)
+                           "Match the result's colors to the surroundings", core.DEFAULT_COLOR_MATCH, RW)
     p.add_boolean_argument("sample-merged", "Use _visible image",
                            "Send what is visible instead of the active layer alone", False, RW)
     p.add_boolean_argument("mask-result", "Mask result _with selection",
@@ -151,7 +150,7 @@ def _add_arguments(procedure, mode):
     for side, label in (("left", "_Left"), ("top", "_Top"), ("right", "R_ight"),
                         ("bottom", "_Bottom")):
         p.add_int_argument(side, label, "Border to add on the %s side" % side,
-                           0, 4096, 64 if mode == "outpaint" else 0, RW)
+                           0, 4096, core.DEFAULT_EXTEND_BORDER if mode == "outpaint" else 0, RW)
     p.add_int_argument("width", "_Width", "Output width (0 = model native)", 0, 8192, 0, RW)
     p.add_int_argument("height", "_Height", "Output height (0 = model native)", 0, 8192, 0, RW)
     p.add_int_argument("preview-max-side", "Preview si_ze",
@@ -161,35 +160,35 @@ def _add_arguments(procedure, mode):
                           "Daemon socket ('' = $LIVEFILL_SOCKET or the default)", "", RW)
     p.add_string_argument("livefill-exe", "livefill executable",
                           "Used to start the daemon when it is not running "
-                          "('' = $LIVEFILL_EXE or livefill on PATH)", "", RW)
+                          "('' = $LIVEFILL_BIN, the deprecated $LIVEFILL_EXE, or livefill on PATH)",
+                          "", RW)
     p.add_string_argument("model", "Model",
                           "Model folder for a daemon started by the plug-in "
                           "('' = $LIVEFILL_MODEL)", "", RW)
     p.add_double_argument("timeout", "Timeout", "Seconds to wait for a result", 1.0, 86400.0,
-                          logic.DEFAULT_TIMEOUT_S, RW)
+                          core.DEFAULT_TIMEOUT_S, RW)
     p.add_layer_return_value("layer", "Layer", "The new layer", True, RW)
-    p.add_int_return_value("seed", "Seed", "The seed used", -1, logic.MAX_SEED, -1, RW)
+    p.add_int_return_value("seed", "Seed", "The seed used", -1, core.MAX_SEED, -1, RW)
 
 
-def _settings(config, mode, session_seed=None) -> logic.Settings:
+def _settings(config, mode, session_seed=None) -> core.Settings:
     """Settings from the procedure config. A random seed (-1) is drawn here, or taken from
     ``session_seed`` (the live preview keeps one seed while its dialog is open)."""
     g = config.get_property
     seed = g("seed")
     if seed < 0 and session_seed is not None:
         seed = session_seed
-    return logic.Settings(
+    return core.Settings(
         prompt=g("prompt") or "",
         negative_prompt=g("negative-prompt") or "",
-        seed=logic.effective_seed(seed),
+        seed=core.pick_seed(seed),
         steps=g("steps"),
         guidance=g("guidance"),
         strength=g("strength"),
-        context=g("context") or "auto",
+        context=g("context") or core.CONTEXT_AUTO,
+        source=core.SOURCE_IMAGE if g("sample-merged") else core.SOURCE_LAYER,
         feather=g("feather"),
         color_match=g("color-match"),
-        width=g("width"),
-        height=g("height"),
     )
 
 
@@ -199,12 +198,8 @@ def _settings(config, mode, session_seed=None) -> logic.Settings:
 
 def _connect(config):
     """A connected DaemonConnection; starts the daemon first when it is not running."""
-    import livefill_client
-
-    socket = logic.resolve_socket(config.get_property("socket"))
-    exe = logic.resolve_executable(config.get_property("livefill-exe"))
-    args = logic.daemon_args(config.get_property("model"))
-    return logic.connect_or_start(livefill_client, socket, exe, args)
+    g = config.get_property
+    return logic.connect(g("socket"), g("livefill-exe"), g("model"))
 
 
 def _run_job(conn, request, timeout, label):
@@ -231,17 +226,17 @@ def _run_job(conn, request, timeout, label):
 def _do_inpaint(image, drawable, config, settings, conn, timeout):
     dr = doc.drawable_rect(drawable)
     sent = logic.plan_inpaint(dr, doc.selection_bounds(image), settings.context)
-    rgba = doc.source_pixels(image, drawable, sent, config.get_property("sample-merged"))
+    rgba = doc.source_pixels(image, drawable, sent, settings.source == core.SOURCE_IMAGE)
     mask = doc.read_selection(image, sent)
     if logic.mask_is_empty(mask):
-        raise LivefillError("The selection is empty where it overlaps the active layer.")
-    request = logic.build_request("inpaint", settings, image=(sent.width, sent.height, rgba),
-                                  mask=(sent.width, sent.height, mask))
+        raise PluginError("The selection is empty where it overlaps the active layer.")
+    request = core.build_request(lp.Mode.INPAINT, settings, image=(sent.width, sent.height, rgba),
+                                 mask=(sent.width, sent.height, mask))
     result = _run_job(conn, request, timeout, "inpainting")
     x, y = logic.result_position(sent, result.offset_x, result.offset_y)
     with doc.UndoGroup(image):
         layer = doc.add_result_layer(
-            image, drawable, logic.layer_name("inpaint", settings.prompt, result.seed), x, y,
+            image, drawable, logic.result_name("inpaint", settings.prompt, result.seed), x, y,
             result.image.width, result.image.height, result.image.pixels,
             mask_with_selection=config.get_property("mask-result"))
     return layer, result.seed
@@ -252,9 +247,9 @@ def _do_extend(image, drawable, config, settings, conn, timeout):
     growth = logic.extend_canvas(image.get_width(), image.get_height(),
                                  g("left"), g("top"), g("right"), g("bottom"))
     sent = doc.image_rect(image)
-    rgba = doc.source_pixels(image, drawable, sent, g("sample-merged"))
-    request = logic.build_request("outpaint", settings, image=(sent.width, sent.height, rgba),
-                                  extend=(g("left"), g("top"), g("right"), g("bottom")))
+    rgba = doc.source_pixels(image, drawable, sent, settings.source == core.SOURCE_IMAGE)
+    request = core.build_request(lp.Mode.OUTPAINT, settings, image=(sent.width, sent.height, rgba),
+                                 extend=(g("left"), g("top"), g("right"), g("bottom")))
     result = _run_job(conn, request, timeout, "extending the canvas")
     # After the resize the sent image's origin sits at (shift_x, shift_y).
     moved = sent.translate(growth.shift_x, growth.shift_y)
@@ -263,28 +258,29 @@ def _do_extend(image, drawable, config, settings, conn, timeout):
         doc.resize_canvas(image, growth.new_width, growth.new_height, growth.shift_x,
                           growth.shift_y)
         layer = doc.add_result_layer(
-            image, drawable, logic.layer_name("outpaint", settings.prompt, result.seed), x, y,
+            image, drawable, logic.result_name("outpaint", settings.prompt, result.seed), x, y,
             result.image.width, result.image.height, result.image.pixels)
     return layer, result.seed
 
 
 def _do_img2img(image, drawable, config, settings, conn, timeout):
     sent = doc.drawable_rect(drawable)
-    rgba = doc.source_pixels(image, drawable, sent, config.get_property("sample-merged"))
-    request = logic.build_request("img2img", settings, image=(sent.width, sent.height, rgba))
+    rgba = doc.source_pixels(image, drawable, sent, settings.source == core.SOURCE_IMAGE)
+    request = core.build_request(lp.Mode.IMG2IMG, settings, image=(sent.width, sent.height, rgba))
     result = _run_job(conn, request, timeout, "img2img")
     x, y = logic.result_position(sent, result.offset_x, result.offset_y)
     with doc.UndoGroup(image):
         layer = doc.add_result_layer(
-            image, drawable, logic.layer_name("img2img", settings.prompt, result.seed), x, y,
+            image, drawable, logic.result_name("img2img", settings.prompt, result.seed), x, y,
             result.image.width, result.image.height, result.image.pixels)
     return layer, result.seed
 
 
 def _do_generate(image, drawable, config, settings, conn, timeout):
-    request = logic.build_request("txt2img", settings)
+    size = (config.get_property("width"), config.get_property("height"))
+    request = core.build_request(lp.Mode.TXT2IMG, settings, size=size)
     result = _run_job(conn, request, timeout, "generating")
-    name = logic.layer_name("txt2img", settings.prompt, result.seed)
+    name = logic.result_name("txt2img", settings.prompt, result.seed)
     if image is None:  # run without an open image: the result becomes a new image
         image, layer = doc.new_image(name, result.image.width, result.image.height,
                                      result.image.pixels)
@@ -348,17 +344,17 @@ class LivePreview:
                                     self.config.get_property("preview-max-side"))
         w, h = logic.scaled_size(rect.width, rect.height, scale)
         rgba = doc.read_rgba(self.drawable, rect, scale)
-        return rect, logic.build_request("img2img", settings, image=(w, h, rgba), live=True)
+        return rect, core.build_request(lp.Mode.IMG2IMG, settings, image=(w, h, rgba), live=True)
 
     def show(self, rect, result):
         """Writes ``result`` (an img2img of the possibly downscaled layer) into the preview layer,
         creating it above the source layer on first use."""
         if self.layer is None or not self.layer.is_valid():
-            self.layer = doc.find_layer(self.image, logic.PREVIEW_LAYER_NAME)
+            self.layer = doc.find_layer(self.image, core.PREVIEW_LAYER_NAME)
         if self.layer is None or not self.layer.is_valid():
             with doc.UndoGroup(self.image):
                 self.layer = doc.add_result_layer(
-                    self.image, self.drawable, logic.PREVIEW_LAYER_NAME, rect.x, rect.y,
+                    self.image, self.drawable, core.PREVIEW_LAYER_NAME, rect.x, rect.y,
                     rect.width, rect.height, bytes(rect.width * rect.height * 4))
         elif doc.drawable_rect(self.layer) != rect:  # the source layer moved or was resized
             with doc.UndoGroup(self.image):
@@ -401,7 +397,7 @@ class LivePreview:
         if key != self.last_key:
             try:
                 rect, request = self._request(settings)
-            except LivefillError as e:
+            except PluginError as e:
                 return "Error: %s" % e
             self.pending = self.conn.generate(request)
             self.pending_rect = rect
@@ -426,7 +422,7 @@ def _live_dialog(procedure, config, image, drawable):
     status.set_xalign(0.0)
     dialog.get_content_area().pack_end(status, False, False, 4)
     status.show()
-    session_seed = logic.effective_seed(-1)
+    session_seed = core.pick_seed(None)
 
     def tick():
         try:
@@ -453,7 +449,7 @@ def _live_dialog(procedure, config, image, drawable):
     layer = preview.layer
     if layer is not None and layer.is_valid():
         if keep:
-            layer.set_name(logic.layer_name("preview", config.get_property("prompt"),
+            layer.set_name(logic.result_name("preview", config.get_property("prompt"),
                                             preview.last_seed if preview.last_seed is not None
                                             else -1))
         else:
@@ -486,7 +482,7 @@ def run(procedure, run_mode, image, drawables, config, data):
         if mode == "preview":
             try:
                 return _live_dialog(procedure, config, image, drawable)
-            except LivefillError as e:
+            except PluginError as e:
                 return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, "livefill: %s" % e)
         dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config)
         _prepare_dialog(dialog, mode)
@@ -504,11 +500,11 @@ def run(procedure, run_mode, image, drawables, config, data):
         conn = _connect(config)
         layer, seed = ACTIONS[mode](image, drawable, config, settings, conn,
                                     config.get_property("timeout"))
-    except logic.Cancelled as e:
+    except core.Cancelled as e:
         return _error(procedure, Gimp.PDBStatusType.CANCEL, str(e))
     # GIMP shows a returned error message to the artist (interactive runs) and hands it to the
     # caller (scripts), so errors are only returned, not also shown with Gimp.message.
-    except LivefillError as e:
+    except PluginError as e:
         return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, "livefill: %s" % e)
     except Exception as e:  # unexpected: still tell the artist rather than crash silently
         import traceback

@@ -1,0 +1,469 @@
+"""What every livefill editor plugin decides the same way, with no editor API (stdlib only).
+
+Why this module exists: the Krita and the GIMP plugin ask the daemon for the same things and must
+agree on them: rectangles, the settings and their defaults, how settings become a wire request,
+how much context goes around a selection, what result layers are called, what a daemon error
+means to an artist, and how the ``livefill`` executable is found and started. Each editor
+adapter keeps only its editor's API calls and UI; this module is shipped beside the codec
+(``livefill_protocol``) and the transport (``livefill_client``), which it imports as siblings,
+and is tested once (``test_livefill_plugin_core.py``).
+
+Values the two plugins used to disagree on, and the one chosen for both:
+
+* Context around a selection: ``CONTEXT_PADDING_FRACTION`` = 0.5 of the selection's longer
+  side per side (Krita's; GIMP sent 0.75), at least ``MIN_CONTEXT_PADDING`` = 32 px, clipped
+  to the layer. This is only what is *sent*: the daemon then crops again around the mask with
+  its own margin (0.25 of the longer side, at least 32 px, grown toward the model's aspect;
+  ``daemon/src/imaging/context.rs``) inside what it received. The two margins do not add up;
+  the plugin's must merely exceed the daemon's so the daemon is never starved of surroundings:
+  0.5 leaves room for the daemon's 0.25 and its aspect growth (1.5x the longer side fits in
+  2x), while sending about a third fewer pixels than 0.75.
+* The executable: ``$LIVEFILL_BIN`` (Krita's, and the variable the test scripts use);
+  ``$LIVEFILL_EXE`` (GIMP's) still works as a deprecated alias.
+* Feather 8 px and colour match on (the daemon's own defaults, which GIMP used; Krita sent 0
+  and off without offering either knob).
+* Seeds are 0 .. 2**31 - 1, so every seed in a layer name fits a signed 32-bit argument
+  (GIMP's procedure arguments, Qt's spin boxes) and can be typed back to reproduce a result.
+* The live preview layer is ``livefill live preview``; result names shorten prompts to 40
+  characters.
+"""
+
+import os
+import random
+import shutil
+import sys
+from dataclasses import dataclass
+from typing import Callable, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+try:
+    from . import livefill_client as client
+    from . import livefill_protocol as proto
+except ImportError:  # installed as top-level modules (GIMP) or protocol/python on sys.path
+    import livefill_client as client  # type: ignore[no-redef]
+    import livefill_protocol as proto  # type: ignore[no-redef]
+
+# ------------------------------------------------------------------------------------------------
+# Errors
+# ------------------------------------------------------------------------------------------------
+
+
+class PluginError(Exception):
+    """A failure to show the artist as is (the message is meant to be read by a person)."""
+
+
+class Cancelled(PluginError):
+    """The job was cancelled (by the artist, or replaced by a newer live preview)."""
+
+
+class PixelSizeError(PluginError, ValueError):
+    """A pixel buffer does not hold width x height x channels bytes."""
+
+
+class ExecutableNotFound(PluginError):
+    """Nothing listens at the socket and no livefill executable was found to start one."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Geometry
+# ------------------------------------------------------------------------------------------------
+
+
+class Rect(NamedTuple):
+    """Integer rectangle in image pixels (top-left origin); empty when width or height <= 0."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @property
+    def right(self) -> int:
+        """One past the last column."""
+        return self.x + self.width
+
+    @property
+    def bottom(self) -> int:
+        """One past the last row."""
+        return self.y + self.height
+
+    def is_empty(self) -> bool:
+        return self.width <= 0 or self.height <= 0
+
+    def intersect(self, other: "Rect") -> "Rect":
+        """The overlap; an empty rectangle at the overlap's corner when there is none."""
+        x0, y0 = max(self.x, other.x), max(self.y, other.y)
+        x1, y1 = min(self.right, other.right), min(self.bottom, other.bottom)
+        return Rect(x0, y0, max(0, x1 - x0), max(0, y1 - y0))
+
+    def grow(self, left: int, top: int, right: int, bottom: int) -> "Rect":
+        return Rect(self.x - left, self.y - top, self.width + left + right, self.height + top + bottom)
+
+    def translate(self, dx: int, dy: int) -> "Rect":
+        return Rect(self.x + dx, self.y + dy, self.width, self.height)
+
+    def contains(self, other: "Rect") -> bool:
+        return (other.x >= self.x and other.y >= self.y
+                and other.right <= self.right and other.bottom <= self.bottom)
+
+
+#: Context sent around a selection, per side, as a fraction of the selection's longer side.
+CONTEXT_PADDING_FRACTION = 0.5
+#: ...but at least this many pixels per side.
+MIN_CONTEXT_PADDING = 32
+
+
+def context_region(selection: Rect, limit: Rect) -> Rect:
+    """What an inpaint with automatic context sends: ``selection`` grown on every side by
+    ``max(MIN_CONTEXT_PADDING, CONTEXT_PADDING_FRACTION * longer side)``, clipped to ``limit``
+    (the layer or canvas). See the module docs for how this relates to the daemon's own crop."""
+    longer = max(selection.width, selection.height)
+    # Halves round up, as the daemon's f64::round does for its own margin.
+    pad = max(MIN_CONTEXT_PADDING, int(CONTEXT_PADDING_FRACTION * longer + 0.5))
+    return selection.grow(pad, pad, pad, pad).intersect(limit)
+
+
+# ------------------------------------------------------------------------------------------------
+# Settings and their defaults
+# ------------------------------------------------------------------------------------------------
+
+DEFAULT_STEPS = 4
+MIN_STEPS = 1
+MAX_STEPS = 100
+DEFAULT_GUIDANCE = 1.0
+#: Strength per action, for editors with a strength per action (GIMP's procedures).
+DEFAULT_INPAINT_STRENGTH = 1.0
+DEFAULT_IMG2IMG_STRENGTH = 0.6
+DEFAULT_LIVE_STRENGTH = 0.5
+#: Strength for an editor with one strength knob for every action (Krita's docker).
+DEFAULT_STRENGTH = 0.75
+MIN_STRENGTH = 0.01
+DEFAULT_FEATHER = 8
+DEFAULT_COLOR_MATCH = True
+#: Pixels an outpaint (Krita's Expand, GIMP's Extend canvas) adds on each chosen side.
+DEFAULT_EXTEND_BORDER = 64
+#: How long a blocking caller waits for a result before cancelling it (seconds).
+DEFAULT_TIMEOUT_S = 600.0
+MAX_SEED = 2**31 - 1
+
+CONTEXT_AUTO = "auto"
+CONTEXT_FULL = "full"
+#: Where the sent pixels come from: the active layer, or the visible (composited) image.
+SOURCE_LAYER = "layer"
+SOURCE_IMAGE = "image"
+
+
+@dataclass
+class Settings:
+    """What the artist chose, independent of the button or procedure that carries it."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    strength: float = DEFAULT_STRENGTH
+    steps: int = DEFAULT_STEPS
+    guidance: float = DEFAULT_GUIDANCE
+    #: None = random (see ``pick_seed``).
+    seed: Optional[int] = None
+    context: str = CONTEXT_AUTO
+    source: str = SOURCE_LAYER
+    feather: int = DEFAULT_FEATHER
+    color_match: bool = DEFAULT_COLOR_MATCH
+
+
+def validate(settings: Settings, mode: "proto.Mode") -> None:
+    """Raises PluginError with a readable message when ``settings`` cannot make a ``mode``
+    request (for editors whose inputs are not already range-limited by their widgets)."""
+    if mode == proto.Mode.TXT2IMG and not settings.prompt.strip():
+        raise PluginError("Generate needs a prompt.")
+    if not MIN_STEPS <= settings.steps <= MAX_STEPS:
+        raise PluginError("Steps must be between %d and %d (got %s)." % (MIN_STEPS, MAX_STEPS, settings.steps))
+    if settings.guidance < 0:
+        raise PluginError("Guidance must not be negative (got %s)." % settings.guidance)
+    if mode in (proto.Mode.IMG2IMG, proto.Mode.INPAINT) and not 0.0 < settings.strength <= 1.0:
+        raise PluginError("Strength must be in (0, 1] (got %s)." % settings.strength)
+    if settings.context not in (CONTEXT_AUTO, CONTEXT_FULL):
+        raise PluginError("Context must be 'auto' or 'full' (got %r)." % (settings.context,))
+    if settings.feather < 0:
+        raise PluginError("Feather must not be negative.")
+
+
+def pick_seed(seed: Optional[int], rng: Optional[random.Random] = None) -> int:
+    """The seed to send: ``seed`` itself, or for None (or a negative value) one drawn here, so
+    the seed of every result is known up front and fits in ``0 .. MAX_SEED``."""
+    if seed is not None and seed >= 0:
+        return int(seed)
+    return (rng or random.SystemRandom()).randint(0, MAX_SEED)
+
+
+# ------------------------------------------------------------------------------------------------
+# Requests
+# ------------------------------------------------------------------------------------------------
+
+#: (width, height, bytes): RGBA pixels (4 bytes each) or a gray mask (1 byte each).
+Pixels = Tuple[int, int, bytes]
+NO_EXTEND = (0, 0, 0, 0)
+
+
+def check_pixels(pixels: Pixels, channels: int, what: str) -> bytes:
+    """The bytes of ``pixels`` when they hold exactly width x height x ``channels``."""
+    width, height, data = pixels
+    expected = width * height * channels
+    if len(data) != expected:
+        raise PixelSizeError("%s: expected %d bytes for %dx%d, got %d."
+                             % (what, expected, width, height, len(data)))
+    return bytes(data)
+
+
+def build_request(
+    mode: "proto.Mode",
+    settings: Settings,
+    request_id: int = 0,
+    image: Optional[Pixels] = None,
+    mask: Optional[Pixels] = None,
+    extend: Tuple[int, int, int, int] = NO_EXTEND,
+    live: bool = False,
+    size: Tuple[int, int] = (0, 0),
+) -> "proto.GenerateRequest":
+    """The wire request: ``image`` (RGBA) and ``mask`` (gray) as sent, ``extend`` = left, top,
+    right, bottom (outpaint), ``size`` = txt2img width, height (0 = the model's native size),
+    ``live`` = live-preview priority. Steps, strength and feather are clamped to what the daemon
+    accepts; ``settings.seed`` None lets the daemon pick."""
+    rgba = proto.RgbaImage(image[0], image[1], check_pixels(image, 4, "image")) if image is not None else None
+    gray = proto.Mask(mask[0], mask[1], check_pixels(mask, 1, "mask")) if mask is not None else None
+    left, top, right, bottom = extend
+    is_txt2img = mode == proto.Mode.TXT2IMG
+    return proto.GenerateRequest(
+        request_id=request_id,
+        mode=mode,
+        prompt=settings.prompt,
+        negative_prompt=settings.negative_prompt,
+        seed=None if settings.seed is None or settings.seed < 0 else int(settings.seed),
+        steps=max(MIN_STEPS, int(settings.steps)),
+        guidance=float(settings.guidance),
+        strength=min(1.0, max(MIN_STRENGTH, float(settings.strength))),
+        width=int(size[0]) if is_txt2img else 0,
+        height=int(size[1]) if is_txt2img else 0,
+        image=rgba,
+        mask=gray,
+        extend=proto.Extend(left, top, right, bottom),
+        context=proto.Context.FULL if settings.context == CONTEXT_FULL else proto.Context.AUTO,
+        feather=max(0, int(settings.feather)),
+        color_match=bool(settings.color_match),
+        priority=proto.Priority.LIVE_PREVIEW if live else proto.Priority.FINAL,
+        stream_previews=False,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Layer names
+# ------------------------------------------------------------------------------------------------
+
+#: Prefix of every layer livefill creates (live mode never watches these).
+LAYER_PREFIX = "livefill"
+#: The one layer a live preview draws into.
+PREVIEW_LAYER_NAME = "livefill live preview"
+#: Longest prompt text kept in a layer name.
+PROMPT_IN_NAME_LIMIT = 40
+
+
+def short_prompt(prompt: str, limit: int = PROMPT_IN_NAME_LIMIT) -> str:
+    """``prompt`` on one line, cut to ``limit`` characters with an ellipsis."""
+    text = " ".join(prompt.split())
+    if not text:
+        return "(no prompt)"
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "\u2026"
+    return text
+
+
+def layer_name(action: str, prompt: str, seed: Optional[int]) -> str:
+    """A result layer's name, e.g. ``livefill fill: a red fox [seed 42]`` (``action`` is the
+    editor's word for what made it)."""
+    seed_text = "" if seed is None else " [seed %d]" % seed
+    return "%s %s: %s%s" % (LAYER_PREFIX, action, short_prompt(prompt), seed_text)
+
+
+def is_livefill_layer(name: str) -> bool:
+    return name == PREVIEW_LAYER_NAME or name.startswith(LAYER_PREFIX + " ")
+
+
+# ------------------------------------------------------------------------------------------------
+# Error texts
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Editor:
+    """The words an error text needs about the editor it is shown in."""
+
+    #: ``livefill install-plugin <install_name>``.
+    install_name: str
+    #: Sent in the handshake (the daemon logs it).
+    client_name: str
+    #: Where the artist sets the livefill executable and the model folder.
+    daemon_settings: str
+    #: What starts the daemon when it is not running.
+    starts_on: str
+
+
+_ERROR_TEXT = {
+    "NO_MODEL": "The daemon has no model loaded. Set the model folder in {settings} (or start the "
+    "daemon with `livefill serve --model DIR`).",
+    "OUT_OF_MEMORY": "Out of memory on the daemon's device. Try a smaller selection or image, or "
+    "fewer steps, or close other programs using the GPU.",
+    "IMAGE_TOO_LARGE": "The image sent is larger than the daemon accepts. Use a smaller layer or selection.",
+    "FRAME_TOO_LARGE": "The image sent is larger than the daemon accepts. Use a smaller layer or selection.",
+    "UNSUPPORTED_VERSION": "The daemon speaks another protocol version. Reinstall the plugin with "
+    "`livefill install-plugin {install}` from the same livefill build.",
+    "CANCELLED": "Cancelled.",
+    "SHUTTING_DOWN": "The daemon is shutting down.",
+    "MASK_SIZE_MISMATCH": "Internal error: the mask does not match the image (please report).",
+    "INVALID_REQUEST": "The daemon rejected the request",
+    "BAD_FRAME": "The daemon could not read the request (please report)",
+    "INTERNAL": "The daemon failed",
+}
+#: Codes whose daemon message is appended to the text (it says what exactly went wrong).
+_WITH_DAEMON_MESSAGE = ("INVALID_REQUEST", "BAD_FRAME", "INTERNAL", "IMAGE_TOO_LARGE")
+
+
+def error_text(code: "proto.ErrorCode", message: str, editor: Editor) -> str:
+    """An artist-facing sentence for an ``ErrorReply``."""
+    name = getattr(code, "name", str(code))
+    base = _ERROR_TEXT.get(name, "Error %s" % name).format(
+        settings=editor.daemon_settings, install=editor.install_name)
+    if message and name in _WITH_DAEMON_MESSAGE:
+        return "%s: %s" % (base.rstrip("."), message)
+    return base
+
+
+def job_error(exc: BaseException, editor: Editor) -> PluginError:
+    """The PluginError (Cancelled for a cancelled or replaced job) for a failure raised by
+    ``livefill_client`` while waiting for a job."""
+    if isinstance(exc, client.DaemonError):
+        if exc.code == proto.ErrorCode.CANCELLED:
+            return Cancelled("The job was cancelled.")
+        return PluginError(error_text(exc.code, exc.message, editor))
+    if isinstance(exc, client.SupersededError):
+        return Cancelled("The preview was replaced by a newer one.")
+    if isinstance(exc, client.ConnectionClosed):
+        return PluginError("The livefill daemon closed the connection (did it exit? see its log).")
+    return PluginError(str(exc))
+
+
+def describe_connect_error(exc: BaseException, editor: Editor, started: bool, socket_path: str = "") -> str:
+    """An artist-facing explanation of why there is no daemon connection (``started``: the
+    attempt was allowed to start the daemon)."""
+    where = " at %s" % socket_path if socket_path else ""
+    if isinstance(exc, ExecutableNotFound):
+        return ("The livefill daemon is not running (nothing%s) and could not be started: the livefill "
+                "executable was not found. Install livefill or set its path in %s or in $%s (and the "
+                "model folder in $%s), or start it with `livefill serve --model DIR`."
+                % (where, editor.daemon_settings, ENV_BIN, ENV_MODEL))
+    if isinstance(exc, client.DaemonStartError):
+        text = str(exc)
+        if text.startswith("cannot start"):
+            return ("The livefill daemon is not running and could not be started (%s). Install livefill "
+                    "or set its path in %s." % (text.split(":", 1)[-1].strip(), editor.daemon_settings))
+        return "The livefill daemon did not start: %s" % text
+    if isinstance(exc, client.DaemonError):
+        return error_text(exc.code, exc.message, editor)
+    if isinstance(exc, proto.UnsupportedVersion):
+        return ("The daemon speaks protocol version %d, this plugin %d: reinstall the plugin with "
+                "`livefill install-plugin %s`." % (exc.got, exc.supported, editor.install_name))
+    if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)) and not started:
+        return "No livefill daemon is running (it starts on %s)." % editor.starts_on
+    return "Cannot reach the livefill daemon%s: %s" % (where, exc)
+
+
+# ------------------------------------------------------------------------------------------------
+# Finding and starting the daemon
+# ------------------------------------------------------------------------------------------------
+
+ENV_SOCKET = "LIVEFILL_SOCKET"
+ENV_BIN = "LIVEFILL_BIN"
+#: Deprecated alias of ``ENV_BIN`` (the GIMP plug-in's old name), read when ``ENV_BIN`` is unset.
+ENV_BIN_DEPRECATED = "LIVEFILL_EXE"
+ENV_MODEL = "LIVEFILL_MODEL"
+#: Where ``cargo install`` and ``pip``-style user installs put executables, tried after PATH.
+USER_BIN_DIRS = ("~/.cargo/bin", "~/.local/bin")
+#: How long connecting to a running daemon may take, and how long a started one may take to
+#: accept connections (loading a model can be slow), in seconds.
+CONNECT_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 180.0
+
+Environ = Mapping[str, str]
+
+
+def _env(name: str, environ: Optional[Environ]) -> str:
+    """An environment variable's value; empty or unset = ""."""
+    return ((os.environ if environ is None else environ).get(name) or "").strip()
+
+
+def resolve_socket(configured: str, environ: Optional[Environ] = None,
+                   default: Optional[Callable[[], str]] = None) -> str:
+    """Socket path: the configured one, else ``$LIVEFILL_SOCKET``, else the daemon's default."""
+    if configured and configured.strip():
+        return os.path.expanduser(configured.strip())
+    from_env = _env(ENV_SOCKET, environ)
+    if from_env:
+        return from_env
+    return str((default or client.default_socket_path)())
+
+
+def _is_executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def find_livefill(configured: str = "", environ: Optional[Environ] = None,
+                  which: Callable[[str], Optional[str]] = shutil.which,
+                  user_bin_dirs: Sequence[str] = USER_BIN_DIRS) -> Optional[str]:
+    """The livefill executable to start the daemon with: the configured path, else
+    ``$LIVEFILL_BIN`` (or the deprecated ``$LIVEFILL_EXE``), else ``livefill`` on PATH, else in
+    ``user_bin_dirs``; None when there is none."""
+    for candidate in (configured.strip() if configured else "", _env(ENV_BIN, environ),
+                      _env(ENV_BIN_DEPRECATED, environ)):
+        if candidate:
+            return os.path.expanduser(candidate)
+    names = ("livefill.exe", "livefill") if sys.platform == "win32" else ("livefill",)
+    for name in names:
+        found = which(name)
+        if found:
+            return found
+    for folder in user_bin_dirs:
+        for name in names:
+            path = os.path.join(os.path.expanduser(folder), name)
+            if _is_executable(path):
+                return path
+    return None
+
+
+def daemon_args(model: str, environ: Optional[Environ] = None) -> list:
+    """Arguments for ``livefill serve`` besides the socket: ``--model`` from the configured
+    model folder, else ``$LIVEFILL_MODEL``; none (the daemon's default) without either."""
+    folder = (model or "").strip() or _env(ENV_MODEL, environ)
+    return ["--model", os.path.expanduser(folder)] if folder else []
+
+
+def open_connection(socket_path: str, exe: Optional[str], args: Sequence[str], editor: Editor,
+                    start: bool = True, start_timeout: float = START_TIMEOUT_S) -> "client.DaemonConnection":
+    """A handshaken connection to the daemon at ``socket_path``. When nothing listens there and
+    ``start`` is true, ``exe serve --socket socket_path args...`` is started first (blocking until
+    it accepts connections: call it off the UI thread). Raises what ``livefill_client`` raises,
+    or ExecutableNotFound; ``describe_connect_error`` turns any of them into a sentence."""
+    if start and exe is not None:
+        return client.ensure_daemon(exe, list(args), socket_path, start_timeout, client_name=editor.client_name)
+    try:
+        return client.DaemonConnection.connect(socket_path, editor.client_name, timeout=CONNECT_TIMEOUT_S)
+    except (FileNotFoundError, ConnectionRefusedError):
+        if not start:
+            raise
+    raise ExecutableNotFound("no livefill executable to start the daemon at %s" % socket_path)
+
+
+def connect_or_start(socket_path: str, exe: Optional[str], args: Sequence[str], editor: Editor,
+                     start_timeout: float = START_TIMEOUT_S) -> "client.DaemonConnection":
+    """``open_connection`` (starting the daemon when needed) for callers that may block; every
+    failure becomes a PluginError saying what to do."""
+    try:
+        return open_connection(socket_path, exe, args, editor, True, start_timeout)
+    except (OSError, client.LivefillError, proto.ProtocolError, ExecutableNotFound) as e:
+        raise PluginError(describe_connect_error(e, editor, True, socket_path)) from e

@@ -1,0 +1,304 @@
+"""Tests of the editor-independent plugin core (``livefill_plugin_core``), run once for both plugins.
+
+Why this exists: geometry, the context rule, settings and their defaults, request building,
+layer names, error texts and finding / starting the daemon decide what both the Krita and the
+GIMP plugin send and show; they are pinned here with plain Python (plus the stand-in daemon for
+connecting), so the editors' own tests only cover what is theirs. Run with
+``protocol/python/run_tests.sh``.
+"""
+
+import os
+import random
+import stat
+import sys
+import tempfile
+import unittest
+
+import livefill_client as lc
+import livefill_plugin_core as core
+import livefill_protocol as proto
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STANDIN_DIR = os.path.join(HERE, "..", "..", "tests")
+sys.path.insert(0, STANDIN_DIR)
+
+import standin_daemon as standin  # noqa: E402
+
+Rect = core.Rect
+EDITOR = core.Editor(install_name="someeditor", client_name="core-test", daemon_settings="the test's settings",
+                     starts_on="the first test")
+
+
+class RectTests(unittest.TestCase):
+    def test_edges_and_emptiness(self):
+        r = Rect(10, 20, 30, 40)
+        self.assertEqual((r.right, r.bottom), (40, 60))
+        self.assertFalse(r.is_empty())
+        self.assertTrue(Rect(0, 0, 0, 5).is_empty())
+        self.assertTrue(Rect(0, 0, 5, -1).is_empty())
+
+    def test_intersect(self):
+        self.assertEqual(Rect(10, 10, 50, 50).intersect(Rect(40, 30, 100, 10)), Rect(40, 30, 20, 10))
+        self.assertEqual(Rect(10, 20, 30, 40).intersect(Rect(0, 0, 15, 25)), Rect(10, 20, 5, 5))
+        self.assertTrue(Rect(0, 0, 5, 5).intersect(Rect(10, 10, 5, 5)).is_empty())
+
+    def test_grow_translate_contains(self):
+        self.assertEqual(Rect(10, 10, 5, 5).grow(1, 2, 3, 4), Rect(9, 8, 9, 11))
+        self.assertEqual(Rect(1, 2, 3, 4).translate(-1, -2), Rect(0, 0, 3, 4))
+        self.assertTrue(Rect(0, 0, 10, 10).contains(Rect(2, 2, 8, 8)))
+        self.assertFalse(Rect(0, 0, 10, 10).contains(Rect(2, 2, 9, 8)))
+
+    def test_is_a_tuple(self):
+        x, y, width, height = Rect(1, 2, 3, 4)
+        self.assertEqual((x, y, width, height), (1, 2, 3, 4))
+        self.assertEqual(len({Rect(1, 2, 3, 4), Rect(1, 2, 3, 4)}), 1)
+
+
+class ContextTests(unittest.TestCase):
+    def test_padding_is_half_the_longer_side(self):
+        big = Rect(0, 0, 4000, 3000)
+        self.assertEqual(core.context_region(Rect(1000, 1000, 100, 50), big), Rect(950, 950, 200, 150))
+        self.assertEqual(core.context_region(Rect(60, 40, 64, 48), Rect(0, 0, 200, 150)), Rect(28, 8, 128, 112))
+
+    def test_padding_rounds_like_the_daemon(self):
+        # Halves round up (Rust's f64::round), not to even: 0.5 * 101 = 50.5 -> 51, 51.5 -> 52.
+        big = Rect(0, 0, 4000, 3000)
+        self.assertEqual(core.context_region(Rect(1000, 1000, 101, 10), big).x, 949)
+        self.assertEqual(core.context_region(Rect(1000, 1000, 103, 10), big).x, 948)
+
+    def test_minimum_padding(self):
+        big = Rect(0, 0, 4000, 3000)
+        self.assertEqual(core.context_region(Rect(1000, 1000, 10, 10), big), Rect(968, 968, 74, 74))
+
+    def test_clipped_to_the_limit(self):
+        layer = Rect(16, 12, 64, 48)
+        self.assertEqual(core.context_region(Rect(30, 20, 24, 16), layer), layer)
+        region = core.context_region(Rect(0, 140, 200, 10), Rect(0, 0, 200, 150))
+        self.assertTrue(Rect(0, 0, 200, 150).contains(region))
+        self.assertEqual(region, Rect(0, 40, 200, 110))
+
+
+class SettingsTests(unittest.TestCase):
+    def test_defaults_are_the_daemons(self):
+        s = core.Settings()
+        self.assertEqual((s.steps, s.guidance, s.feather, s.color_match), (4, 1.0, 8, True))
+        self.assertEqual((s.seed, s.context, s.source), (None, core.CONTEXT_AUTO, core.SOURCE_LAYER))
+
+    def test_validate(self):
+        core.validate(core.Settings(prompt="x"), proto.Mode.TXT2IMG)
+        with self.assertRaisesRegex(core.PluginError, "prompt"):
+            core.validate(core.Settings(prompt="  "), proto.Mode.TXT2IMG)
+        core.validate(core.Settings(prompt=""), proto.Mode.INPAINT)  # inpaint may go without a prompt
+        with self.assertRaisesRegex(core.PluginError, "Strength"):
+            core.validate(core.Settings(strength=0.0), proto.Mode.IMG2IMG)
+        core.validate(core.Settings(strength=0.0, prompt="x"), proto.Mode.TXT2IMG)  # unused there
+        with self.assertRaisesRegex(core.PluginError, "Steps"):
+            core.validate(core.Settings(steps=0), proto.Mode.IMG2IMG)
+        with self.assertRaisesRegex(core.PluginError, "Guidance"):
+            core.validate(core.Settings(guidance=-1), proto.Mode.IMG2IMG)
+        with self.assertRaisesRegex(core.PluginError, "Context"):
+            core.validate(core.Settings(context="huge"), proto.Mode.INPAINT)
+        with self.assertRaisesRegex(core.PluginError, "Feather"):
+            core.validate(core.Settings(feather=-1), proto.Mode.INPAINT)
+
+    def test_pick_seed(self):
+        self.assertEqual(core.pick_seed(7), 7)
+        self.assertEqual(core.pick_seed(0), 0)
+        a = core.pick_seed(None, random.Random(1))
+        self.assertEqual(a, core.pick_seed(-1, random.Random(1)))
+        self.assertTrue(0 <= a <= core.MAX_SEED)
+        self.assertEqual(core.MAX_SEED, 2**31 - 1)  # fits a signed 32-bit editor argument
+
+
+class RequestTests(unittest.TestCase):
+    def roundtrip(self, req):
+        return proto.decode_client_frame(proto.encode_client_message(req))
+
+    def test_inpaint_request_roundtrips_through_the_codec(self):
+        s = core.Settings(prompt="fox", negative_prompt="blur", seed=42, steps=3, guidance=1.5,
+                          strength=0.8, context=core.CONTEXT_FULL, feather=4, color_match=False)
+        req = core.build_request(proto.Mode.INPAINT, s, 17, image=(2, 1, bytes(8)), mask=(2, 1, b"\x00\xff"))
+        back = self.roundtrip(req)
+        self.assertEqual(back.request_id, 17)
+        self.assertEqual(back.mode, proto.Mode.INPAINT)
+        self.assertEqual((back.prompt, back.negative_prompt), ("fox", "blur"))
+        self.assertEqual((back.seed, back.steps, back.feather, back.color_match), (42, 3, 4, False))
+        self.assertEqual(back.context, proto.Context.FULL)
+        self.assertEqual(back.mask.pixels, b"\x00\xff")
+        self.assertEqual((back.image.width, back.image.height), (2, 1))
+        self.assertEqual(back.priority, proto.Priority.FINAL)
+        self.assertEqual((back.width, back.height), (0, 0))
+        self.assertAlmostEqual(back.strength, 0.8, places=5)
+
+    def test_outpaint_txt2img_and_live(self):
+        req = core.build_request(proto.Mode.OUTPAINT, core.Settings(seed=1), image=(1, 1, bytes(4)),
+                                 extend=(1, 2, 3, 4))
+        self.assertEqual(self.roundtrip(req).extend, proto.Extend(1, 2, 3, 4))
+        req = core.build_request(proto.Mode.TXT2IMG, core.Settings(prompt="p"), size=(128, 64))
+        back = self.roundtrip(req)
+        self.assertEqual((back.width, back.height, back.image), (128, 64, None))
+        self.assertIsNone(back.seed)
+        req = core.build_request(proto.Mode.IMG2IMG, core.Settings(), image=(1, 1, bytes(4)), size=(8, 8), live=True)
+        self.assertEqual(req.priority, proto.Priority.LIVE_PREVIEW)
+        self.assertEqual((req.width, req.height), (0, 0))  # a size is for txt2img only
+
+    def test_defaults_reach_the_wire(self):
+        req = core.build_request(proto.Mode.IMG2IMG, core.Settings(), image=(1, 1, bytes(4)))
+        self.assertEqual((req.feather, req.color_match, req.context), (8, True, proto.Context.AUTO))
+
+    def test_negative_seed_means_random(self):
+        req = core.build_request(proto.Mode.TXT2IMG, core.Settings(prompt="p", seed=-1))
+        self.assertIsNone(req.seed)
+
+    def test_clamps(self):
+        s = core.Settings(strength=5.0, steps=0, feather=-3)
+        req = core.build_request(proto.Mode.IMG2IMG, s, image=(1, 1, bytes(4)))
+        self.assertEqual((req.strength, req.steps, req.feather), (1.0, 1, 0))
+        req = core.build_request(proto.Mode.IMG2IMG, core.Settings(strength=0.0), image=(1, 1, bytes(4)))
+        self.assertAlmostEqual(req.strength, core.MIN_STRENGTH)
+
+    def test_pixel_size_checked(self):
+        with self.assertRaisesRegex(core.PluginError, "expected 8 bytes"):
+            core.build_request(proto.Mode.IMG2IMG, core.Settings(), image=(2, 1, bytes(7)))
+        with self.assertRaises(ValueError):
+            core.build_request(proto.Mode.INPAINT, core.Settings(), image=(2, 1, bytes(8)), mask=(2, 1, bytes(1)))
+
+
+class LayerNameTests(unittest.TestCase):
+    def test_names(self):
+        self.assertEqual(core.layer_name("fill", "a red  fox\n", 42), "livefill fill: a red fox [seed 42]")
+        self.assertEqual(core.layer_name("generate", "", 1), "livefill generate: (no prompt) [seed 1]")
+        self.assertEqual(core.layer_name("live", "", None), "livefill live: (no prompt)")
+
+    def test_long_prompts_are_cut(self):
+        name = core.layer_name("img2img", "x" * 200, 3)
+        self.assertIn("\u2026", name)
+        self.assertEqual(len(core.short_prompt("x" * 200)), core.PROMPT_IN_NAME_LIMIT)
+        self.assertEqual(core.short_prompt("y" * core.PROMPT_IN_NAME_LIMIT), "y" * core.PROMPT_IN_NAME_LIMIT)
+
+    def test_livefill_layers(self):
+        self.assertTrue(core.is_livefill_layer(core.layer_name("generate", "x" * 100, 1)))
+        self.assertTrue(core.is_livefill_layer(core.PREVIEW_LAYER_NAME))
+        self.assertFalse(core.is_livefill_layer("livefilling"))
+        self.assertFalse(core.is_livefill_layer("Background"))
+
+
+class ErrorTextTests(unittest.TestCase):
+    def test_every_code_has_a_text(self):
+        for code in proto.ErrorCode:
+            text = core.error_text(code, "detail", EDITOR)
+            self.assertTrue(text)
+            self.assertNotIn("{", text)
+
+    def test_texts_name_the_editor_and_keep_useful_details(self):
+        self.assertIn("no model", core.error_text(proto.ErrorCode.NO_MODEL, "", EDITOR).lower())
+        self.assertIn("the test's settings", core.error_text(proto.ErrorCode.NO_MODEL, "", EDITOR))
+        self.assertIn("install-plugin someeditor", core.error_text(proto.ErrorCode.UNSUPPORTED_VERSION, "", EDITOR))
+        self.assertIn("memory", core.error_text(proto.ErrorCode.OUT_OF_MEMORY, "x", EDITOR).lower())
+        self.assertIn("boom", core.error_text(proto.ErrorCode.INTERNAL, "boom", EDITOR))
+        self.assertNotIn("boom", core.error_text(proto.ErrorCode.OUT_OF_MEMORY, "boom", EDITOR))
+
+    def test_job_errors(self):
+        cancelled = core.job_error(lc.DaemonError(proto.ErrorCode.CANCELLED, "c"), EDITOR)
+        self.assertIsInstance(cancelled, core.Cancelled)
+        refused = core.job_error(lc.DaemonError(proto.ErrorCode.INVALID_REQUEST, "bad steps"), EDITOR)
+        self.assertNotIsInstance(refused, core.Cancelled)
+        self.assertIn("bad steps", str(refused))
+        self.assertIsInstance(core.job_error(lc.SupersededError(1, 2), EDITOR), core.Cancelled)
+        self.assertIn("closed the connection", str(core.job_error(lc.ConnectionClosed(), EDITOR)))
+
+    def test_connect_errors(self):
+        text = core.describe_connect_error(FileNotFoundError(), EDITOR, started=False)
+        self.assertIn("the first test", text)
+        text = core.describe_connect_error(lc.DaemonStartError("cannot start '/x': no such file"), EDITOR, True)
+        self.assertIn("could not be started (no such file)", text)
+        self.assertIn("the test's settings", text)
+        text = core.describe_connect_error(proto.UnsupportedVersion(9), EDITOR, True)
+        self.assertIn("install-plugin someeditor", text)
+
+
+class FindDaemonTests(unittest.TestCase):
+    def test_resolve_socket(self):
+        self.assertEqual(core.resolve_socket(" /a.sock ", {}, lambda: "/d"), "/a.sock")
+        self.assertEqual(core.resolve_socket("", {"LIVEFILL_SOCKET": "/e.sock"}, lambda: "/d"), "/e.sock")
+        self.assertEqual(core.resolve_socket("", {"LIVEFILL_SOCKET": ""}, lambda: "/d"), "/d")
+
+    def test_find_livefill_precedence(self):
+        none = lambda name: None  # noqa: E731
+        env = {"LIVEFILL_BIN": "/bin-env", "LIVEFILL_EXE": "/exe-env"}
+        self.assertEqual(core.find_livefill(" /x/livefill ", env, none, ()), "/x/livefill")
+        self.assertEqual(core.find_livefill("", env, none, ()), "/bin-env")
+        self.assertEqual(core.find_livefill("", {"LIVEFILL_EXE": "/y"}, none, ()), "/y")  # deprecated alias
+        self.assertEqual(core.find_livefill("", {"LIVEFILL_BIN": " "}, lambda n: "/usr/bin/" + n, ()),
+                         "/usr/bin/livefill")
+        self.assertIsNone(core.find_livefill("", {}, none, ()))
+
+    def test_find_livefill_in_user_bin_dirs(self):
+        with tempfile.TemporaryDirectory() as d:
+            self.assertIsNone(core.find_livefill("", {}, lambda n: None, (d,)))
+            exe = os.path.join(d, "livefill")
+            with open(exe, "w") as f:
+                f.write("#!/bin/sh\n")
+            self.assertIsNone(core.find_livefill("", {}, lambda n: None, (d,)))  # not executable
+            os.chmod(exe, 0o755)
+            self.assertEqual(core.find_livefill("", {}, lambda n: None, (d,)), exe)
+
+    def test_daemon_args(self):
+        self.assertEqual(core.daemon_args(" /m "), ["--model", "/m"])
+        self.assertEqual(core.daemon_args("", {"LIVEFILL_MODEL": "/n"}), ["--model", "/n"])
+        self.assertEqual(core.daemon_args("", {}), [])
+
+
+class ConnectTests(unittest.TestCase):
+    """open_connection / connect_or_start against the stand-in daemon over a real socket."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+
+    def path(self, name):
+        return os.path.join(self.dir.name, name)
+
+    def test_connects_to_a_running_daemon(self):
+        daemon = standin.StandinDaemon(self.path("up.sock")).start()
+        self.addCleanup(daemon.stop)
+        conn = core.open_connection(self.path("up.sock"), None, [], EDITOR, start=False)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.hello, standin.hello())
+        self.assertEqual(daemon.received[0].client_name, "core-test")
+
+    def test_nothing_listening_without_start(self):
+        with self.assertRaises(FileNotFoundError):
+            core.open_connection(self.path("none.sock"), "/nonexistent/livefill", [], EDITOR, start=False)
+
+    def test_no_daemon_no_executable(self):
+        with self.assertRaisesRegex(core.PluginError, "not running.*could not be started.*LIVEFILL_BIN"):
+            core.connect_or_start(self.path("none.sock"), None, [], EDITOR)
+
+    def test_bad_executable(self):
+        with self.assertRaisesRegex(core.PluginError, "could not be started"):
+            core.connect_or_start(self.path("none.sock"), self.path("no-such-livefill"), [], EDITOR)
+
+    def test_refused_handshake_is_explained(self):
+        daemon = standin.StandinDaemon(self.path("old.sock"), refuse_version=True).start()
+        self.addCleanup(daemon.stop)
+        with self.assertRaisesRegex(core.PluginError, "install-plugin someeditor"):
+            core.connect_or_start(self.path("old.sock"), None, [], EDITOR)
+
+    def test_starts_the_daemon(self):
+        # A "livefill" that runs the stand-in as "livefill serve --socket PATH --model M".
+        exe = self.path("livefill")
+        with open(exe, "w") as f:
+            f.write("#!/bin/sh\nexec %s %s \"$@\" --idle-exit 20\n"
+                    % (sys.executable, os.path.join(STANDIN_DIR, "standin_daemon.py")))
+        os.chmod(exe, os.stat(exe).st_mode | stat.S_IEXEC)
+        conn = core.connect_or_start(self.path("started.sock"), exe, ["--model", "/m"], EDITOR, 30)
+        try:
+            self.assertEqual(conn.hello, standin.hello())
+            conn.shutdown_daemon()
+        finally:
+            conn.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""The one stand-in livefill daemon for every Python test: transport, plugin core, Krita, GIMP.
+
+Why this exists: the plugins' placement logic (offsets, masks, canvas growth), their error
+handling and the transport must be checked where the real daemon cannot run (no model, no ONNX
+Runtime), quickly, and with answers a test can predict. This server speaks the real protocol
+through the shared codec (``protocol/python/livefill_protocol.py``) and answers
+deterministically, with the daemon's geometry rules:
+
+* inpaint: the sent image with every pixel the mask selects (mask > 0) set to ``FILL`` and the
+  others as sent (the real daemon never changes unmasked pixels), at offset (0, 0);
+* img2img: the sent image, every pixel ``FILL``, at offset (0, 0);
+* outpaint: the sent image grown by ``extend``, the new border ``BORDER``, offset (-left, -top);
+* txt2img: a ``GENERATED`` image of the requested size (``NATIVE`` for 0).
+
+One ``Progress`` per requested step (with a 1x1 ``FILL`` preview when previews are asked for)
+precedes each result. Prompts that trigger behaviours for tests: ``__error__`` (INVALID_REQUEST,
+``REFUSAL``), ``__no_model__`` (NO_MODEL), ``__oom__`` (OUT_OF_MEMORY), ``__slow__`` (100 steps
+of 0.1 s; a Cancel ends it with CANCELLED), ``__none__`` (no answer until cancelled),
+``__supersede__`` (Superseded by the next request id), ``__drop__`` (the connection closes),
+``__bad_frame__`` (a connection-level BAD_FRAME error, then the connection closes).
+
+Usage (also the daemon's own command-line shape, so a wrapper script can stand in for the
+``livefill`` executable): ``standin_daemon.py [serve] --socket PATH [--idle-exit SECONDS]
+[--fail-start] [other flags, ignored]`` or ``standin_daemon.py PATH``. Runs until sent Shutdown
+(or idle that long); ``--fail-start`` prints an error and exits with status 3 at once.
+In-process: ``StandinDaemon(path).start()`` ... ``.stop()``.
+"""
+
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any, List, Optional, Set
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "protocol", "python"))
+
+import livefill_protocol as proto  # noqa: E402
+
+FILL = bytes((255, 0, 255, 255))  # magenta: inpainted / img2img pixels
+BORDER = bytes((0, 255, 255, 255))  # cyan: outpainted border
+GENERATED = bytes((255, 128, 0, 255))  # orange: txt2img
+NATIVE = 64
+DEFAULT_SEED = 1234
+MAX_IMAGE_SIDE = 2048
+REFUSAL = "stand-in refuses this prompt"
+LISTENING = "stand-in livefill daemon listening on"
+START_FAILURE = "error: model folder not found: /nowhere"
+SLOW_STEPS = 100
+SLOW_STEP_S = 0.1
+TIMINGS = [proto.StageTiming("unet", 1.0)]
+MODEL = proto.ModelInfo("standin", "/models/standin", 4, True, "fp32", False, True)
+
+
+def hello() -> proto.DaemonHello:
+    caps = proto.Capabilities(list(proto.Mode), True, False, MAX_IMAGE_SIDE, proto.DEFAULT_MAX_PAYLOAD)
+    return proto.DaemonHello("standin-0.1", proto.PROTOCOL_VERSION, "cpu (stand-in)", "CPUExecutionProvider",
+                             "standin", NATIVE, NATIVE, caps)
+
+
+def _outpainted(img: proto.RgbaImage, e: proto.Extend) -> proto.RgbaImage:
+    width, height = img.width + e.left + e.right, img.height + e.top + e.bottom
+    out = bytearray(BORDER * (width * height))
+    row = img.width * 4
+    for y in range(img.height):
+        start = ((y + e.top) * width + e.left) * 4
+        out[start:start + row] = img.pixels[y * row:(y + 1) * row]
+    return proto.RgbaImage(width, height, bytes(out))
+
+
+def _inpainted(img: proto.RgbaImage, mask: proto.Mask) -> proto.RgbaImage:
+    out = bytearray(img.pixels)
+    for i, value in enumerate(mask.pixels):
+        if value:
+            out[i * 4:i * 4 + 4] = FILL
+    return proto.RgbaImage(img.width, img.height, bytes(out))
+
+
+def result_image(req: proto.GenerateRequest) -> proto.RgbaImage:
+    """The image the stand-in answers ``req`` with (see the module docs)."""
+    if req.mode == proto.Mode.TXT2IMG:
+        width, height = req.width or NATIVE, req.height or NATIVE
+        return proto.RgbaImage(width, height, GENERATED * (width * height))
+    img = req.image
+    if img is None:
+        raise ValueError("%s request without an image" % req.mode.name)
+    if req.mode == proto.Mode.OUTPAINT:
+        return _outpainted(img, req.extend)
+    if req.mode == proto.Mode.INPAINT and req.mask is not None:
+        return _inpainted(img, req.mask)
+    return proto.RgbaImage(img.width, img.height, FILL * (img.width * img.height))
+
+
+def answer(req: proto.GenerateRequest) -> proto.GenerateResult:
+    image = result_image(req)
+    offset_x, offset_y = (-req.extend.left, -req.extend.top) if req.mode == proto.Mode.OUTPAINT else (0, 0)
+    seed = req.seed if req.seed is not None else DEFAULT_SEED
+    return proto.GenerateResult(req.request_id, image, offset_x, offset_y, seed, list(TIMINGS))
+
+
+_IMMEDIATE_ERRORS = {
+    "__error__": (proto.ErrorCode.INVALID_REQUEST, REFUSAL),
+    "__no_model__": (proto.ErrorCode.NO_MODEL, "no model loaded"),
+    "__oom__": (proto.ErrorCode.OUT_OF_MEMORY, "CUDA out of memory"),
+}
+
+
+class _Client:
+    """One connection: requests are answered on worker threads so a Cancel can arrive meanwhile."""
+
+    def __init__(self, daemon: "StandinDaemon", conn: socket.socket) -> None:
+        self.daemon = daemon
+        self.conn = conn
+        self.send_lock = threading.Lock()
+        self.cancelled: Set[int] = set()
+        self.waiting: Set[int] = set()  # "__none__" jobs: answered only by a Cancel
+
+    def send(self, msg: Any) -> None:
+        with self.send_lock:
+            self.conn.sendall(proto.encode_daemon_message(msg))
+
+    def serve(self) -> None:
+        try:
+            self._serve()
+        except (OSError, proto.ProtocolError):
+            pass
+        finally:
+            self.conn.close()
+
+    def _serve(self) -> None:
+        first = proto.read_client_message(self.conn)
+        if not isinstance(first, proto.ClientHello):
+            return
+        self.daemon.received.append(first)
+        if self.daemon.refuse_version:
+            self.send(proto.ErrorReply(None, proto.ErrorCode.UNSUPPORTED_VERSION, "stand-in speaks 99"))
+            return
+        self.send(hello())
+        while True:
+            msg = proto.read_client_message(self.conn)
+            if msg is None:
+                return
+            self.daemon.received.append(msg)
+            if not self._handle(msg):
+                return
+
+    def _handle(self, msg: Any) -> bool:
+        """Answers one client message; False = close the connection."""
+        if isinstance(msg, proto.GenerateRequest):
+            return self._generate(msg)
+        if isinstance(msg, proto.Cancel):
+            self.cancelled.add(msg.request_id)
+            if msg.request_id in self.waiting:
+                self.waiting.discard(msg.request_id)
+                self.send(proto.ErrorReply(msg.request_id, proto.ErrorCode.CANCELLED, "cancelled"))
+        elif isinstance(msg, proto.Status):
+            d = self.daemon
+            uptime_ms = int((time.monotonic() - d.started) * 1000)
+            self.send(proto.DaemonStatus("standin", "cpu (stand-in)", "CPUExecutionProvider", 0, None,
+                                         d.connected, d.jobs_completed, uptime_ms))
+        elif isinstance(msg, proto.ListModels):
+            self.send(proto.Models([MODEL]))
+        elif isinstance(msg, proto.Shutdown):
+            self.send(proto.ShuttingDown())
+            self.daemon.stop()
+            return False
+        return True
+
+    def _generate(self, req: proto.GenerateRequest) -> bool:
+        rid = req.request_id
+        self.send(proto.Accepted(rid, 0))
+        if req.prompt in _IMMEDIATE_ERRORS:
+            code, text = _IMMEDIATE_ERRORS[req.prompt]
+            self.send(proto.ErrorReply(rid, code, text))
+        elif req.prompt == "__none__":
+            self.waiting.add(rid)
+        elif req.prompt == "__supersede__":
+            self.send(proto.Superseded(rid, rid + 1))
+        elif req.prompt == "__drop__":
+            return False
+        elif req.prompt == "__bad_frame__":
+            self.send(proto.ErrorReply(None, proto.ErrorCode.BAD_FRAME, "undecodable payload"))
+            return False
+        else:
+            threading.Thread(target=self._run, args=(req,), daemon=True).start()
+        return True
+
+    def _run(self, req: proto.GenerateRequest) -> None:
+        slow = req.prompt == "__slow__"
+        total = SLOW_STEPS if slow else max(1, req.steps)
+        preview = proto.RgbaImage(1, 1, FILL) if req.stream_previews else None
+        try:
+            for step in range(1, total + 1):
+                if slow:
+                    time.sleep(SLOW_STEP_S)
+                if req.request_id in self.cancelled:
+                    self.send(proto.ErrorReply(req.request_id, proto.ErrorCode.CANCELLED, "cancelled"))
+                    return
+                self.send(proto.Progress(req.request_id, step, total, preview))
+            self.send(answer(req))
+            self.daemon.jobs_completed += 1
+        except OSError:
+            pass
+
+
+class StandinDaemon:
+    """Listens on ``path`` (a Unix socket) and serves every connection on its own thread.
+
+    ``refuse_version``: every handshake is refused with UNSUPPORTED_VERSION. ``idle_exit``: stop
+    after that many seconds without a new connection (None = never). ``received`` lists every
+    client message in arrival order."""
+
+    def __init__(self, path: str, refuse_version: bool = False, idle_exit: Optional[float] = None) -> None:
+        self.path = path
+        self.refuse_version = refuse_version
+        self.idle_exit = idle_exit
+        self.received: List[Any] = []
+        self.jobs_completed = 0
+        self.connected = 0
+        self.started = time.monotonic()
+        self.stopped = threading.Event()
+        self._conns: List[socket.socket] = []
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        if os.path.exists(path):
+            os.unlink(path)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(8)
+        self._inode = os.stat(path).st_ino
+
+    def start(self) -> "StandinDaemon":
+        threading.Thread(target=self.serve, daemon=True).start()
+        return self
+
+    def serve(self) -> None:
+        """Accepts connections until stopped (or idle for ``idle_exit`` seconds)."""
+        # Short accept timeouts: closing a listener does not wake a thread blocked in accept().
+        self.listener.settimeout(0.1)
+        idle_since = time.monotonic()
+        while not self.stopped.is_set():
+            if self.idle_exit is not None and time.monotonic() - idle_since > self.idle_exit:
+                break
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            idle_since = time.monotonic()
+            conn.settimeout(None)
+            self._conns.append(conn)
+            self.connected += 1
+            threading.Thread(target=_Client(self, conn).serve, daemon=True).start()
+        self.stop()
+
+    def stop(self) -> None:
+        """Stops listening, ends every connection and removes the socket (unless another
+        daemon has bound the path since)."""
+        self.stopped.set()
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        for conn in self._conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        try:
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def main(argv: List[str]) -> int:
+    args = argv[1:]
+    if args and args[0] == "serve":
+        args = args[1:]
+    if "--fail-start" in args:
+        print(START_FAILURE, flush=True)
+        return 3
+    path = args[args.index("--socket") + 1] if "--socket" in args else args[0]
+    idle = float(args[args.index("--idle-exit") + 1]) if "--idle-exit" in args else None
+    daemon = StandinDaemon(path, idle_exit=idle)
+    print(LISTENING, path, flush=True)
+    daemon.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
