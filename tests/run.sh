@@ -72,7 +72,19 @@ export_venv() {
     if ! "$venv/bin/python" -c 'import diffusers, peft, torch, onnx' 2>/dev/null; then
         python3 -m venv "$venv" && "$venv/bin/python" -m pip install --quiet -r tests/export/requirements.txt || return 1
     fi
-    LIVEFILL_EXPORT_PYTHON=$venv/bin/python bash tests/export/test_export.sh
+    # optimum's exporter needs transformers 4: a venv layered over the export venv with optimum,
+    # transformers 4.57 and diffusers 0.36 (the bench's pins), for the optimum-layout test.
+    local optvenv=$cache/optimumvenv
+    if ! "$optvenv/bin/python" -c 'import optimum.exporters.onnx, httpx' 2>/dev/null; then
+        rm -rf "$optvenv"
+        "$venv/bin/python" -m venv "$optvenv" || return 1
+        "$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+            >"$("$optvenv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/exportvenv.pth"
+        "$optvenv/bin/pip" install --quiet --no-deps -r tests/bench/requirements-nodeps.txt || return 1
+        "$optvenv/bin/pip" install --quiet httpx==0.28.1 || return 1
+    fi
+    LIVEFILL_EXPORT_PYTHON=$venv/bin/python LIVEFILL_OPTIMUM_PYTHON=$optvenv/bin/python \
+        bash tests/export/test_export.sh
 }
 
 if [ "$quick" = 0 ]; then

@@ -18,7 +18,15 @@ own `OnnxRuntimeModel` / `OnnxStableDiffusionPipeline` for the layout, then:
 3. `livefill models list` names the layout and says the encoder makes img2img/inpaint
    non-reproducible.
 
-    python tests/export/test_public_layouts.py --livefill target/debug/livefill [--keep DIR]
+`--layouts optimum` exports the same tiny pipeline with optimum itself (`main_export`, what
+`optimum-cli export onnx --task text-to-image` runs: a rank-0 float timestep, a VAE encoder that
+returns `latent_parameters`, component configs); txt2img with CFG and inpaint (4-channel UNet,
+the latent blend) must match diffusers' torch pipelines, PSNR >= 40 dB. optimum-onnx needs
+transformers 4, so that part runs under a Python that has it (see tests/export/test_export.sh),
+with the pipeline built, exported and run as the reference by the same packages.
+
+    python tests/export/test_public_layouts.py --livefill target/debug/livefill \
+        [--layouts legacy,optimum] [--keep DIR]
 
 Needs the toolchain of tests/export/requirements.txt (see tests/export/test_export.sh).
 """
@@ -48,6 +56,7 @@ from diffusers import (  # noqa: E402
     LCMScheduler,
     OnnxRuntimeModel,
     OnnxStableDiffusionPipeline,
+    StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
@@ -189,6 +198,57 @@ def check_txt2img(livefill: Path, pipe, model: Path, work: Path, name: str) -> b
     return ok
 
 
+@torch.no_grad()
+def diffusers_inpaint(pipe, prompt: str, noise: np.ndarray, steps: int, image, mask) -> np.ndarray:
+    feed, rec = mf.NoiseFeed(noise), mf.Recorder()
+    saved = mf.install_patches(feed, rec)
+    try:
+        out = StableDiffusionInpaintPipeline(**pipe.components)(
+            prompt=prompt, image=image, mask_image=mask, strength=1.0, num_inference_steps=steps,
+            guidance_scale=1.0, height=64, width=64, output_type="np", generator=None)
+    finally:
+        mf.remove_patches(saved)
+    assert feed.next == len(noise), f"diffusers used {feed.next} of {len(noise)} noise entries"
+    return (out.images[0] * 255.0).round().clip(0, 255).astype(np.uint8)
+
+
+def check_inpaint_parity(livefill: Path, pipe, model: Path, work: Path, name: str) -> bool:
+    steps, prompt = 4, "a window"
+    image_path = FIX / "reference" / "inputs" / "image_64.png"
+    mask_path = FIX / "reference" / "inputs" / "mask_64.png"
+    image, mask = Image.open(image_path).convert("RGB"), Image.open(mask_path).convert("L")
+    noise = np.random.default_rng(78).standard_normal((steps, 4, 8, 8), dtype=np.float32)
+    noise_path = work / f"noise-inpaint-{name}.npy"
+    np.save(noise_path, noise)
+    want = diffusers_inpaint(pipe, prompt, noise, steps, image, mask)
+    got_path = work / f"livefill-inpaint-{name}.png"
+    run([livefill, "generate", "--model", model, "--mode", "inpaint", "--prompt", prompt, "--steps", steps,
+         "--guidance", "1", "--seed", "0", "--noise", noise_path, "--device", "cpu", "--image", image_path,
+         "--mask", mask_path, "--strength", "1", "--context", "full", "--feather", "0",
+         "--color-match", "off", "--out", got_path])
+    got = np.asarray(Image.open(got_path).convert("RGB"))
+    inside = np.asarray(mask) == 255
+    score = psnr(got[inside], want[inside])
+    ok = score >= 40.0
+    log(f"[{name}] inpaint (4-channel UNet, latent blend): PSNR inside the mask = {score:.1f} dB -> "
+        f"{'ok' if ok else 'FAIL'}")
+    return ok
+
+
+def export_with_optimum(pipe, work: Path) -> Path:
+    """optimum's own exporter on the tiny pipeline saved in diffusers format."""
+    from optimum.exporters.onnx import main_export
+
+    base, out = work / "diffusers-base", work / "onnx-optimum"
+    for d in (base, out):
+        shutil.rmtree(d, ignore_errors=True)
+    pipe.save_pretrained(str(base))
+    log(f"$ optimum-cli export onnx --model {base} --task text-to-image {out}")
+    main_export(model_name_or_path=str(base), output=str(out), task="text-to-image", device="cpu")
+    assert (out / "unet" / "config.json").is_file(), "optimum wrote no unet/config.json"
+    return out
+
+
 def check_inpaint_with_sampling_encoder(livefill: Path, model: Path, work: Path) -> bool:
     image_path = FIX / "reference" / "inputs" / "image_64.png"
     mask_path = FIX / "reference" / "inputs" / "mask_64.png"
@@ -222,13 +282,15 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--livefill", required=True, help="the livefill binary")
     ap.add_argument("--keep", help="work folder to keep (default: a temp folder, removed)")
+    ap.add_argument("--layouts", default="legacy", help="comma-separated: legacy, optimum")
     args = ap.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="livefill-layouts-test-"))
     work.mkdir(parents=True, exist_ok=True)
     livefill = Path(args.livefill).resolve()
+    layouts = set(args.layouts.split(","))
     pipe = build_torch_pipeline()
     results = []
-    for name, fixed in (("legacy", False), ("legacy-timestep-1", True)):
+    for name, fixed in (("legacy", False), ("legacy-timestep-1", True)) if "legacy" in layouts else ():
         raw, out = work / f"raw-{name}", work / f"onnx-{name}"
         for d in (raw, out):
             shutil.rmtree(d, ignore_errors=True)
@@ -239,6 +301,11 @@ def main() -> int:
         if not fixed:
             results.append(check_inpaint_with_sampling_encoder(livefill, out, work))
             results.append(check_models_list(livefill, out))
+    if "optimum" in layouts:
+        log("[optimum] optimum's ONNX export, task text-to-image")
+        out = export_with_optimum(pipe, work)
+        results.append(check_txt2img(livefill, pipe, out, work, "optimum"))
+        results.append(check_inpaint_parity(livefill, pipe, out, work, "optimum"))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     failures = results.count(False)
