@@ -16,7 +16,9 @@ own `OnnxRuntimeModel` / `OnnxStableDiffusionPipeline` for the layout, then:
 2. inpaint with the sampling encoder runs, returns the image's size and leaves every pixel
    outside the mask byte-identical (its result cannot be compared: the graph draws noise);
 3. `livefill models list` names the layout and says the encoder makes img2img/inpaint
-   non-reproducible.
+   non-reproducible;
+4. a UNet exported with a fixed latent size takes requests of other sizes: txt2img is generated
+   at the graph's size and resized, an inpaint crop is resampled to it and back.
 
 `--layouts optimum` exports the same tiny pipeline with optimum itself (`main_export`, what
 `optimum-cli export onnx --task text-to-image` runs: a rank-0 float timestep, a VAE encoder that
@@ -109,7 +111,8 @@ class VaeDecoder(torch.nn.Module):
 
 
 @torch.no_grad()
-def convert_legacy(pipe: StableDiffusionPipeline, raw: Path, fixed_timestep: bool) -> None:
+def convert_legacy(pipe: StableDiffusionPipeline, raw: Path, fixed_timestep: bool,
+                   fixed_size: bool = False) -> None:
     """The converter's graphs, into `raw/<component>/model.onnx`."""
     ids = pipe.tokenizer("a sample prompt", padding="max_length", max_length=77, truncation=True,
                          return_tensors="pt").input_ids.to(torch.int32)
@@ -118,8 +121,8 @@ def convert_legacy(pipe: StableDiffusionPipeline, raw: Path, fixed_timestep: boo
     side = mf.UNET_COMMON["sample_size"]
     hidden = pipe.text_encoder.config.hidden_size
     timestep = torch.randn(1 if fixed_timestep else 2)
-    axes = {"sample": {0: "batch", 1: "channels", 2: "height", 3: "width"},
-            "encoder_hidden_states": {0: "batch", 1: "sequence"}}
+    sample_axes = {0: "batch"} if fixed_size else {0: "batch", 1: "channels", 2: "height", 3: "width"}
+    axes = {"sample": sample_axes, "encoder_hidden_states": {0: "batch", 1: "sequence"}}
     if not fixed_timestep:
         axes["timestep"] = {0: "batch"}
     unet_path = raw / "unet" / "model.onnx"
@@ -268,6 +271,30 @@ def check_inpaint_with_sampling_encoder(livefill: Path, model: Path, work: Path)
     return ok
 
 
+def check_fixed_size(livefill: Path, model: Path, work: Path) -> bool:
+    """Requests whose size differs from the one the graph fixes (64 px) still run."""
+    txt = work / "fixed-txt2img.png"
+    run([livefill, "generate", "--model", model, "--mode", "txt2img", "--prompt", "a barn", "--steps", "2",
+         "--seed", "3", "--device", "cpu", "--width", "96", "--height", "64", "--out", txt])
+    txt_ok = Image.open(txt).size == (96, 64)
+    image = Image.open(FIX / "reference" / "inputs" / "image_64.png").convert("RGBA").resize((96, 80))
+    mask = Image.new("L", (96, 80), 0)
+    mask.paste(255, (30, 20, 70, 60))
+    image_path, mask_path, out = work / "fixed-in.png", work / "fixed-mask.png", work / "fixed-inpaint.png"
+    image.save(image_path)
+    mask.save(mask_path)
+    run([livefill, "generate", "--model", model, "--mode", "inpaint", "--prompt", "a window", "--steps", "2",
+         "--strength", "1", "--seed", "3", "--device", "cpu", "--image", image_path, "--mask", mask_path,
+         "--feather", "0", "--out", out])
+    got, original = np.asarray(Image.open(out).convert("RGBA")), np.asarray(image)
+    keep = np.asarray(mask) == 0
+    inpaint_ok = got.shape == original.shape and np.array_equal(got[keep], original[keep])
+    ok = txt_ok and inpaint_ok
+    log(f"[legacy-fixed-size] UNet fixed at 64x64: txt2img 96x64 -> {Image.open(txt).size}, inpaint of a "
+        f"96x80 image keeps its unmasked pixels: {inpaint_ok} -> {'ok' if ok else 'FAIL'}")
+    return ok
+
+
 def check_models_list(livefill: Path, model: Path) -> bool:
     out = run([livefill, "models", "list", "--model", model], capture_output=True, text=True).stdout
     ok = "diffusers legacy ONNX layout" in out and "not reproducible" in out
@@ -290,13 +317,17 @@ def main() -> int:
     layouts = set(args.layouts.split(","))
     pipe = build_torch_pipeline()
     results = []
-    for name, fixed in (("legacy", False), ("legacy-timestep-1", True)) if "legacy" in layouts else ():
+    variants = (("legacy", False, False), ("legacy-timestep-1", True, False), ("legacy-fixed-size", False, True))
+    for name, fixed, fixed_size in variants if "legacy" in layouts else ():
         raw, out = work / f"raw-{name}", work / f"onnx-{name}"
         for d in (raw, out):
             shutil.rmtree(d, ignore_errors=True)
         log(f"[{name}] legacy converter conventions, timestep {'[1]' if fixed else '[batch]'}")
-        convert_legacy(pipe, raw, fixed)
+        convert_legacy(pipe, raw, fixed, fixed_size)
         save_legacy_layout(pipe, raw, out)
+        if fixed_size:
+            results.append(check_fixed_size(livefill, out, work))
+            continue
         results.append(check_txt2img(livefill, pipe, out, work, name))
         if not fixed:
             results.append(check_inpaint_with_sampling_encoder(livefill, out, work))

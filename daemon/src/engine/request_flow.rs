@@ -159,7 +159,11 @@ impl RequestRun<'_> {
             let v = if v == 0 { native } else { v };
             (v.div_ceil(64) * 64) as usize
         };
-        let (width, height) = (round(request.width, nw), round(request.height, nh));
+        let (width, height) = match self.components.fixed_image_size() {
+            // A UNet with a fixed size generates at that size; the result is resized below.
+            Some((w, h)) => (w as usize, h as usize),
+            None => (round(request.width, nw), round(request.height, nh)),
+        };
         let run = self.denoise_run(request, conditioning, 1.0, timings);
         let image = pipelines::txt2img::txt2img(run, width, height)?;
         let start = Instant::now();
@@ -177,7 +181,11 @@ impl RequestRun<'_> {
                 request.height
             },
         );
-        if (rw, rh) != (width as u32, height as u32) {
+        if self.components.fixed_image_size().is_some() {
+            if (rw, rh) != (width as u32, height as u32) {
+                rgba = imaging::resize_rgba(&rgba, rw, rh)?;
+            }
+        } else if (rw, rh) != (width as u32, height as u32) {
             rgba = imaging::extract_crop(&rgba, Rect::of_size(rw, rh))?;
         }
         timings.add("postprocess", start.elapsed());
@@ -307,14 +315,25 @@ impl RequestRun<'_> {
         bounds: Option<Rect>,
         context: Context,
     ) -> Result<ContextPlan, GenerateError> {
-        Ok(imaging::plan_context(
+        let plan = imaging::plan_context(
             image.width,
             image.height,
             bounds,
             self.components.dir.native_size(),
             context,
             &ContextOptions::default(),
-        )?)
+        )?;
+        // A UNet with a fixed size takes exactly that size: the crop is resampled to it (and
+        // the result back to the crop) whatever size the plan chose.
+        Ok(match self.components.fixed_image_size() {
+            Some((w, h)) if (plan.model_width, plan.model_height) != (w, h) => ContextPlan {
+                model_width: w,
+                model_height: h,
+                fit: imaging::ModelFit::Resize,
+                ..plan
+            },
+            _ => plan,
+        })
     }
 }
 

@@ -167,6 +167,15 @@ impl Components {
         self.dir.vae_config.scale_factor()
     }
 
+    /// The image size (width, height) in pixels when the UNet graph fixes its latent's height
+    /// and width: every request then runs at exactly that size.
+    pub fn fixed_image_size(&self) -> Option<(u32, u32)> {
+        let sample = self.unet.input("sample")?;
+        let (h, w) = (*sample.shape.get(2)?, *sample.shape.get(3)?);
+        let scale = self.vae_scale() as i64;
+        (h > 0 && w > 0).then(|| ((w * scale) as u32, (h * scale) as u32))
+    }
+
     /// Token ids → `last_hidden_state`.
     pub fn encode_text(&mut self, prompt: &str) -> Result<TextEmbedding, PipelineError> {
         let ids = self.tokenizer.encode(prompt)?;
