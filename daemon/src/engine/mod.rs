@@ -20,7 +20,8 @@ use crate::generator::{
     CancelToken, GenerateError, GenerateOutput, GeneratorInfo, ImageGenerator, StepProgress,
 };
 use crate::noise::{NoiseSource, SeededNoise};
-use crate::onnx::model_dir::{ModelDir, ModelDirError};
+use crate::onnx::configs::ModelDirError;
+use crate::onnx::model_dir::ModelDir;
 use crate::onnx::runtime::{self, Runtime, RuntimeError, RuntimeOptions};
 use crate::pipelines::{Components, PipelineError};
 use crate::request::{self, default_request};

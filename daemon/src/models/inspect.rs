@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::onnx::model_dir::{ModelDir, ModelDirError};
+use crate::onnx::configs::ModelDirError;
+use crate::onnx::model_dir::ModelDir;
 
 use crate::onnx::contract::{self, ContractError};
 use crate::onnx::header::{self, ElemType, GraphSignature, OnnxInfoError};

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::model_dir::UnetConfig;
+use super::configs::UnetConfig;
 
 /// What a graph declares about its inputs, whichever way it was read.
 pub trait DeclaredInputs {

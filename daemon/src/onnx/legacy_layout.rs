@@ -12,8 +12,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::configs::{ModelDirError, UnetConfig, VaeConfig, read_json};
 use super::header::{self, GraphSignature};
-use super::model_dir::{ModelDirError, UnetConfig, VaeConfig, read_json};
 
 /// SD 1.5's latent side (512 px / 8).
 const SD15_SAMPLE_SIZE: usize = 64;

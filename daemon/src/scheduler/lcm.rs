@@ -10,7 +10,7 @@
 //! the last `init` timesteps run. livefill keeps at least one step (diffusers raises instead).
 
 use super::Scheduler;
-use crate::onnx::model_dir::{BetaSchedule, PredictionType, SchedulerConfig};
+use crate::onnx::configs::{BetaSchedule, PredictionType, SchedulerConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LcmError {
