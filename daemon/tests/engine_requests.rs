@@ -270,7 +270,12 @@ fn live_preview_reuses_the_latents_of_an_unchanged_image() {
     let mut request = default_request(Mode::Img2Img);
     request.image = Some(image.clone());
     request.priority = livefill_protocol::Priority::LivePreview;
-    let encoded = |out: &GenerateOutput| out.timings.iter().any(|t| t.stage == "vae_encode");
+    // (tiny-sd has a TAESD encoder: live frames encode with it)
+    let encoded = |out: &GenerateOutput| {
+        out.timings
+            .iter()
+            .any(|t| t.stage == "vae_encode" || t.stage == "taesd_encode")
+    };
     let first = run(&mut engine, &request, 1).unwrap();
     let second = run(&mut engine, &request, 2).unwrap();
     assert!(encoded(&first), "the first live frame encodes the image");

@@ -1,9 +1,12 @@
-//! The optional TAESD decoder (`taesd_decoder/model.onnx`, diffusers' `AutoencoderTiny` decoder).
+//! The optional TAESD decoder and encoder (`taesd_decoder/`, `taesd_encoder/`: diffusers'
+//! `AutoencoderTiny`).
 //!
 //! `tests/reference/make_fixtures.py` adds a tiny random-weight one to tiny-sd and records
-//! diffusers' `AutoencoderTiny.decode` of fixed latents (`reference/taesd/`). Here livefill's
-//! `Components::preview` must match it (PSNR ≥ 40 dB on 8-bit pixels), and the engine must use
-//! TAESD for live-preview decodes and step previews but the full VAE for final jobs.
+//! diffusers' `AutoencoderTiny.decode` of fixed latents (`reference/taesd/`) and
+//! `AutoencoderTiny.encode` of the reference image (`reference/taesd_encoder/`). Here livefill's
+//! `Components::preview` must match the decode (PSNR ≥ 40 dB on 8-bit pixels) and
+//! `Components::encode_for` the encode, and the engine must use TAESD for live-preview encodes,
+//! decodes and step previews but the full VAE for final jobs.
 
 use std::path::Path;
 
@@ -12,7 +15,7 @@ use livefill::generator::{CancelToken, GenerateOutput, ImageGenerator, StepProgr
 use livefill::imaging::{ContextOptions, plan_context};
 use livefill::npy;
 use livefill::onnx::model_dir::ModelDir;
-use livefill::pipelines::{Components, Latents};
+use livefill::pipelines::{Components, Latents, ModelImage, Timings};
 use livefill::request::default_request;
 use livefill_protocol::{GenerateRequest, Mode, Priority, RgbaImage};
 use reference_support::{fixtures, psnr, runtime, runtime_options, to_u8_hwc};
@@ -83,6 +86,67 @@ fn taesd_preview_matches_diffusers_autoencoder_tiny() {
     assert!(score < 30.0, "reversed latents still scored {score:.2} dB");
 }
 
+#[derive(Debug, Deserialize)]
+struct TaesdEncoderCase {
+    model: String,
+    image: String,
+    expected: String,
+}
+
+#[test]
+fn taesd_encoder_matches_diffusers_autoencoder_tiny() {
+    let dir = fixtures().join("reference");
+    let case: TaesdEncoderCase = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("taesd_encoder/case.json")).expect("case.json"),
+    )
+    .unwrap();
+    let model = ModelDir::open(&fixtures().join(&case.model)).expect("model dir");
+    let mut components = Components::load(&runtime(), model).expect("load model");
+    assert!(
+        components.taesd_encoder.is_some(),
+        "{} has taesd_encoder/",
+        case.model
+    );
+    let image = image::open(dir.join(&case.image)).expect("image").to_rgb8();
+    let (w, h) = image.dimensions();
+    let mut data = vec![0f32; 3 * (w * h) as usize];
+    for (i, pixel) in image.pixels().enumerate() {
+        for c in 0..3 {
+            data[c * (w * h) as usize + i] = pixel[c] as f32 / 127.5 - 1.0;
+        }
+    }
+    let image = ModelImage {
+        width: w as usize,
+        height: h as usize,
+        data,
+    };
+    let expected = npy::read_f32(&dir.join(&case.expected)).expect("latents npy");
+    let mut timings = Timings::default();
+    let latents = components
+        .encode_for(&image, true, &mut timings)
+        .expect("taesd encode");
+    assert!(timings.get("taesd_encode").is_some(), "{timings:?}");
+    assert_eq!(
+        expected.shape,
+        vec![1, latents.channels, latents.height, latents.width]
+    );
+    let worst = latents
+        .data
+        .iter()
+        .zip(&expected.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let scale = expected.data.iter().map(|v| v.abs()).fold(0f32, f32::max);
+    println!("taesd encoder vs diffusers: max |diff| {worst:.2e} (max |latent| {scale:.2})");
+    assert!(worst <= 1e-4 * scale.max(1.0), "max |diff| {worst:.2e}");
+    // Final jobs keep the VAE: another encoder, other latents.
+    let vae = components
+        .encode_for(&image, false, &mut timings)
+        .expect("vae encode");
+    assert!(timings.get("vae_encode").is_some(), "{timings:?}");
+    assert_ne!(vae.data, latents.data);
+}
+
 fn engine() -> Engine {
     Engine::load(&EngineOptions {
         model: fixtures().join("tiny-sd"),
@@ -138,7 +202,7 @@ fn stages(out: &GenerateOutput) -> Vec<&str> {
 }
 
 #[test]
-fn engine_decodes_live_previews_with_taesd_and_final_jobs_with_the_vae() {
+fn engine_encodes_and_decodes_live_previews_with_taesd_and_final_jobs_with_the_vae() {
     let image = picture();
     let mut engine = engine();
     assert!(engine.components.taesd_decoder.is_some());
@@ -152,6 +216,8 @@ fn engine_decodes_live_previews_with_taesd_and_final_jobs_with_the_vae() {
     let live_stages = stages(&live_out);
     assert!(live_stages.contains(&"taesd_decode"), "{live_stages:?}");
     assert!(!live_stages.contains(&"vae_decode"), "{live_stages:?}");
+    assert!(live_stages.contains(&"taesd_encode"), "{live_stages:?}");
+    assert!(!live_stages.contains(&"vae_encode"), "{live_stages:?}");
     assert_eq!(
         (live_out.image.width, live_out.image.height),
         (image.width, image.height)
@@ -166,6 +232,8 @@ fn engine_decodes_live_previews_with_taesd_and_final_jobs_with_the_vae() {
     let final_stages = stages(&final_out);
     assert!(final_stages.contains(&"vae_decode"), "{final_stages:?}");
     assert!(!final_stages.contains(&"taesd_decode"), "{final_stages:?}");
+    assert!(final_stages.contains(&"vae_encode"), "{final_stages:?}");
+    assert!(!final_stages.contains(&"taesd_encode"), "{final_stages:?}");
     assert_eq!(
         (final_out.image.width, final_out.image.height),
         (image.width, image.height)

@@ -11,8 +11,8 @@ those of a real SD 1.5 + LCM-LoRA model; only the pictures are noise.
 Writes OUT/ (fp32) and with --fp16 also OUT-fp16/ (every float tensor and float I/O in fp16, for
 GPUs). Components: text_encoder/ (CLIP ViT-L/14 text tower: 12 layers, 768 wide), unet/
 (SD 1.5 UNet: block_out_channels 320/640/1280/1280, cross_attention_dim 768, 4 input channels),
-vae_encoder/ + vae_decoder/ (SD 1.5 VAE: 128/256/512/512), taesd_decoder/ (diffusers
-AutoencoderTiny's decoder: input = the UNet's latents, output RGB in [-1, 1]), tokenizer/ and
+vae_encoder/ + vae_decoder/ (SD 1.5 VAE: 128/256/512/512), taesd_decoder/ + taesd_encoder/
+(diffusers AutoencoderTiny: the UNet's latents ⇄ RGB in [-1, 1]), tokenizer/ and
 scheduler/ (LCMScheduler) copied from tests/fixtures/tiny-sd. Tensors over 2 GB go to
 model.onnx_data beside model.onnx.
 """
@@ -95,12 +95,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
 from export_lcm import (  # noqa: E402
     EXTERNAL_DATA_THRESHOLD,
     TaesdDecoderExport,
+    TaesdEncoderExport,
     TextEncoderExport,
     UNetExport,
     VaeDecoderExport,
     VaeEncoderExport,
     export_graph,
     save_model,
+    taesd_encoder_axes,
     weight_bytes,
 )
 
@@ -168,12 +170,15 @@ def export_fp32(out: Path) -> None:
             "sample": {0: "batch_size", 2: "latent_height * 8", 3: "latent_width * 8"}})
     del vae
 
-    print("TAESD decoder (AutoencoderTiny)", flush=True)
+    print("TAESD decoder + encoder (AutoencoderTiny)", flush=True)
     taesd = AutoencoderTiny().eval()
     write_json(out / "taesd_decoder" / "config.json", json.loads(taesd.to_json_string()))
     export(TaesdDecoderExport(taesd), (lat,), out / "taesd_decoder" / "model.onnx", ["latent_sample"], ["sample"],
            {"latent_sample": {0: "batch_size", 2: "latent_height", 3: "latent_width"},
             "sample": {0: "batch_size", 2: "latent_height * 8", 3: "latent_width * 8"}})
+    write_json(out / "taesd_encoder" / "config.json", json.loads(taesd.to_json_string()))
+    export(TaesdEncoderExport(taesd), (img,), out / "taesd_encoder" / "model.onnx", ["sample"], ["latent_sample"],
+           taesd_encoder_axes(8))
     del taesd
 
     print("UNet (SD 1.5 UNet2DConditionModel, ~860 M parameters; the slow one)", flush=True)
@@ -197,7 +202,7 @@ def convert_fp16(src: Path, dst: Path) -> None:
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("model.onnx", "model.onnx_data"))
-    for sub in ("text_encoder", "unet", "vae_encoder", "vae_decoder", "taesd_decoder"):
+    for sub in ("text_encoder", "unet", "vae_encoder", "vae_decoder", "taesd_decoder", "taesd_encoder"):
         start = time.perf_counter()
         model = onnx.load(str(src / sub / "model.onnx"))
         # Resize stays float32 (with casts around it), and so do the Constants feeding its `roi`
@@ -224,7 +229,7 @@ def main() -> int:
         export_fp32(out)
     if args.fp16 or args.fp16_only:
         convert_fp16(out, out.with_name(out.name + "-fp16"))
-    for sub in ("text_encoder", "unet", "vae_encoder", "vae_decoder", "taesd_decoder"):
+    for sub in ("text_encoder", "unet", "vae_encoder", "vae_decoder", "taesd_decoder", "taesd_encoder"):
         m = onnx.load(str(out / sub / "model.onnx"), load_external_data=False)
         print(f"  {sub}: inputs {[i.name for i in m.graph.input]} outputs {[o.name for o in m.graph.output]}")
     print(f"wrote {out}")

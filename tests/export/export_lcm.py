@@ -11,7 +11,8 @@ built by tests/reference/make_fixtures.py).
 --lora   an LCM-LoRA for that base (hub id or folder holding pytorch_lora_weights.safetensors),
          loaded with pipe.load_lora_weights and fused with pipe.fuse_lora(); "none" skips it
          (for bases that are already LCM-distilled).
---taesd  optional TAESD (AutoencoderTiny) whose decoder is added as taesd_decoder/ for previews.
+--taesd  optional TAESD (AutoencoderTiny): its decoder is added as taesd_decoder/ (previews, live
+         frames), its encoder as taesd_encoder/ (live frames' image latents).
 --fp16   export the UNet and VAE (and TAESD) in float16 (the text encoder stays float32);
          default float32.
 
@@ -160,6 +161,26 @@ class TaesdDecoderExport(torch.nn.Module):
         return self.taesd.decode(latent_sample, return_dict=False)[0]
 
 
+class TaesdEncoderExport(torch.nn.Module):
+    """RGB in [-1, 1] in, UNet latents out (AutoencoderTiny.encode maps [-1,1] → [0,1] itself; its
+    latents are already in the scaled space the UNet works in: no scaling factor)."""
+
+    def __init__(self, taesd):
+        super().__init__()
+        self.taesd = taesd
+
+    def forward(self, sample):
+        return self.taesd.encode(sample, return_dict=False)[0]
+
+
+def taesd_encoder_axes(f: int) -> dict:
+    """Dynamic axes of the TAESD encoder: an image in, latents `f` times smaller out."""
+    return {
+        "sample": {0: "batch_size", 2: "sample_height", 3: "sample_width"},
+        "latent_sample": {0: "batch_size", 2: f"sample_height / {f}", 3: f"sample_width / {f}"},
+    }
+
+
 def weight_bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
@@ -291,10 +312,14 @@ def export_all(pipe: StableDiffusionPipeline, taesd, out: Path, dtype: torch.dty
         False,
     )
     if taesd is not None:
-        log("taesd_decoder")
+        log("taesd_decoder / taesd_encoder")
         export_graph(
             TaesdDecoderExport(taesd), (lat,), out / "taesd_decoder" / "model.onnx", ["latent_sample"], ["sample"],
             latent_axes, False,
+        )
+        export_graph(
+            TaesdEncoderExport(taesd), (img,), out / "taesd_encoder" / "model.onnx", ["sample"], ["latent_sample"],
+            taesd_encoder_axes(f), False,
         )
     for m in (te, unet, vae) + ((taesd,) if taesd is not None else ()):
         m.to(device="cpu", dtype=torch.float32)
@@ -342,6 +367,7 @@ def write_configs(pipe: StableDiffusionPipeline, taesd, out: Path, inpaint: bool
     write_json(out / "vae_decoder" / "config.json", vae_cfg)
     if taesd is not None:
         write_json(out / "taesd_decoder" / "config.json", diffusers_config(taesd))
+        write_json(out / "taesd_encoder" / "config.json", diffusers_config(taesd))
     tok_dir = out / "tokenizer"
     if tok_dir.exists():
         shutil.rmtree(tok_dir)
@@ -354,7 +380,7 @@ def write_configs(pipe: StableDiffusionPipeline, taesd, out: Path, inpaint: bool
 
 
 @torch.no_grad()
-def check(pipe: StableDiffusionPipeline, out: Path, fp16: bool) -> None:
+def check(pipe: StableDiffusionPipeline, taesd, out: Path, fp16: bool) -> None:
     import onnxruntime as ort
 
     tol = 2e-2 if fp16 else 1e-3
@@ -392,6 +418,12 @@ def check(pipe: StableDiffusionPipeline, out: Path, fp16: bool) -> None:
     z = torch.randn(1, pipe.vae.config.latent_channels, side, side, generator=g)
     (dec,) = session("vae_decoder").run(None, {"latent_sample": z.numpy().astype(ftype)})
     compare("vae_decoder", dec, pipe.vae.decode(z).sample.numpy())
+    if taesd is not None:
+        (dec,) = session("taesd_decoder").run(None, {"latent_sample": z.numpy().astype(ftype)})
+        compare("taesd_decoder", dec, taesd.decode(z).sample.numpy())
+        img = torch.rand(1, 3, side * 8, side * 8, generator=g) * 2 - 1
+        (enc,) = session("taesd_encoder").run(None, {"sample": img.numpy().astype(ftype)})
+        compare("taesd_encoder", enc, taesd.encode(img).latents.numpy())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -427,7 +459,7 @@ def main(argv=None) -> int:
     export_all(pipe, taesd, out, dtype, args.device)
     write_configs(pipe, taesd, out, inpaint=cin == 9)
     if not args.no_check:
-        check(pipe, out, args.fp16)
+        check(pipe, taesd, out, args.fp16)
     log(f"done: {out} ({'fp16' if args.fp16 else 'fp32'}, {cin}-channel UNet{', TAESD' if taesd is not None else ''})")
     log(f"use it with: livefill serve --model {out}")
     return 0

@@ -196,7 +196,8 @@ def main() -> int:
         control = diffusers_reference(plain, mode, prompt, noise, image, mask, steps)
         control_score = psnr(got[sel], control[sel]) if mode == "inpaint" else psnr(got, control)
         if half:
-            assert (out / "taesd_decoder" / "model.onnx").is_file(), "no taesd_decoder in the export"
+            for part in ("taesd_decoder", "taesd_encoder"):
+                assert (out / part / "model.onnx").is_file(), f"no {part} in the export"
         ok = score >= threshold and control_score < score - 5
         failures += not ok
         log(f"[{name}] PSNR livefill vs diffusers(fused) = {score:.1f} dB; vs base without LoRA = "

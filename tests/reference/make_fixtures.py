@@ -332,11 +332,13 @@ def tokenize(tok: CLIPTokenizer, text: str) -> list[int]:
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
 from export_lcm import (  # noqa: E402
     TaesdDecoderExport,
+    TaesdEncoderExport,
     TextEncoderExport,
     UNetExport,
     VaeDecoderExport,
     VaeEncoderExport,
     export_graph,
+    taesd_encoder_axes,
 )
 
 
@@ -429,6 +431,12 @@ def export_taesd_decoder(taesd, path: Path):
     )
 
 
+def export_taesd_encoder(taesd, path: Path):
+    f = TAESD_CONFIG["upsampling_scaling_factor"] ** (len(TAESD_CONFIG["encoder_block_out_channels"]) - 1)
+    img = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    _export(TaesdEncoderExport(taesd), (img,), path, ["sample"], ["latent_sample"], taesd_encoder_axes(f))
+
+
 # --------------------------------------------------------------------------
 # ONNX vs torch sanity check
 # --------------------------------------------------------------------------
@@ -516,6 +524,48 @@ def sanity_check_taesd(path: Path, taesd):
         (dec,) = s.run(None, {"latent_sample": z.numpy()})
         assert dec.shape == (b, 3, 8 * h, 8 * w), dec.shape
         _check(f"taesd_decoder b={b} {h}x{w} amp={amp}", dec, taesd.decode(z).sample.numpy(), 1e-4)
+
+
+@torch.no_grad()
+def sanity_check_taesd_encoder(path: Path, taesd):
+    g = torch.Generator().manual_seed(13)
+    s = ort_session(path)
+    for b, h, w in ((1, 64, 64), (2, 96, 64)):
+        x = torch.rand(b, 3, h, w, generator=g) * 2 - 1
+        (enc,) = s.run(None, {"sample": x.numpy()})
+        assert enc.shape == (b, 4, h // 8, w // 8), enc.shape
+        _check(f"taesd_encoder b={b} {h}x{w}", enc, taesd.encode(x).latents.numpy(), 1e-4)
+
+
+def write_taesd_encoder(taesd) -> None:
+    """<TAESD_MODEL>/taesd_encoder/: the TAESD encoder, for live frames' image latents."""
+    d = FIX / TAESD_MODEL / "taesd_encoder"
+    if d.exists():
+        shutil.rmtree(d)
+    write_json(d / "config.json", diffusers_config(taesd))
+    export_taesd_encoder(taesd, d / "model.onnx")
+    print(f"[{TAESD_MODEL}/taesd_encoder] exported; checking ONNX against torch")
+    sanity_check_taesd_encoder(d / "model.onnx", taesd)
+
+
+@torch.no_grad()
+def write_taesd_encoder_reference(taesd) -> None:
+    """reference/taesd_encoder/: the reference input image and diffusers' AutoencoderTiny.encode."""
+    out = REF / "taesd_encoder"
+    rgb = np.asarray(Image.open(REF / "inputs" / "image_64.png").convert("RGB"), dtype=np.float32)
+    image = (rgb / 127.5 - 1.0).transpose(2, 0, 1)[None]  # NCHW in [-1, 1], as livefill converts
+    latents = taesd.encode(torch.from_numpy(image)).latents.numpy().astype(np.float32)
+    entry = {
+        "model": TAESD_MODEL,
+        "graph": "taesd_encoder/model.onnx",
+        "image": "inputs/image_64.png",
+        "expected": save_npy(out / "latents.npy", latents),
+    }
+    (o,) = ort_session(FIX / TAESD_MODEL / "taesd_encoder" / "model.onnx").run(None, {"sample": image})
+    err = float(np.max(np.abs(o - latents)))
+    assert err < 1e-4, err
+    print(f"  taesd encoder reference {latents.shape} ort-vs-diffusers max|diff|={err:.2e}")
+    write_json(out / "case.json", entry)
 
 
 def write_taesd(taesd) -> dict:
@@ -931,6 +981,7 @@ def main():
         signatures[name] = write_model(name, te, vae, unets[name], vocab, merges)
     taesd = build_taesd()
     taesd_signature = write_taesd(taesd)
+    write_taesd_encoder(taesd)
 
     # tokenizer check against well-known CLIP ids, both code paths
     tok = CLIPTokenizer.from_pretrained(str(FIX / "tiny-sd" / "tokenizer"))
@@ -993,6 +1044,7 @@ def main():
     (REF / "cases.json").write_text(text + "\n")
     print(f"wrote {len(entries)} cases to {REF / 'cases.json'}")
     write_taesd_reference(taesd, taesd_signature)
+    write_taesd_encoder_reference(taesd)
 
     replay = Path(__file__).with_name("onnx_replay.py")
     if replay.exists():

@@ -115,9 +115,10 @@ pub struct BenchArgs {
 }
 
 /// Stages that are ONNX Runtime calls (plus their tensor packing).
-const ORT_STAGES: [&str; 5] = [
+const ORT_STAGES: [&str; 6] = [
     "text_encode",
     "vae_encode",
+    "taesd_encode",
     "unet",
     "vae_decode",
     "taesd_decode",

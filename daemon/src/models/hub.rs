@@ -34,6 +34,7 @@ pub const COMPONENTS: &[&str] = &[
     "vae_encoder",
     "vae_decoder",
     "taesd_decoder",
+    "taesd_encoder",
     "tokenizer",
     "scheduler",
 ];

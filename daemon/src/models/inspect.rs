@@ -38,6 +38,8 @@ pub struct ModelSummary {
     /// The UNet's working precision: "fp16" or "fp32".
     pub dtype: String,
     pub taesd: bool,
+    /// TAESD's encoder too (live frames' image latents).
+    pub taesd_encoder: bool,
     /// A VAE encoder is present (img2img / inpaint / outpaint possible).
     pub vae_encoder: bool,
     /// Native image side in pixels.
@@ -67,7 +69,9 @@ impl ModelSummary {
             "plain or LCM-LoRA fused"
         };
         let mut parts = vec![unet, distill.to_string(), self.dtype.clone()];
-        if self.taesd {
+        if self.taesd_encoder {
+            parts.push("TAESD (decoder + encoder)".into());
+        } else if self.taesd {
             parts.push("TAESD".into());
         }
         if !self.vae_encoder {
@@ -127,6 +131,10 @@ pub fn inspect(root: &Path) -> Result<ModelSummary, InspectError> {
         }
         None => false,
     };
+    if let Some(encoder) = &dir.taesd_encoder {
+        let sig = read(encoder)?;
+        contract::check_vae_encoder(encoder, &sig)?;
+    }
     if let Some(taesd) = &dir.taesd_decoder {
         let sig = read(taesd)?;
         if sig.inputs.is_empty() {
@@ -146,6 +154,7 @@ pub fn inspect(root: &Path) -> Result<ModelSummary, InspectError> {
         lcm_distilled,
         dtype,
         taesd: dir.taesd_decoder.is_some(),
+        taesd_encoder: dir.taesd_encoder.is_some(),
         vae_encoder: dir.vae_encoder.is_some(),
         native_side: side,
         bytes,

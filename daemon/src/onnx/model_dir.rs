@@ -13,6 +13,7 @@
 //! tokenizer/  tokenizer.json | vocab.json + merges.txt, special_tokens_map.json
 //! scheduler/scheduler_config.json
 //! taesd_decoder/model.onnx                      (optional: fast previews, see README)
+//! taesd_encoder/model.onnx                      (optional: live frames' image latents)
 //! ```
 //!
 //! diffusers' legacy converter writes the same folders without the component `config.json`s
@@ -37,6 +38,7 @@ pub struct ModelDir {
     pub vae_encoder: Option<PathBuf>,
     pub vae_decoder: PathBuf,
     pub taesd_decoder: Option<PathBuf>,
+    pub taesd_encoder: Option<PathBuf>,
     pub tokenizer_dir: PathBuf,
     pub unet_config: UnetConfig,
     pub vae_config: VaeConfig,
@@ -60,6 +62,7 @@ impl ModelDir {
         let vae_decoder = onnx("vae_decoder", "the VAE decoder")?;
         let vae_encoder = Some(root.join("vae_encoder/model.onnx")).filter(|p| p.is_file());
         let taesd_decoder = Some(root.join("taesd_decoder/model.onnx")).filter(|p| p.is_file());
+        let taesd_encoder = Some(root.join("taesd_encoder/model.onnx")).filter(|p| p.is_file());
         let tokenizer_dir = root.join("tokenizer");
         let has_tokenizer = tokenizer_dir.join("tokenizer.json").is_file()
             || (tokenizer_dir.join("vocab.json").is_file()
@@ -101,6 +104,7 @@ impl ModelDir {
             vae_encoder,
             vae_decoder,
             taesd_decoder,
+            taesd_encoder,
             tokenizer_dir,
             unet_config,
             vae_config,

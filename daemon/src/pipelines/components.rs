@@ -83,6 +83,8 @@ pub struct Components {
     pub vae_encoder: Option<OnnxModel>,
     pub vae_decoder: OnnxModel,
     pub taesd_decoder: Option<OnnxModel>,
+    /// TAESD's encoder: live frames' image latents (image in [-1, 1], latents out, unscaled).
+    pub taesd_encoder: Option<OnnxModel>,
     /// The UNet's `sample` batch dimension is fixed at 1 (CFG then runs two passes).
     unet_batch_fixed: bool,
     /// The UNet's `timestep` is rank 0.
@@ -108,11 +110,21 @@ impl Components {
             .as_deref()
             .map(|p| OnnxModel::load(runtime, p))
             .transpose()?;
+        let taesd_encoder = dir
+            .taesd_encoder
+            .as_deref()
+            .map(|p| OnnxModel::load(runtime, p))
+            .transpose()?;
         contract::check_text_encoder(&dir.text_encoder, &text_encoder)?;
         contract::check_unet(&dir.unet, &unet, &dir.unet_config)?;
         contract::check_vae_decoder(&dir.vae_decoder, &vae_decoder)?;
-        if let (Some(path), Some(encoder)) = (&dir.vae_encoder, &vae_encoder) {
-            contract::check_vae_encoder(path, encoder)?;
+        for (path, encoder) in [
+            (&dir.vae_encoder, &vae_encoder),
+            (&dir.taesd_encoder, &taesd_encoder),
+        ] {
+            if let (Some(path), Some(encoder)) = (path, encoder) {
+                contract::check_vae_encoder(path, encoder)?;
+            }
         }
         let sample = unet.input_named_any(&["sample"])?.clone();
         let timestep = unet.input_named_any(&["timestep"])?.clone();
@@ -129,6 +141,7 @@ impl Components {
             vae_encoder,
             vae_decoder,
             taesd_decoder,
+            taesd_encoder,
         })
     }
 
@@ -148,9 +161,13 @@ impl Components {
         let mut total = self.text_encoder.take_run_time()
             + self.unet.take_run_time()
             + self.vae_decoder.take_run_time();
-        for model in [&mut self.vae_encoder, &mut self.taesd_decoder]
-            .into_iter()
-            .flatten()
+        for model in [
+            &mut self.vae_encoder,
+            &mut self.taesd_decoder,
+            &mut self.taesd_encoder,
+        ]
+        .into_iter()
+        .flatten()
         {
             total += model.take_run_time();
         }
@@ -367,6 +384,54 @@ impl Components {
             height: latents.height * scale,
             width: latents.width * scale,
             data: first_output(out, &self.vae_decoder)?,
+        })
+    }
+
+    /// Image latents: TAESD's encoder when `fast` and the model has one (timed as
+    /// `taesd_encode`), else the VAE's mean (`vae_encode`).
+    pub fn encode_for(
+        &mut self,
+        image: &ModelImage,
+        fast: bool,
+        timings: &mut Timings,
+    ) -> Result<Latents, PipelineError> {
+        if fast && self.taesd_encoder.is_some() {
+            timed(timings, "taesd_encode", || self.encode_taesd(image))
+        } else {
+            timed(timings, "vae_encode", || self.encode_image(image))
+        }
+    }
+
+    /// Image → latents with TAESD's encoder, already in the UNet's (scaled) latent space.
+    fn encode_taesd(&mut self, image: &ModelImage) -> Result<Latents, PipelineError> {
+        let channels = self.latent_channels();
+        let scale = self.vae_scale();
+        let encoder = self.taesd_encoder.as_mut().expect("checked by encode_for");
+        let sample = ArrayD::from_shape_vec(
+            IxDyn(&[1, 3, image.height, image.width]),
+            image.data.clone(),
+        )
+        .expect("shape");
+        let name = encoder
+            .inputs
+            .first()
+            .map(|i| i.name.clone())
+            .unwrap_or_default();
+        let out = encoder.run(vec![(name.as_str(), InputData::Float(sample))])?;
+        let data = first_output(out, encoder)?;
+        let (h, w) = (image.height / scale, image.width / scale);
+        if data.len() != channels * h * w {
+            return Err(PipelineError::Model(format!(
+                "{}: output has {} values, expected {channels}×{h}×{w} latents",
+                encoder.path.display(),
+                data.len()
+            )));
+        }
+        Ok(Latents {
+            channels,
+            height: h,
+            width: w,
+            data,
         })
     }
 

@@ -4,7 +4,7 @@
 
 use crate::scheduler::Scheduler;
 
-use super::{DenoiseRun, Latents, ModelImage, PipelineError, components::timed, denoise};
+use super::{DenoiseRun, Latents, ModelImage, PipelineError, denoise};
 
 /// Re-imagine `image` (`[3, H, W]` in [-1, 1], H and W multiples of the VAE scale), starting
 /// from `cached_latents` when the caller kept this image's latents from an earlier run. Returns
@@ -22,10 +22,9 @@ pub fn img2img(
     let scheduler = run.plan()?;
     let image_latents = match cached_latents {
         Some(latents) => latents,
-        None => {
-            let components = &mut *run.components;
-            timed(run.timings, "vae_encode", || components.encode_image(image))?
-        }
+        None => run
+            .components
+            .encode_for(image, run.params.live, run.timings)?,
     };
     let initial = run.noise.next(image_latents.data.len())?;
     let start = Latents {

@@ -72,10 +72,10 @@ pub fn inpaint(
     let image_latents = if nine_channels && full_strength {
         None
     } else {
-        let components = &mut *run.components;
-        Some(timed(run.timings, "vae_encode", || {
-            components.encode_image(image)
-        })?)
+        Some(
+            run.components
+                .encode_for(image, run.params.live, run.timings)?,
+        )
     };
     let channels = run.components.latent_channels();
     let (h, w) = (height / scale, width / scale);
