@@ -80,7 +80,8 @@ def main() -> int:
     w("| mode | stage | livefill | " + " | ".join(impls) + " |")
     w("|" + "---|" * (3 + len(impls)))
     for mode, m in lf.get("modes", {}).items():
-        rows = [("text_encode", "text_encode"), ("vae_encode", "vae_encode"), ("unet", "unet (all passes)"),
+        rows = [("text_encode", "text_encode"), ("vae_encode", "vae_encode"), ("taesd_encode", "taesd_encode"),
+                ("unet", "unet (all passes)"),
                 ("vae_decode", "vae_decode"), ("taesd_decode", "taesd_decode"), ("preprocess", "preprocess"),
                 ("postprocess", "postprocess")]
         for key, label in rows:
