@@ -60,6 +60,8 @@ pub struct Engine {
     text_cache: text_cache::TextCache,
     live_cache: LiveLatentCache,
     max_image_side: u32,
+    /// What the loaded model can do, read once at load (every request is validated against it).
+    info: GeneratorInfo,
     pub load_time: std::time::Duration,
 }
 
@@ -81,7 +83,9 @@ impl Engine {
             load_ms = load_time.as_millis() as u64,
             "model loaded"
         );
+        let info = describe(&runtime, &components);
         Ok(Self {
+            info,
             runtime,
             components,
             text_cache: text_cache::TextCache::new(32),
@@ -133,7 +137,7 @@ impl Engine {
         cancel: &CancelToken,
         on_step: &mut dyn FnMut(StepProgress),
     ) -> Result<GenerateOutput, GenerateError> {
-        request::validate(request, &self.info(), self.max_image_side)?;
+        request::validate(request, &self.info, self.max_image_side)?;
         let mut job = RequestRun {
             components: &mut self.components,
             text_cache: &mut self.text_cache,
@@ -146,25 +150,29 @@ impl Engine {
     }
 }
 
+/// What a loaded model can do, for the daemon's hello and status and for request validation.
+fn describe(runtime: &Runtime, components: &Components) -> GeneratorInfo {
+    let (w, h) = components.dir.native_size();
+    let modes = if components.vae_encoder.is_some() {
+        vec![Mode::Txt2Img, Mode::Img2Img, Mode::Inpaint, Mode::Outpaint]
+    } else {
+        vec![Mode::Txt2Img]
+    };
+    GeneratorInfo {
+        model: components.dir.name.clone(),
+        device: runtime.device.describe(),
+        execution_provider: runtime.device.provider_name().to_string(),
+        native_width: w,
+        native_height: h,
+        modes,
+        inpainting_unet: components.dir.is_inpainting_unet(),
+        taesd_previews: components.taesd_decoder.is_some(),
+    }
+}
+
 impl ImageGenerator for Engine {
     fn info(&self) -> GeneratorInfo {
-        let (w, h) = self.components.dir.native_size();
-        let can_encode = self.components.vae_encoder.is_some();
-        let modes = if can_encode {
-            vec![Mode::Txt2Img, Mode::Img2Img, Mode::Inpaint, Mode::Outpaint]
-        } else {
-            vec![Mode::Txt2Img]
-        };
-        GeneratorInfo {
-            model: self.components.dir.name.clone(),
-            device: self.runtime.device.describe(),
-            execution_provider: self.runtime.device.provider_name().to_string(),
-            native_width: w,
-            native_height: h,
-            modes,
-            inpainting_unet: self.components.dir.is_inpainting_unet(),
-            taesd_previews: self.components.taesd_decoder.is_some(),
-        }
+        self.info.clone()
     }
 
     fn generate(

@@ -159,7 +159,8 @@ impl RequestRun<'_> {
             let v = if v == 0 { native } else { v };
             (v.div_ceil(64) * 64) as usize
         };
-        let (width, height) = match self.components.fixed_image_size() {
+        let fixed_size = self.components.fixed_image_size();
+        let (width, height) = match fixed_size {
             // A UNet with a fixed size generates at that size; the result is resized below.
             Some((w, h)) => (w as usize, h as usize),
             None => (round(request.width, nw), round(request.height, nh)),
@@ -181,12 +182,11 @@ impl RequestRun<'_> {
                 request.height
             },
         );
-        if self.components.fixed_image_size().is_some() {
-            if (rw, rh) != (width as u32, height as u32) {
-                rgba = imaging::resize_rgba(&rgba, rw, rh)?;
-            }
-        } else if (rw, rh) != (width as u32, height as u32) {
-            rgba = imaging::extract_crop(&rgba, Rect::of_size(rw, rh))?;
+        if (rw, rh) != (width as u32, height as u32) {
+            rgba = match fixed_size {
+                Some(_) => imaging::resize_rgba(&rgba, rw, rh)?,
+                None => imaging::extract_crop(&rgba, Rect::of_size(rw, rh))?,
+            };
         }
         timings.add("postprocess", start.elapsed());
         Ok(imaging::PlacedImage {

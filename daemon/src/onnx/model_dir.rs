@@ -75,20 +75,12 @@ impl ModelDir {
         }
         let index = ModelIndex::read(root)?;
         let layout = legacy_layout::detect(&index);
-        let unet_config_path = root.join("unet/config.json");
-        let unet_config = match layout {
-            Layout::DiffusersLegacy if !unet_config_path.is_file() => {
-                legacy_layout::unet_config(&unet, &index)?
-            }
-            _ => read_json(&unet_config_path)?,
-        };
-        let vae_config_path = root.join("vae_decoder/config.json");
-        let vae_config = match layout {
-            Layout::DiffusersLegacy if !vae_config_path.is_file() => {
-                legacy_layout::vae_config(&vae_decoder)?
-            }
-            _ => read_json(&vae_config_path)?,
-        };
+        let unet_config = component_config(&root.join("unet/config.json"), layout, || {
+            legacy_layout::unet_config(&unet, &index)
+        })?;
+        let vae_config = component_config(&root.join("vae_decoder/config.json"), layout, || {
+            legacy_layout::vae_config(&vae_decoder)
+        })?;
         let scheduler_path = root.join("scheduler/scheduler_config.json");
         let scheduler_config: SchedulerConfig = if scheduler_path.is_file() {
             read_json(&scheduler_path)?
@@ -141,6 +133,19 @@ impl ModelDir {
     /// A 9-channel inpainting UNet.
     pub fn is_inpainting_unet(&self) -> bool {
         self.unet_config.in_channels == 9
+    }
+}
+
+/// A component's `config.json`; in the legacy layout, which has none, what `recover` reads from
+/// the graphs instead.
+fn component_config<T: for<'de> serde::Deserialize<'de>>(
+    path: &Path,
+    layout: Layout,
+    recover: impl FnOnce() -> Result<T, ModelDirError>,
+) -> Result<T, ModelDirError> {
+    match layout {
+        Layout::DiffusersLegacy if !path.is_file() => recover(),
+        _ => read_json(path),
     }
 }
 

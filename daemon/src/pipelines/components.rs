@@ -340,12 +340,7 @@ impl Components {
                 "this model has no vae_encoder/: it can only do text-to-image".into(),
             )
         })?;
-        let sample = ArrayD::from_shape_vec(
-            IxDyn(&[1, 3, image.height, image.width]),
-            image.data.clone(),
-        )
-        .expect("shape");
-        let out = encoder.run(vec![("sample", InputData::Float(sample))])?;
+        let out = encoder.run(vec![("sample", image_tensor(image))])?;
         let moments = first_output(out, encoder)?;
         let (h, w) = (image.height / scale, image.width / scale);
         let plane = h * w;
@@ -407,17 +402,8 @@ impl Components {
         let channels = self.latent_channels();
         let scale = self.vae_scale();
         let encoder = self.taesd_encoder.as_mut().expect("checked by encode_for");
-        let sample = ArrayD::from_shape_vec(
-            IxDyn(&[1, 3, image.height, image.width]),
-            image.data.clone(),
-        )
-        .expect("shape");
-        let name = encoder
-            .inputs
-            .first()
-            .map(|i| i.name.clone())
-            .unwrap_or_default();
-        let out = encoder.run(vec![(name.as_str(), InputData::Float(sample))])?;
+        // `sample`: the input the VAE-encoder contract requires (checked at load).
+        let out = encoder.run(vec![("sample", image_tensor(image))])?;
         let data = first_output(out, encoder)?;
         let (h, w) = (image.height / scale, image.width / scale);
         if data.len() != channels * h * w {
@@ -513,6 +499,14 @@ fn concat_channels(latents: &Latents, extra: Option<&Latents>) -> Latents {
             }
         }
     }
+}
+
+/// A model image as the `[1, 3, H, W]` input of an image encoder.
+fn image_tensor(image: &ModelImage) -> InputData {
+    InputData::Float(array(
+        &[1, 3, image.height, image.width],
+        image.data.clone(),
+    ))
 }
 
 fn first_output(outputs: Vec<ArrayD<f32>>, model: &OnnxModel) -> Result<Vec<f32>, PipelineError> {
