@@ -15,8 +15,7 @@ use interprocess::local_socket::prelude::*;
 use interprocess::local_socket::{GenericFilePath, Stream};
 use livefill_protocol::{
     ClientHello, ClientMessage, DEFAULT_MAX_PAYLOAD, DaemonHello, DaemonMessage, DaemonStatus,
-    ErrorReply, FrameError, GenerateRequest, GenerateResult, ModelInfo, read_daemon_frame,
-    write_frame,
+    ErrorReply, FrameError, GenerateRequest, GenerateResult, read_daemon_frame, write_frame,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -165,14 +164,6 @@ impl DaemonClient {
     pub fn status(&mut self) -> Result<DaemonStatus, ClientError> {
         self.ask(&ClientMessage::Status, |msg| match msg {
             DaemonMessage::Status(status) => Some(status),
-            _ => None,
-        })
-    }
-
-    /// The models the daemon reports (`ListModels`).
-    pub fn list_models(&mut self) -> Result<Vec<ModelInfo>, ClientError> {
-        self.ask(&ClientMessage::ListModels, |msg| match msg {
-            DaemonMessage::Models(models) => Some(models),
             _ => None,
         })
     }
