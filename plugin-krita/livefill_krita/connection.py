@@ -4,7 +4,9 @@ Why this module exists: socket work (starting the daemon, connecting, sending me
 pixels, reading replies) must never freeze Krita. ``livefill_client`` (shared with the GIMP
 plugin) does the protocol on a reader thread; this module adds a connect thread, a send thread,
 and a QTimer on the UI thread that drains their queues and turns everything into Qt signals. It
-also reconnects after the daemon restarts. Which executable, socket and model to use, and what a
+also reconnects after the daemon restarts. The reader and worker threads wake the UI thread with a
+queued Qt signal the moment something arrives (a live frame must not wait for the next timer
+tick); the timer is only the fallback. Which executable, socket and model to use, and what a
 failure means to the artist, are the shared ``livefill_plugin_core``'s rules.
 """
 
@@ -25,8 +27,9 @@ except ImportError:  # development checkout: protocol/python on sys.path
     import livefill_plugin_core as core  # type: ignore[no-redef]
     import livefill_protocol as proto  # type: ignore[no-redef]
 
-#: How often the UI thread looks at the queues (ms).
-DRAIN_INTERVAL_MS = 20
+#: How often the UI thread looks at the queues without being woken (ms): a fallback only, since
+#: every message and thread event wakes it at once.
+DRAIN_INTERVAL_MS = 100
 #: Reconnect back-off after the connection drops (ms): first try, then growing to the maximum.
 RECONNECT_FIRST_MS = 500
 RECONNECT_MAX_MS = 5000
@@ -64,6 +67,8 @@ class DaemonLink(QObject):
     send_failed = pyqtSignal(object, str)
     connection_lost = pyqtSignal(str)
     connect_failed = pyqtSignal(str, bool)
+    #: Emitted from other threads when a queue got something; queued onto the UI thread.
+    _wake = pyqtSignal()
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
@@ -72,6 +77,8 @@ class DaemonLink(QObject):
         self.model_dir = ""
         self.auto_reconnect = True
         self.keep_alive: Callable[[], bool] = lambda: False
+        #: Called on the send thread once a message is written to the socket (live timelines).
+        self.on_sent: Optional[Callable[[Any], None]] = None
         self.conn: Optional["client.DaemonConnection"] = None
         self.hello: Optional["proto.DaemonHello"] = None
         self.state = DISCONNECTED
@@ -87,6 +94,7 @@ class DaemonLink(QObject):
         self._drain.setInterval(DRAIN_INTERVAL_MS)
         self._drain.timeout.connect(self._pump)
         self._drain.start()
+        self._wake.connect(self._pump)
         self._reconnect = QTimer(self)
         self._reconnect.setSingleShot(True)
         self._reconnect.timeout.connect(lambda: self.connect_daemon(start=self.keep_alive()))
@@ -145,9 +153,11 @@ class DaemonLink(QObject):
     def _connect_worker(self, start: bool, exe: Optional[str], args: List[str], path: str) -> None:
         try:
             conn = core.open_connection(path, exe, args, logic.KRITA, start=start)
+            conn.on_queued = self._wake.emit
             self._events.put(("connected", conn))
         except BaseException as e:  # reported on the UI thread
             self._events.put(("failed", (e, start, path)))
+        self._wake.emit()
 
     def _send_loop(self) -> None:
         while True:
@@ -157,11 +167,16 @@ class DaemonLink(QObject):
             conn, msg = item
             if conn is None or conn.is_closed:
                 self._events.put(("send_failed", (msg, "not connected to the livefill daemon")))
+                self._wake.emit()
                 continue
             try:
                 conn.send(msg)
             except Exception as e:
                 self._events.put(("send_failed", (msg, str(e))))
+                self._wake.emit()
+                continue
+            if self.on_sent is not None:
+                self.on_sent(msg)
 
     # ---- UI thread ---------------------------------------------------------------------------
 

@@ -3,8 +3,16 @@
 Why this module exists: it sequences each job (plan with ``logic``, read pixels with
 ``krita_document``, send with ``connection``, place the result as a new layer) and owns live
 mode's watcher and preview layer. It has no widgets, so the docker, keyboard actions and the
-kritarunner tests all drive the very same code paths. Everything runs on Krita's UI thread and
+kritarunner tests all drive the very same code paths. Control flow runs on Krita's UI thread and
 nothing here blocks: replies arrive as Qt signals from ``DaemonLink``.
+
+Live mode reacts instead of polling: ``live_watch`` says when the canvas may have changed, the
+layer is then read (scaled) on a ``PixelWorker`` thread and sent at once if its pixels differ
+from the last frame's. At most one live frame is in flight; changes made meanwhile are read and
+sent the moment its result arrives, while that result is written into the preview on a second
+worker. Every frame's moments go to ``timeline`` (``livefill_live``), which the in-editor
+benchmark reads. The preview layer is locked against painting and never becomes the current
+layer.
 """
 
 import time
@@ -16,20 +24,23 @@ from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
 from . import krita_document as kd
 from . import logic
+from . import pixels as px
 from .connection import CONNECTED, DaemonLink
+from .live_watch import CanvasWatcher
+from .pixel_worker import PixelWorker
 
 try:
+    from . import livefill_live as live
     from . import livefill_plugin_core as core
     from . import livefill_protocol as proto
 except ImportError:  # development checkout
+    import livefill_live as live  # type: ignore[no-redef]
     import livefill_plugin_core as core  # type: ignore[no-redef]
     import livefill_protocol as proto  # type: ignore[no-redef]
 
-#: Live mode: how often the watched layer is fingerprinted (ms), and how long it must stay
-#: unchanged before a request goes out (ms).
-LIVE_POLL_MS = 300
-LIVE_POLL_MAX_MS = 2000
-LIVE_DEBOUNCE_MS = 150
+#: After the preview layer is created, Krita makes it the current layer on its own, a moment
+#: later: at these delays (ms) the watched layer is made current again if that happened.
+KEEP_CURRENT_MS = (0, 30, 120, 400)
 
 
 @dataclass
@@ -41,6 +52,8 @@ class Job:
     request: "proto.GenerateRequest" = field(repr=False)
     started: float = field(default_factory=time.monotonic)
     resent: bool = False
+    #: Live jobs: this frame's moments (``livefill_live``).
+    frame: Optional["live.LiveFrame"] = field(default=None, repr=False)
 
     @property
     def live(self) -> bool:
@@ -84,15 +97,24 @@ class Controller(QObject):
         self._live_fingerprint: Optional[Tuple[Any, ...]] = None
         self._live_latest_rid = 0
         self._live_shown_rid = 0
+        #: When the oldest change not yet read was seen (``live.now_ms``); None = nothing new.
+        self._live_dirty_since: Optional[float] = None
+        self._live_reading = False
+        self._live_inflight: Optional[int] = None
+        self._live_kick_queued = False
+        self._live_frames: Dict[int, "live.LiveFrame"] = {}
+        self._live_warned_preview = False
         self._preview_uid: Any = None
         self._preview_doc: Any = None
         self._preview_name = ""
-        self._live_poll = QTimer(self)
-        self._live_poll.setInterval(LIVE_POLL_MS)
-        self._live_poll.timeout.connect(self._poll_live)
-        self._live_debounce = QTimer(self)
-        self._live_debounce.setSingleShot(True)
-        self._live_debounce.timeout.connect(self._send_live)
+        self._preview_bounds = core.Rect(0, 0, 0, 0)
+        #: The newest live result waiting for the writer: (job, doc, node, rect, write, seed).
+        self._write_waiting: Optional[Tuple[Any, ...]] = None
+        self.timeline = live.LiveTimeline()
+        self.watcher = CanvasWatcher(self)
+        self.watcher.touched.connect(self.live_touched)
+        self.reader = PixelWorker("read", self)
+        self.writer = PixelWorker("write", self)
 
         self.link.state_changed.connect(self._on_state)
         self.link.connected.connect(self._on_connected)
@@ -101,6 +123,7 @@ class Controller(QObject):
         self.link.connection_lost.connect(self._on_connection_lost)
         self.link.connect_failed.connect(self._on_connect_failed)
         self.link.keep_alive = lambda: bool(self._pending) or self.live
+        self.link.on_sent = self._on_sent
 
     # ---- configuration ---------------------------------------------------------------------
 
@@ -141,15 +164,23 @@ class Controller(QObject):
             self._live_uid = node.uniqueId()
             self._live_seed = core.pick_seed(self.settings.seed)
             self._live_fingerprint = None
-            self._live_poll.start()
+            self._live_warned_preview = False
+            self.watcher.start(doc)
             self.link.connect_daemon(start=True)
             self.message.emit("Live: watching layer \u201c%s\u201d." % node.name())
-            self._poll_live()
+            self.live_touched()
         else:
             self.live = False
-            self._live_poll.stop()
-            self._live_debounce.stop()
-            for job in [j for j in self.jobs.values() if j.live]:
+            self.watcher.stop()
+            self._live_dirty_since = None
+            preview = kd.find_node(self._preview_doc, self._preview_uid)
+            if preview is not None:
+                kd.set_locked(preview, False)  # the artist may edit or delete it now
+            waiting, self._write_waiting = self._write_waiting, None
+            if waiting is not None:
+                self._finish(waiting[0], None, None)
+            # Answered frames being written finish on their own; the rest are cancelled.
+            for job in [j for j in self.jobs.values() if j.live and not (j.frame is not None and j.frame.result)]:
                 if self.link.is_connected and job not in self._pending:
                     self.link.cancel(job.request_id)
                 else:
@@ -163,6 +194,7 @@ class Controller(QObject):
         if node is None:
             self.message.emit("There is no live preview to apply.")
             return None
+        kd.set_locked(node, False)
         kd.rename(node, self._preview_name or core.layer_name(logic.KIND_LIVE, self.settings.prompt, None))
         self._preview_uid = None
         self._preview_doc = None
@@ -270,6 +302,20 @@ class Controller(QObject):
 
     # ---- live mode -------------------------------------------------------------------------
 
+    def live_touched(self) -> None:
+        """Something may have changed the watched layer or the settings (canvas events, undo,
+        the fallback poll, the docker): read it and send a frame as soon as none is in flight."""
+        if not self.live:
+            return
+        if self._live_dirty_since is None:
+            self._live_dirty_since = live.now_ms()
+        self._schedule_live_kick()
+
+    def _schedule_live_kick(self) -> None:
+        if not self._live_kick_queued:
+            self._live_kick_queued = True
+            QTimer.singleShot(0, self._live_kick)
+
     def _live_source(self) -> Tuple[Any, Any]:
         """The watched layer: the current one, unless it is a livefill layer (then the last one)."""
         doc = self._live_doc
@@ -279,61 +325,107 @@ class Controller(QObject):
             cur_doc, cur_node = self.target_provider()
         except Exception:
             cur_doc, cur_node = None, None
-        if (cur_node is not None and kd.is_same_document(cur_doc, doc)
-                and not core.is_livefill_layer(cur_node.name())):
-            self._live_uid = cur_node.uniqueId()
-            return doc, cur_node
+        if cur_node is not None and kd.is_same_document(cur_doc, doc):
+            if not core.is_livefill_layer(cur_node.name()):
+                self._live_uid = cur_node.uniqueId()
+                self._live_warned_preview = False
+                return doc, cur_node
+            if cur_node.uniqueId() == self._preview_uid and not self._live_warned_preview:
+                self._live_warned_preview = True
+                self.message.emit(self._preview_selected_text())
         return doc, kd.find_node(doc, self._live_uid)
 
-    def _poll_live(self) -> None:
-        if not self.live:
+    def _preview_selected_text(self) -> str:
+        watched = kd.find_node(self._live_doc, self._live_uid)
+        return "Live: the preview layer is locked; select \u201c%s\u201d to paint." % (
+            watched.name() if watched is not None else "your layer")
+
+    def _live_kick(self) -> None:
+        """Starts reading the next frame when something changed and nothing is in flight."""
+        self._live_kick_queued = False
+        if not self.live or self._live_dirty_since is None:
             return
+        if self._live_reading or self._live_inflight is not None:
+            return  # picked up when the frame in flight is answered
+        with self.timeline.ui_slice("live: plan"):
+            self._start_live_read()
+
+    def _start_live_read(self) -> None:
         doc, node = self._live_source()
         if doc is None or node is None:
             self.set_live(False)
             self.message.emit("Live stopped: its document or layer is gone.")
             return
-        started = time.monotonic()
         try:
-            plan = logic.plan_fill(kd.canvas_rect(doc), kd.selection_bounds(doc), live=True)
-            assert plan.region is not None
-            fingerprint = (
-                str(node.uniqueId()),
-                plan.region,
-                kd.layer_checksum(doc, node, plan.region, plan.has_selection),
-                self._settings_key(),
-            )
+            kd.check_supported(doc)
+            kd.check_readable(node)
+            plan = logic.plan_fill(kd.canvas_rect(doc), kd.selection_bounds(doc), self.settings.prompt, live=True)
         except (kd.DocumentError, logic.PlanError) as e:
+            self._live_dirty_since = None
             self.message.emit(str(e))
             return
-        # Reading a large layer is not free: poll less often the longer it takes.
-        cost_ms = (time.monotonic() - started) * 1000.0
-        self._live_poll.setInterval(int(max(LIVE_POLL_MS, min(LIVE_POLL_MAX_MS, cost_ms * 8))))
-        if fingerprint != self._live_fingerprint:
-            self._live_fingerprint = fingerprint
-            self._live_debounce.start(LIVE_DEBOUNCE_MS)
+        assert plan.region is not None
+        frame = live.LiveFrame(changed=self._live_dirty_since or live.now_ms(), read_started=live.now_ms())
+        self._live_dirty_since = None
+        self._live_reading = True
+        key = (str(node.uniqueId()), plan.region, self._settings_key())
+        region, sent, with_selection = plan.region, plan.sent, plan.has_selection
+
+        def read() -> Tuple[bytes, Optional[bytes], Tuple[Any, ...]]:
+            pixels = kd.read_live_frame(doc, node, region, sent)
+            mask = kd.selection_mask(doc, region) if with_selection else None
+            return pixels, mask, key + (px.checksum(pixels, mask or b""),)
+
+        self.reader.submit(read, lambda res, err: self._on_live_read(doc, node, plan, frame, res, err))
 
     def _settings_key(self) -> Tuple[Any, ...]:
         s = self.settings
         return (s.prompt, s.negative_prompt, round(s.strength, 3), s.steps, round(s.guidance, 3), s.seed,
                 s.feather, s.color_match)
 
-    def _send_live(self) -> None:
-        if not self.live:
-            return
+    def _on_live_read(self, doc: Any, node: Any, plan: logic.Plan, frame: "live.LiveFrame",
+                      res: Any, err: Optional[BaseException]) -> None:
+        with self.timeline.ui_slice("live: send"):
+            self._live_reading = False
+            if not self.live:
+                return
+            if err is not None:
+                self.message.emit(str(err) if isinstance(err, kd.DocumentError)
+                                  else "Live: could not read the layer: %s" % err)
+            else:
+                pixels, mask, fingerprint = res
+                if fingerprint != self._live_fingerprint:
+                    self._live_fingerprint = fingerprint
+                    self._send_live_frame(doc, node, plan, frame, pixels, mask)
+                    return
+            if self._live_dirty_since is not None:
+                self._schedule_live_kick()
+
+    def _send_live_frame(self, doc: Any, node: Any, plan: logic.Plan, frame: "live.LiveFrame",
+                         pixels: bytes, mask: Optional[bytes]) -> None:
         if self.settings.seed is not None:
             self._live_seed = self.settings.seed
-        doc, node = self._live_source()
-        if doc is None or node is None:
-            return
+        plan.mask = mask
         try:
-            job = self._fill(live=True, doc=doc, node=node)
-        except (kd.DocumentError, logic.PlanError) as e:
+            job = self._make_job(plan, doc, node, self.settings, pixels, self._live_seed)
+        except (ValueError, core.PluginError) as e:
             self.message.emit(str(e))
             return
+        frame.request_id = job.request_id
+        frame.bytes_sent = len(pixels) + len(mask or b"")
+        job.frame = frame
+        self.timeline.add(frame)
+        self._live_frames[job.request_id] = frame
+        self._live_inflight = job.request_id
         # Only the newest live request matters; drop older ones still waiting for a connection.
         self._pending = [j for j in self._pending if not j.live]
         self._submit(job)
+
+    def _on_sent(self, msg: Any) -> None:
+        """Send thread: a request reached the socket (dict lookups only: thread-safe)."""
+        frame = self._live_frames.get(getattr(msg, "request_id", -1))
+        if frame is not None and not frame.sent:
+            frame.sent = live.now_ms()
 
     # ---- replies ---------------------------------------------------------------------------
 
@@ -438,6 +530,9 @@ class Controller(QObject):
         if job.live and (not self.live or job.request_id < self._live_shown_rid):
             self._finish(job, None, None)  # a late answer for an older state: never shown
             return
+        if job.live:
+            self._on_live_result(job, result)
+            return
         img = result.image
         try:
             placement = logic.place_result(job.plan, img.pixels, img.width, img.height,
@@ -448,11 +543,6 @@ class Controller(QObject):
         doc = job.doc
         source = kd.find_node(doc, job.source_uid)
         name = core.layer_name(job.plan.kind, job.plan.prompt, result.seed)
-        if job.live:
-            node = self._show_preview(doc, source, placement, name)
-            self._live_shown_rid = job.request_id
-            self._finish(job, node, "Live preview updated (seed %d)." % result.seed)
-            return
         if placement.resize is not None:
             cw, ch = doc.width(), doc.height()
             if (cw, ch) != (job.plan.canvas.width, job.plan.canvas.height):
@@ -464,22 +554,133 @@ class Controller(QObject):
         self._finish(job, node, "Added layer \u201c%s\u201d (%.1f s)." % (
             name, total_ms / 1000.0 if total_ms else time.monotonic() - job.started))
 
-    def _show_preview(self, doc: Any, source: Any, placement: logic.Placement, name: str) -> Any:
+    def _on_live_result(self, job: Job, result: "proto.GenerateResult") -> None:
+        """A live frame came back: the next frame is read at once (if anything changed), while
+        this one is scaled and written into the preview on the writer thread."""
+        with self.timeline.ui_slice("live: result"):
+            frame = job.frame
+            img = result.image
+            if frame is not None:
+                frame.result = live.now_ms()
+                frame.bytes_received = len(img.pixels)
+                frame.daemon = {t.stage: t.millis for t in result.timings}
+            if self._live_inflight == job.request_id:
+                self._live_inflight = None
+            if self._live_dirty_since is not None:
+                self._schedule_live_kick()
+            doc = job.doc
+            source = kd.find_node(doc, job.source_uid)
+            plan = job.plan
+            assert plan.region is not None
+            try:
+                node = self._preview_node(doc, source)
+            except kd.DocumentError as e:
+                self._finish(job, None, str(e))
+                return
+            whole = (plan.sent is not None and plan.mask is None and (result.offset_x, result.offset_y) == (0, 0)
+                     and (img.width, img.height) == plan.sent)
+            if whole:
+                rect = plan.region
+            else:
+                try:
+                    placement = logic.place_result(plan, img.pixels, img.width, img.height,
+                                                   result.offset_x, result.offset_y, scale=kd.scale_rgba)
+                except ValueError as e:
+                    self._finish(job, None, "Unusable result from the daemon: %s" % e)
+                    return
+                rect = placement.rect
+            self._preview_name = core.layer_name(job.plan.kind, job.plan.prompt, result.seed)
+            if whole:
+                def write(clear: Tuple[core.Rect, ...]) -> None:
+                    kd.write_scaled(node, rect, img.pixels, img.width, img.height, clear)
+            else:
+                def write(clear: Tuple[core.Rect, ...]) -> None:
+                    kd.write_bgra(node, rect, proto.rgba_to_bgra(placement.pixels), clear)
+            self._queue_preview_write(job, doc, node, rect, write, result.seed)
+
+    def _queue_preview_write(self, job: Job, doc: Any, node: Any, rect: core.Rect,
+                             write: Callable[[Tuple[core.Rect, ...]], None], seed: int) -> None:
+        """Writes happen one at a time, newest first: a frame whose write has not started when
+        a newer one arrives is dropped (its pixels would be overwritten anyway)."""
+        waiting = self._write_waiting
+        self._write_waiting = (job, doc, node, rect, write, seed)
+        if waiting is not None:
+            self._finish(waiting[0], None, None)
+        if not self.writer.busy:
+            self._start_preview_write()
+
+    def _start_preview_write(self) -> None:
+        item, self._write_waiting = self._write_waiting, None
+        if item is None:
+            return
+        job, doc, node, rect, write, seed = item
+        clear = logic.uncovered_bands(self._preview_bounds, rect)
+        self._preview_bounds = rect
+
+        def write_and_refresh() -> None:
+            write(clear)
+            kd.refresh(doc)
+
+        self.writer.submit(write_and_refresh, lambda _res, err: self._on_live_written(job, node, seed, err))
+
+    def _on_live_written(self, job: Job, node: Any, seed: int, err: Optional[BaseException]) -> None:
+        with self.timeline.ui_slice("live: shown"):
+            self._start_preview_write()
+            if err is not None:
+                self._finish(job, None, "Live: could not write the preview: %s" % err)
+                return
+            frame = job.frame
+            if frame is not None:
+                frame.shown = live.now_ms()
+                frame.outcome = "shown"
+            self._live_shown_rid = max(self._live_shown_rid, job.request_id)
+            self.preview_changed.emit(True)
+            # While the artist has the preview selected, keep saying why their brush does nothing.
+            text = (self._preview_selected_text() if kd.is_active(job.doc, node)
+                    else "Live preview updated (seed %d)." % seed)
+            self._finish(job, node, text)
+
+    def _preview_node(self, doc: Any, source: Any) -> Any:
+        """The preview layer, created (empty, locked, right above ``source``) on first use
+        without taking the current-layer role from ``source``."""
         node = kd.find_node(self._preview_doc, self._preview_uid)
         if node is not None and kd.is_same_document(self._preview_doc, doc):
-            kd.write_layer(doc, node, placement.rect, placement.pixels, clear=True)
-        else:
-            node = kd.add_layer(doc, core.PREVIEW_LAYER_NAME, placement.rect, placement.pixels, above=source)
-            self._preview_doc = doc
-            self._preview_uid = node.uniqueId()
-            if source is not None:
-                kd.set_active(doc, source)  # keep painting on the watched layer
-        self._preview_name = name
-        self.preview_changed.emit(True)
+            return node
+        node = kd.add_empty_layer(doc, core.PREVIEW_LAYER_NAME, above=source)
+        kd.set_locked(node, True)  # strokes can never land in it (livefill's writes still do)
+        self._preview_doc = doc
+        self._preview_uid = node.uniqueId()
+        self._preview_bounds = core.Rect(0, 0, 0, 0)
+        if source is not None:
+            self._keep_current(doc, source)
         return node
+
+    def _keep_current(self, doc: Any, source: Any) -> None:
+        """Makes ``source`` current again now and each time Krita activates the new preview on
+        its own in the next moments (it does so asynchronously after a node is added), but
+        never when the artist has picked some other layer meanwhile."""
+        source_uid = source.uniqueId()
+
+        def restore() -> None:
+            preview = kd.find_node(doc, self._preview_uid)
+            watched = kd.find_node(doc, source_uid)
+            if preview is not None and watched is not None and kd.is_active(doc, preview):
+                kd.set_active(doc, watched)
+
+        kd.set_active(doc, source)
+        for delay in KEEP_CURRENT_MS:
+            QTimer.singleShot(delay, restore)
 
     def _finish(self, job: Job, node: Any, text: Optional[str]) -> None:
         self.jobs.pop(job.request_id, None)
+        if job.live:
+            self._live_frames.pop(job.request_id, None)
+            if job.frame is not None and not job.frame.outcome:
+                job.frame.outcome = "dropped"
+            if self._live_inflight == job.request_id:
+                self._live_inflight = None
+                if self._live_dirty_since is not None:
+                    self._schedule_live_kick()
         if job in self._pending:
             self._pending.remove(job)
         if job.request_id == self._progress_rid:
@@ -500,6 +701,8 @@ class Controller(QObject):
 
     def shutdown(self) -> None:
         self.set_live(False)
+        self.reader.stop()
+        self.writer.stop()
         self.link.close()
 
 

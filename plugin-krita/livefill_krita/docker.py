@@ -243,6 +243,7 @@ class LivefillDocker(DockWidget):
         c = self.controller
         c.settings = s
         c.sides = sides
+        c.live_touched()  # a live preview follows the new settings
         c.configure(self.exe_path.text().strip(), self.model_dir.text().strip(), c.link.socket_path)
         for key, value in (
             ("prompt", s.prompt), ("negative_prompt", s.negative_prompt), ("strength", s.strength),

@@ -20,9 +20,11 @@ from typing import Callable, Optional, Tuple
 from . import pixels as px
 
 try:
+    from . import livefill_live as live
     from . import livefill_plugin_core as core
     from . import livefill_protocol as proto
 except ImportError:  # development checkout: protocol/python on sys.path
+    import livefill_live as live  # type: ignore[no-redef]
     import livefill_plugin_core as core  # type: ignore[no-redef]
     import livefill_protocol as proto  # type: ignore[no-redef]
 
@@ -38,9 +40,9 @@ KRITA = core.Editor(
 #: Largest side requested for txt2img when the daemon does not say.
 DEFAULT_MAX_SIDE = 2048
 #: Live previews of a whole layer larger than this (longer side, px) are sent scaled down to it
-#: and their result scaled back up with Qt: the model works at ~512 px anyway, and a 4096² layer
-#: would otherwise travel as 64 MB each way for every preview.
-LIVE_MAX_SIDE = 1024
+#: and their result scaled back up with Qt (the shared rule: ``livefill_live.LIVE_SEND_MAX_SIDE``;
+#: a module attribute so tests can lower it).
+LIVE_MAX_SIDE = live.LIVE_SEND_MAX_SIDE
 
 KIND_FILL = "fill"
 KIND_EXPAND = "expand"
@@ -128,13 +130,9 @@ def plan_fill(canvas: Rect, selection: Optional[Rect], prompt: str = "", live: b
 
 
 def live_send_size(w: int, h: int, limit: Optional[int] = None) -> Optional[Tuple[int, int]]:
-    """The size a ``w`` x ``h`` live layer is sent at: longer side ``limit`` (default
-    ``LIVE_MAX_SIDE``), aspect kept; None when it is not larger than that."""
-    limit = LIVE_MAX_SIDE if limit is None else limit
-    if max(w, h) <= limit:
-        return None
-    f = limit / float(max(w, h))
-    return max(8, int(round(w * f))), max(8, int(round(h * f)))
+    """The size a ``w`` x ``h`` live layer is sent at (``livefill_live.live_send_size`` with
+    this module's ``LIVE_MAX_SIDE`` as the default limit)."""
+    return live.live_send_size(w, h, LIVE_MAX_SIDE if limit is None else limit)
 
 
 def plan_expand(canvas: Rect, sides: Sides, prompt: str = "") -> Plan:
@@ -269,6 +267,23 @@ def place_result(
         mask = px.crop(plan.mask, region.width, region.height, clip.translate(-region.x, -region.y), bpp=1)
         pixels = px.multiply_alpha(pixels, mask)
     return Placement(clip, pixels)
+
+
+def uncovered_bands(old: Rect, new: Rect) -> Tuple[Rect, ...]:
+    """The parts of ``old`` outside ``new`` (at most four bands), to empty before writing
+    ``new`` over a layer whose pixels covered ``old``."""
+    inter = old.intersect(new)
+    if old.is_empty():
+        return ()
+    if inter.is_empty():
+        return (old,)
+    bands = (
+        Rect(old.x, old.y, old.width, inter.y - old.y),
+        Rect(old.x, inter.bottom, old.width, old.bottom - inter.bottom),
+        Rect(old.x, inter.y, inter.x - old.x, inter.height),
+        Rect(inter.right, inter.y, old.right - inter.right, inter.height),
+    )
+    return tuple(b for b in bands if not b.is_empty())
 
 
 # ------------------------------------------------------------------------------------------------

@@ -154,7 +154,9 @@ class DaemonConnection:
     :meth:`list_models` go to their callers; everything else (and, with ``route_all``, everything)
     goes to :attr:`messages`, a ``queue.Queue``. The optional ``on_message`` callback sees every
     message first, on the reader thread (keep it short; GUI code should hop to its own thread).
-    After the connection ends, ``None`` is put on :attr:`messages`.
+    After the connection ends, ``None`` is put on :attr:`messages`. ``on_queued``, when set, is
+    called on the reader thread right after anything was put on :attr:`messages`, so an event
+    loop can be woken instead of polling the queue.
     """
 
     def __init__(
@@ -167,6 +169,7 @@ class DaemonConnection:
         self.hello = hello
         self.messages: "queue.Queue[Any]" = queue.Queue()
         self.on_message = on_message
+        self.on_queued: Optional[Callable[[], None]] = None
         self.closed_reason: Optional[BaseException] = None
         self._sock = sock
         self._max_payload = max_payload
@@ -376,6 +379,18 @@ class DaemonConnection:
                 if rid is not None:
                     target = self._waiters.get(rid)
         (target or self.messages).put(msg)
+        if target is None:
+            self._notify_queued()
+
+    def _notify_queued(self) -> None:
+        callback = self.on_queued
+        if callback is not None:
+            try:
+                callback()
+            except Exception:  # a faulty callback must not kill the reader
+                import traceback
+
+                traceback.print_exc()
 
     def _read_loop(self) -> None:
         reason: Optional[BaseException] = None
@@ -404,6 +419,7 @@ class DaemonConnection:
             for q in waiters:
                 q.put(_CLOSED)
             self.messages.put(None)
+            self._notify_queued()
 
     # ---- teardown ----------------------------------------------------------------------------
 

@@ -91,7 +91,8 @@ install_plugin() { # $1 = GIMP profile (inside the tree, host path)
         # Same layout as `livefill install-plugin gimp` (daemon/src/plugin_install/gimp.rs).
         mkdir -p "$plug_ins/livefill"
         cp plugin-gimp/plug-ins/livefill/*.py protocol/python/livefill_protocol.py \
-            protocol/python/livefill_client.py protocol/python/livefill_plugin_core.py "$plug_ins/livefill/"
+            protocol/python/livefill_client.py protocol/python/livefill_plugin_core.py \
+            protocol/python/livefill_live.py "$plug_ins/livefill/"
         chmod 755 "$plug_ins/livefill/livefill.py"
     fi
     [ -x "$plug_ins/livefill/livefill.py" ] || { log "plug-in not installed in $plug_ins"; return 1; }

@@ -17,6 +17,7 @@ Environment:
 """
 
 import json
+import math
 import os
 import subprocess
 import time
@@ -440,6 +441,52 @@ def test_krita_scaler():
     check("qt scaler: size and colour", len(out) == 8 * 6 * 4 and out[:4] == bytes((10, 20, 30, 255)), out[:8].hex())
 
 
+def test_banded_live_pixels():
+    """Live frames are read, scaled and written in bands (PyQt holds the GIL in Qt calls): the
+    bands must give the same pixels as scaling the whole image at once, or the preview shows seams.
+    Bands are made small here so every image has many; 200x150 -> 96x72 has no short exact run
+    of rows at that band size, so it takes the approximate banding (close, not equal)."""
+    from krita import Krita
+    from PyQt5.QtCore import Qt
+    from PyQt5.QtGui import QImage
+
+    from livefill_krita import krita_document as kd
+
+    saved = kd.BAND_BYTES
+    kd.BAND_BYTES = 4096
+    try:
+        for (big_w, big_h, small_w, small_h) in ((200, 150, 96, 72), (300, 240, 100, 80), (150, 450, 40, 120)):
+            doc = Krita.instance().createDocument(big_w, big_h, "bands", "RGBA", "U8", "", 72.0)
+            node = doc.createNode("l", "paintlayer")
+            doc.rootNode().addChildNode(node, None)
+            stripes = b"".join(bytes(((x * 37) % 256, (x * 11 + y) % 256, 90, 255) if (y // 7) % 2 else (0, 0, 0, 255))
+                               for y in range(big_h) for x in range(big_w))
+            node.setPixelData(stripes, 0, 0, big_w, big_h)
+            got = kd.read_live_frame(doc, node, core.Rect(0, 0, big_w, big_h), (small_w, small_h))
+            ref = kd._qimage_bytes(QImage(stripes, big_w, big_h, big_w * 4, QImage.Format_ARGB32).scaled(
+                small_w, small_h, Qt.IgnoreAspectRatio, Qt.SmoothTransformation).convertToFormat(QImage.Format_RGBA8888))
+            exact = kd._output_band_rows(big_w, big_h, small_h) % (small_h // math.gcd(big_h, small_h)) == 0
+            mean_diff = sum(abs(a - b) for a, b in zip(got, ref)) / float(len(ref))
+            if exact:
+                check("banded read %dx%d -> %dx%d equals one whole-image scale" % (big_w, big_h, small_w, small_h),
+                      got == ref, sum(a != b for a, b in zip(got, ref)))
+            else:
+                check("approximate banded read %dx%d -> %dx%d is close to one whole-image scale" % (
+                    big_w, big_h, small_w, small_h), len(got) == len(ref) and mean_diff < 3.0, mean_diff)
+            kd.write_scaled(node, core.Rect(0, 0, big_w, big_h), got, small_w, small_h)
+            banded = bytes(node.pixelData(0, 0, big_w, big_h))
+            kd.BAND_BYTES = 1 << 40
+            kd.write_scaled(node, core.Rect(0, 0, big_w, big_h), got, small_w, small_h)
+            whole = bytes(node.pixelData(0, 0, big_w, big_h))
+            kd.BAND_BYTES = 4096
+            check("banded write %dx%d -> %dx%d equals one whole-image draw" % (small_w, small_h, big_w, big_h),
+                  banded == whole, sum(a != b for a, b in zip(banded, whole)))
+            doc.setModified(False)
+            doc.close()
+    finally:
+        kd.BAND_BYTES = saved
+
+
 def stop_daemon(controller):
     """Asks the daemon the plugin started (or reconnected to) to exit."""
     import livefill_krita.livefill_protocol as proto
@@ -471,6 +518,7 @@ def main(*_args):
         from livefill_krita.controller import Controller
 
         test_krita_scaler()
+        test_banded_live_pixels()
         doc, layer = make_document()
         controller = Controller()
         controller.configure(os.environ.get("LIVEFILL_BIN", ""), os.environ.get("LIVEFILL_MODEL", ""),

@@ -87,7 +87,8 @@ else
     cp "$root/plugin-krita/livefill.desktop" "$pykrita/livefill_krita.desktop"
     cp "$root"/plugin-krita/livefill_krita/*.py "$root"/plugin-krita/livefill_krita/*.html \
         "$root"/protocol/python/livefill_protocol.py "$root"/protocol/python/livefill_client.py \
-        "$root"/protocol/python/livefill_plugin_core.py "$pykrita/livefill_krita/"
+        "$root"/protocol/python/livefill_plugin_core.py \
+        "$root"/protocol/python/livefill_live.py "$pykrita/livefill_krita/"
     printf '[python]\nenable_livefill_krita=true\n' >"$kritarc"
     installed_by="copy (no install-plugin subcommand in $LIVEFILL_BIN)"
     [ "$fake_only" = 1 ] || fail "livefill install-plugin krita is not available in $LIVEFILL_BIN"

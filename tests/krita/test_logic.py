@@ -181,13 +181,32 @@ class RequestTest(unittest.TestCase):
         self.assertAlmostEqual(req.strength, core.DEFAULT_STRENGTH)
 
 
+class UncoveredBandsTest(unittest.TestCase):
+    def test_bands_cover_exactly_the_old_area_outside_the_new(self):
+        old, new = Rect(0, 0, 100, 80), Rect(20, 10, 50, 40)
+        bands = logic.uncovered_bands(old, new)
+        covered = set()
+        for b in bands:
+            cells = {(x, y) for x in range(b.x, b.right) for y in range(b.y, b.bottom)}
+            self.assertFalse(cells & covered, "bands overlap")
+            covered |= cells
+        expected = {(x, y) for x in range(100) for y in range(80)} - {
+            (x, y) for x in range(20, 70) for y in range(10, 50)}
+        self.assertEqual(covered, expected)
+
+    def test_nothing_to_clear_when_the_new_rect_covers_the_old(self):
+        self.assertEqual(logic.uncovered_bands(Rect(5, 5, 10, 10), Rect(0, 0, 64, 64)), ())
+        self.assertEqual(logic.uncovered_bands(Rect(0, 0, 0, 0), Rect(0, 0, 64, 64)), ())
+        self.assertEqual(logic.uncovered_bands(Rect(0, 0, 8, 8), Rect(50, 50, 8, 8)), (Rect(0, 0, 8, 8),))
+
+
 class LiveScalingTest(unittest.TestCase):
     def test_large_live_layers_are_sent_scaled_down_and_placed_back_full_size(self):
         big = Rect(0, 0, 4096, 3000)
         plan = logic.plan_fill(big, None, live=True)
-        self.assertEqual(plan.sent, (1024, 750))
-        req = logic.build_request(plan, core.Settings(), 1, rgba(1024, 750))
-        self.assertEqual((req.image.width, req.image.height), (1024, 750))
+        self.assertEqual(plan.sent, (512, 375))
+        req = logic.build_request(plan, core.Settings(), 1, rgba(512, 375))
+        self.assertEqual((req.image.width, req.image.height), (512, 375))
         with self.assertRaises(ValueError):  # the full-size pixels are not what is sent
             logic.build_request(plan, core.Settings(), 1, rgba(4096, 3000))
         scaled = []
@@ -196,21 +215,21 @@ class LiveScalingTest(unittest.TestCase):
             scaled.append((w, h, tw, th))
             return logic.scale_nearest(pixels, w, h, tw, th)
 
-        out = logic.place_result(plan, rgba(1024, 750, (9, 8, 7, 255)), 1024, 750, scale=scaler)
+        out = logic.place_result(plan, rgba(512, 375, (9, 8, 7, 255)), 512, 375, scale=scaler)
         self.assertEqual(out.rect, big)
-        self.assertEqual(scaled, [(1024, 750, 4096, 3000)])
+        self.assertEqual(scaled, [(512, 375, 4096, 3000)])
         self.assertEqual(pixel(out.pixels, big.width, 4095, 2999), (9, 8, 7, 255))
 
     def test_small_layers_fills_and_selections_are_sent_as_they_are(self):
         self.assertIsNone(logic.plan_fill(CANVAS, None, live=True).sent)
         self.assertIsNone(logic.plan_fill(Rect(0, 0, 4096, 4096), None).sent)  # Fill: full quality
         self.assertIsNone(logic.plan_fill(Rect(0, 0, 4096, 4096), Rect(10, 10, 64, 64), live=True).sent)
-        self.assertEqual(logic.live_send_size(2000, 500), (1024, 256))
+        self.assertEqual(logic.live_send_size(2000, 500), (512, 128))
         self.assertEqual(logic.live_send_size(100, 60, limit=50), (50, 30))
 
     def test_scaled_result_with_an_offset_lands_scaled(self):
-        plan = logic.plan_fill(Rect(0, 0, 2048, 2048), None, live=True)
-        self.assertEqual(plan.sent, (1024, 1024))
+        plan = logic.plan_fill(Rect(0, 0, 1024, 1024), None, live=True)
+        self.assertEqual(plan.sent, (512, 512))
         out = logic.place_result(plan, rgba(100, 50), 100, 50, 10, 20)
         self.assertEqual(out.rect, Rect(20, 40, 200, 100))
 

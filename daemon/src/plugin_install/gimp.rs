@@ -107,6 +107,7 @@ mod tests {
             "livefill_protocol.py",
             "livefill_client.py",
             "livefill_plugin_core.py",
+            "livefill_live.py",
         ] {
             let text = fs::read_to_string(dir.join(name)).unwrap();
             assert!(!text.trim().is_empty(), "{name} is empty");

@@ -53,8 +53,16 @@ pub const PACKAGE_FILES: &[(&str, &str)] = &[
         include_str!("../../../plugin-krita/livefill_krita/krita_document.py"),
     ),
     (
+        "live_watch.py",
+        include_str!("../../../plugin-krita/livefill_krita/live_watch.py"),
+    ),
+    (
         "logic.py",
         include_str!("../../../plugin-krita/livefill_krita/logic.py"),
+    ),
+    (
+        "pixel_worker.py",
+        include_str!("../../../plugin-krita/livefill_krita/pixel_worker.py"),
     ),
     (
         "pixels.py",
@@ -305,6 +313,9 @@ mod tests {
             "livefill_protocol.py",
             "livefill_client.py",
             "livefill_plugin_core.py",
+            "livefill_live.py",
+            "live_watch.py",
+            "pixel_worker.py",
             "Manual.html",
         ] {
             let text = fs::read_to_string(dir.join(name)).unwrap();

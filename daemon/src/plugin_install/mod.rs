@@ -21,4 +21,8 @@ pub const SHARED_PYTHON_MODULES: &[(&str, &str)] = &[
         "livefill_plugin_core.py",
         include_str!("../../../protocol/python/livefill_plugin_core.py"),
     ),
+    (
+        "livefill_live.py",
+        include_str!("../../../protocol/python/livefill_live.py"),
+    ),
 ];

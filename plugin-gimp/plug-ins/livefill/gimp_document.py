@@ -48,15 +48,15 @@ def _gegl_rect(rect: Rect):
     return Gegl.Rectangle.new(rect.x, rect.y, rect.width, rect.height)
 
 
-def read_rgba(drawable, rect: Rect, scale: float = 1.0) -> bytes:
+def read_rgba(drawable, rect: Rect, scale: float = 1.0, size=None) -> bytes:
     """RGBA u8 pixels of ``drawable`` inside ``rect`` (image coordinates). With ``scale`` < 1 the
-    area is read downscaled; the returned size is then ``scaled_size(rect, scale)``."""
+    area is read downscaled by GEGL (from the core's mipmaps) to ``size`` (default: the rect's
+    size times ``scale``, rounded down)."""
     dr = drawable_rect(drawable)
     local = rect.translate(-dr.x, -dr.y)
     buf = drawable.get_buffer()
     if scale != 1.0:
-        w = max(1, int(local.width * scale))
-        h = max(1, int(local.height * scale))
+        w, h = size or (max(1, int(local.width * scale)), max(1, int(local.height * scale)))
         area = Rect(int(local.x * scale), int(local.y * scale), w, h)
         return bytes(buf.get(_gegl_rect(area), scale, RGBA_FORMAT, Gegl.AbyssPolicy.NONE))
     return bytes(buf.get(_gegl_rect(local), 1.0, RGBA_FORMAT, Gegl.AbyssPolicy.NONE))
@@ -186,6 +186,29 @@ def new_image(name: str, width: int, height: int, rgba: bytes):
 
 def show_image(image) -> None:
     Gimp.Display.new(image)
+
+
+def keep_selected(image, drawable) -> None:
+    """Makes ``drawable`` the selected (active) layer again: inserting a layer selects it."""
+    if drawable is not None and drawable.is_valid():
+        image.set_selected_layers([drawable])
+
+
+class unlocked_content:  # noqa: N801 (used like a function: ``with unlocked_content(layer):``)
+    """Lets livefill write into a layer whose content is locked against the artist's tools (the
+    live preview), locking it again afterwards."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __enter__(self):
+        self.layer.set_lock_content(False)
+        return self
+
+    def __exit__(self, *exc):
+        if self.layer.is_valid():
+            self.layer.set_lock_content(True)
+        return False
 
 
 def find_layer(image, name: str):

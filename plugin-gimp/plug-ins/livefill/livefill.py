@@ -32,6 +32,7 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import GLib, GObject, Gimp, GimpUi, Gegl  # noqa: E402,F401
 
 import gimp_document as doc  # noqa: E402
+import livefill_live as live  # noqa: E402
 import livefill_logic as logic  # noqa: E402
 import livefill_plugin_core as core  # noqa: E402
 import livefill_protocol as lp  # noqa: E402
@@ -154,7 +155,8 @@ def _add_arguments(procedure, mode):
     p.add_int_argument("width", "_Width", "Output width (0 = model native)", 0, 8192, 0, RW)
     p.add_int_argument("height", "_Height", "Output height (0 = model native)", 0, 8192, 0, RW)
     p.add_int_argument("preview-max-side", "Preview si_ze",
-                       "Longest side the live preview works at (0 = full size)", 0, 8192, 512, RW)
+                       "Longest side the live preview works at (0 = full size)", 0, 8192,
+                       live.LIVE_SEND_MAX_SIDE, RW)
     # Connection (scripts, tests; the dialog uses the environment / defaults).
     p.add_string_argument("socket", "Socket",
                           "Daemon socket ('' = $LIVEFILL_SOCKET or the default)", "", RW)
@@ -298,6 +300,7 @@ def _do_preview_once(image, drawable, config, settings, conn, timeout):
     """Non-interactive live preview: one live-priority img2img written into the preview layer."""
     preview = LivePreview(image, drawable, config, conn)
     result = preview.run_once(settings, timeout)
+    preview.layer.set_lock_content(False)  # nothing watches it after this call
     return preview.layer, result.seed
 
 
@@ -317,10 +320,15 @@ ACTIONS = {
 class LivePreview:
     """Keeps one preview layer in sync with img2img of the active layer.
 
-    Edits are noticed through GIMP's thumbnail of the layer (cheap to fetch); the source is then
-    read at ``preview-max-side`` resolution and sent as a live-priority img2img, one request at a
-    time. Results are written into the preview layer directly (no undo step per update);
-    creating the layer is the only undo step until the dialog closes."""
+    GIMP 3 tells plug-ins nothing when a drawable changes, so ``poll`` runs every
+    ``logic.LIVE_TICK_MS`` and notices edits through GIMP's thumbnail of the layer (computed in
+    the core from its mipmaps; a few KB cross the wire). A change is sent at once as a
+    live-priority img2img read at ``preview-max-side`` (the shared ``livefill_live`` rule), one
+    request in flight at a time, the newest change sent the moment its result is in. Results
+    are written into the preview layer directly (no undo step per update); creating the layer
+    is the only undo step until the dialog closes. The preview never becomes the active layer
+    and its content is locked, so the artist's brush cannot land in it. Every frame's moments go
+    to ``timeline`` (read by ``tests/gimp/gimp_live_bench.py``)."""
 
     def __init__(self, image, drawable, config, conn):
         self.image = image
@@ -329,26 +337,29 @@ class LivePreview:
         self.conn = conn
         self.layer = None
         self.pending = None  # request id in flight
+        self.pending_rect = None
         self.last_key = None
         self.last_seed = None
+        self.timeline = live.LiveTimeline()
+        self._frame = None
+
+    def _max_side(self) -> int:
+        return self.config.get_property("preview-max-side")
 
     def _key(self, settings):
         """What a preview depends on: the layer's thumbnail, its area, the settings."""
         rect = doc.drawable_rect(self.drawable)
-        return (logic.fingerprint(doc.change_probe(self.drawable)), rect, repr(settings),
-                self.config.get_property("preview-max-side"))
+        return (logic.fingerprint(doc.change_probe(self.drawable)), rect, repr(settings), self._max_side())
 
     def _request(self, settings):
         rect = doc.drawable_rect(self.drawable)
-        scale = logic.preview_scale(rect.width, rect.height,
-                                    self.config.get_property("preview-max-side"))
-        w, h = logic.scaled_size(rect.width, rect.height, scale)
-        rgba = doc.read_rgba(self.drawable, rect, scale)
+        w, h = live.live_send_size(rect.width, rect.height, self._max_side()) or (rect.width, rect.height)
+        rgba = doc.read_rgba(self.drawable, rect, w / float(rect.width), (w, h))
         return rect, core.build_request(lp.Mode.IMG2IMG, settings, image=(w, h, rgba), live=True)
 
     def show(self, rect, result):
         """Writes ``result`` (an img2img of the possibly downscaled layer) into the preview layer,
-        creating it above the source layer on first use."""
+        creating it above the source layer on first use; the artist's layer stays active."""
         if self.layer is None or not self.layer.is_valid():
             self.layer = doc.find_layer(self.image, core.PREVIEW_LAYER_NAME)
         if self.layer is None or not self.layer.is_valid():
@@ -356,13 +367,15 @@ class LivePreview:
                 self.layer = doc.add_result_layer(
                     self.image, self.drawable, core.PREVIEW_LAYER_NAME, rect.x, rect.y,
                     rect.width, rect.height, bytes(rect.width * rect.height * 4))
+            doc.keep_selected(self.image, self.drawable)
         elif doc.drawable_rect(self.layer) != rect:  # the source layer moved or was resized
             with doc.UndoGroup(self.image):
                 if (self.layer.get_width(), self.layer.get_height()) != (rect.width, rect.height):
                     self.layer.resize(rect.width, rect.height, 0, 0)
                 self.layer.set_offsets(rect.x, rect.y)
-        doc.write_scaled(self.layer, result.image.width, result.image.height,
-                         result.image.pixels, rect.width, rect.height)
+        with doc.unlocked_content(self.layer):
+            doc.write_scaled(self.layer, result.image.width, result.image.height,
+                             result.image.pixels, rect.width, rect.height)
         self.last_seed = result.seed
         doc.flush()
 
@@ -381,8 +394,16 @@ class LivePreview:
             if outcome is not None:
                 kind, payload = outcome
                 self.pending = None
+                frame, self._frame = self._frame, None
                 if kind == "result":
+                    if frame is not None:
+                        frame.result = live.now_ms()
+                        frame.bytes_received = len(payload.image.pixels)
+                        frame.daemon = {t.stage: t.millis for t in payload.timings}
                     self.show(self.pending_rect, payload)
+                    if frame is not None:
+                        frame.shown = live.now_ms()
+                        frame.outcome = "shown"
                     status = "Preview updated (seed %d)" % payload.seed
                 elif kind == "superseded":
                     pass
@@ -393,13 +414,19 @@ class LivePreview:
             # is done, so a continuous stroke still gets previews (the daemon would otherwise
             # cancel the running live request for each newer one).
             return status
+        seen = live.now_ms()
         key = self._key(settings)
         if key != self.last_key:
+            frame = live.LiveFrame(changed=seen, read_started=live.now_ms())
             try:
                 rect, request = self._request(settings)
             except PluginError as e:
                 return "Error: %s" % e
             self.pending = self.conn.generate(request)
+            frame.request_id = self.pending
+            frame.sent = live.now_ms()
+            frame.bytes_sent = len(request.image.pixels)
+            self._frame = self.timeline.add(frame)
             self.pending_rect = rect
             self.last_key = key
             status = "Working..."
@@ -426,14 +453,15 @@ def _live_dialog(procedure, config, image, drawable):
 
     def tick():
         try:
-            line = preview.poll(_settings(config, "preview", session_seed))
+            with preview.timeline.ui_slice("live: tick"):
+                line = preview.poll(_settings(config, "preview", session_seed))
         except Exception as e:  # keep the dialog alive, show what went wrong
             line = "Error: %s" % e
         if line:
             status.set_text(line)
         return True
 
-    source_id = GLib.timeout_add(400, tick)
+    source_id = GLib.timeout_add(logic.LIVE_TICK_MS, tick)
     _auto_respond(dialog)
     try:
         keep = dialog.run()
@@ -448,6 +476,7 @@ def _live_dialog(procedure, config, image, drawable):
         conn.close()
     layer = preview.layer
     if layer is not None and layer.is_valid():
+        layer.set_lock_content(False)  # locked only while the dialog watches the layer
         if keep:
             layer.set_name(logic.result_name("preview", config.get_property("prompt"),
                                             preview.last_seed if preview.last_seed is not None

@@ -19,6 +19,10 @@ import livefill_client as client
 import livefill_plugin_core as core
 import livefill_protocol as lp
 
+#: How often the live preview dialog looks for changes and results (ms). GIMP 3 tells plug-ins
+#: nothing when a layer changes; a look is one thumbnail fetch (a few KB) and a queue check.
+LIVE_TICK_MS = 30
+
 #: What the shared error texts say about GIMP.
 GIMP = core.Editor(
     install_name="gimp",
@@ -105,18 +109,6 @@ def mask_is_empty(mask: bytes) -> bool:
 def fingerprint(data: bytes) -> str:
     """Cheap content hash used by the live preview to notice that the layer changed."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def preview_scale(width: int, height: int, max_side: int) -> float:
-    """Scale (<= 1) at which a live preview reads a layer so its longest side fits max_side."""
-    longest = max(width, height)
-    if max_side <= 0 or longest <= max_side:
-        return 1.0
-    return max_side / float(longest)
-
-
-def scaled_size(width: int, height: int, scale: float) -> Tuple[int, int]:
-    return max(1, int(width * scale)), max(1, int(height * scale))
 
 
 def connect(socket: str, exe: str, model: str) -> "client.DaemonConnection":

@@ -3,9 +3,11 @@
 Why this exists: kritarunner has no main window, so the docker itself (widgets, button clicks,
 the plugin being found and enabled by Krita from its pykrita folder) can only be exercised in the
 real GUI. Installed next to livefill_krita by run_krita_tests.sh, it opens a document, shows the
-livefill docker, clicks Fill and Expand, checks Undo reverts the canvas resize, then writes
-$LIVEFILL_GUI_RESULTS and waits for the runner to take a screenshot ($LIVEFILL_GUI_SHOT_DONE)
-before quitting Krita.
+livefill docker, clicks Fill and Expand, checks Undo reverts the canvas resize, turns Live on and
+paints real brush strokes on the canvas widget (mouse events through Krita's input manager, as a
+mouse would) to check that the strokes land in the artist's layer, never in the preview, and that
+the current layer stays the artist's; then writes $LIVEFILL_GUI_RESULTS and waits for the runner
+to take a screenshot ($LIVEFILL_GUI_SHOT_DONE) before quitting Krita.
 """
 
 import json
@@ -13,9 +15,15 @@ import os
 import time
 import traceback
 
+import zlib
+
 from krita import Extension, Krita, Selection
-from PyQt5.QtCore import Qt, QTimer
-from PyQt5.QtWidgets import QApplication
+from PyQt5.QtCore import QEvent, QPoint, Qt, QTimer
+from PyQt5.QtGui import QMouseEvent
+from PyQt5.QtWidgets import QApplication, QWidget
+
+CANVAS_CLASSES = ("KisOpenGLCanvas2", "KisQPainterCanvas")
+LIVE_FRAMES = 10
 
 RESULTS = os.environ.get("LIVEFILL_GUI_RESULTS", "")
 SHOT_READY = os.environ.get("LIVEFILL_GUI_SHOT_READY", "")
@@ -191,6 +199,150 @@ class Driver(Extension):
             zoom = Krita.instance().action("toggle_zoom_to_fit")
             if zoom is not None:
                 zoom.trigger()
+            QTimer.singleShot(1000, self.start_live)
+        except Exception:
+            self.fail()
+
+    # ---- live mode in the real window (issue: the preview became the current layer) -------
+
+    def canvas_widget(self):
+        qwin = Krita.instance().activeWindow().qwindow()
+        for widget in qwin.findChildren(QWidget):
+            if widget.metaObject().className() in CANVAS_CLASSES and widget.isVisible():
+                return widget
+        return None
+
+    def stroke(self, widget, y_frac, then):
+        """A real brush stroke: press, 12 moves 16 ms apart, release, sent to the canvas widget
+        (Krita's input manager turns them into a freehand stroke with the current brush)."""
+        w, h = widget.width(), widget.height()
+        points = [QPoint(int(w * (0.3 + 0.4 * i / 12.0)), int(h * y_frac)) for i in range(13)]
+
+        def send(kind, pos, button, buttons):
+            ev = QMouseEvent(kind, pos, widget.mapToGlobal(pos), button, buttons, Qt.NoModifier)
+            QApplication.sendEvent(widget, ev)
+
+        def step(i):
+            try:
+                if i == 0:
+                    send(QEvent.MouseButtonPress, points[0], Qt.LeftButton, Qt.LeftButton)
+                elif i < len(points):
+                    send(QEvent.MouseMove, points[i], Qt.NoButton, Qt.LeftButton)
+                else:
+                    send(QEvent.MouseButtonRelease, points[-1], Qt.LeftButton, Qt.NoButton)
+                    self.doc.waitForDone()
+                    return then()
+                QTimer.singleShot(16, lambda: step(i + 1))
+            except Exception:
+                self.fail()
+
+        step(0)
+
+    def layer_sum(self, node):
+        return zlib.crc32(bytes(node.pixelData(0, 0, self.doc.width(), self.doc.height())))
+
+    def preview_node(self):
+        for node in self.doc.rootNode().childNodes():
+            if node.name() == "livefill live preview":
+                return node
+        return None
+
+    def current_name(self):
+        node = self.doc.activeNode()
+        return node.name() if node is not None else None
+
+    def start_live(self):
+        try:
+            self.doc.setSelection(None)
+            self.doc.setActiveNode(self.layer)
+            brush = Krita.instance().action("KritaShape/KisToolBrush")
+            if brush is not None:
+                brush.trigger()
+            self.live_frames = []
+            self.dock.controller.job_done.connect(
+                lambda rid, kind, node: kind == "live" and node is not None and self.live_frames.append(rid))
+            self.dock.live_button.setChecked(True)
+            self.wait(lambda: len(self.live_frames) >= 1, self.after_first_preview)
+        except Exception:
+            self.fail()
+
+    def after_first_preview(self, ok):
+        try:
+            check("gui live: first preview arrives", ok, self.dock.message.text())
+            if not ok:
+                return self.ready_for_screenshot()
+            # Krita activates a new layer asynchronously: look after it had every chance to.
+            QTimer.singleShot(800, self.check_current_then_stroke)
+        except Exception:
+            self.fail()
+
+    def check_current_then_stroke(self):
+        try:
+            preview = self.preview_node()
+            check("gui live: one preview layer, locked against painting", preview is not None and preview.locked(),
+                  [n.name() for n in self.doc.rootNode().childNodes()])
+            check("gui live: after the first preview the current layer is still the painted one",
+                  self.current_name() == "sketch", self.current_name())
+            self.canvas = self.canvas_widget()
+            if not check("gui live: found the canvas widget", self.canvas is not None):
+                return self.ready_for_screenshot()
+            self.painted_before = self.layer_sum(self.layer)
+            self.strokes = 0
+            self.next_stroke()
+        except Exception:
+            self.fail()
+
+    def next_stroke(self):
+        """Strokes until LIVE_FRAMES previews have been shown (each stroke triggers frames)."""
+        try:
+            if len(self.live_frames) > LIVE_FRAMES or self.strokes >= 40:
+                return self.after_strokes()
+            self.strokes += 1
+            self.stroke(self.canvas, 0.25 + 0.5 * (self.strokes % 10) / 10.0,
+                        lambda: QTimer.singleShot(150, self.next_stroke))
+        except Exception:
+            self.fail()
+
+    def after_strokes(self):
+        try:
+            check("gui live: the strokes landed in the painted layer", self.layer_sum(self.layer) != self.painted_before,
+                  "painted layer unchanged after %d strokes" % self.strokes)
+            check("gui live: %d previews during the strokes" % LIVE_FRAMES, len(self.live_frames) > LIVE_FRAMES,
+                  (len(self.live_frames), self.strokes))
+            check("gui live: after %d frames the current layer is still the painted one" % LIVE_FRAMES,
+                  self.current_name() == "sketch", self.current_name())
+            state["live_strokes"] = self.strokes
+            state["live_frames"] = len(self.live_frames)
+            # The artist picks the preview layer and paints: the lock refuses the stroke, Live
+            # says so, and the preview's pixels stay what livefill wrote.
+            preview = self.preview_node()
+            self.doc.setActiveNode(preview)
+            QTimer.singleShot(300, self.stroke_on_preview)
+        except Exception:
+            self.fail()
+
+    def stroke_on_preview(self):
+        try:
+            preview = self.preview_node()
+            self.frames_before = len(self.live_frames)
+            self.preview_before = self.layer_sum(preview)
+            self.painted_before = self.layer_sum(self.layer)
+            self.stroke(self.canvas, 0.5, lambda: QTimer.singleShot(1500, self.after_preview_stroke))
+        except Exception:
+            self.fail()
+
+    def after_preview_stroke(self):
+        try:
+            preview = self.preview_node()
+            check("gui live: a stroke on the selected preview does not change its pixels",
+                  self.layer_sum(preview) == self.preview_before or len(self.live_frames) != self.frames_before,
+                  "preview changed with no new frame")
+            check("gui live: ... nor the painted layer", self.layer_sum(self.layer) == self.painted_before)
+            check("gui live: Live says the preview is locked", "preview layer is locked" in self.dock.message.text(),
+                  self.dock.message.text())
+            self.doc.setActiveNode(self.layer)
+            self.dock.live_button.setChecked(False)
+            self.doc.refreshProjection()
             QTimer.singleShot(1500, self.ready_for_screenshot)
         except Exception:
             self.fail()
