@@ -349,13 +349,21 @@ def test_extend():
     image.delete()
 
 
+def selected_names(image):
+    return [l.get_name() for l in image.get_selected_layers()]
+
+
 def test_preview():
     image, bg, paint = make_image()
+    image.set_selected_layers([paint])
     before = read(paint)
     status, layer, seed, err = call("plug-in-livefill-live-preview", image, paint, prompt="ink",
                                     seed=9, preview_max_side=32)
     if not ok_status("live preview", status, err):
         return
+    check("live preview: the artist's layer stays the active one (not the new preview)",
+          selected_names(image) == [paint.get_name()], selected_names(image))
+    check("live preview: unlocked once the call returns", not layer.get_lock_content())
     check("live preview: preview layer", layer.get_name() == "livefill live preview", layer.get_name())
     check("live preview: covers the active layer (upscaled)",
           offsets(layer) == (16, 12) and (layer.get_width(), layer.get_height()) == (64, 48),
@@ -388,6 +396,7 @@ def test_interactive_live_preview():
     """The live preview dialog stays open for a while (its timer sends the layer and updates
     the preview layer), then OK keeps the preview as a named layer."""
     image, bg, paint = make_image()
+    image.set_selected_layers([paint])
     before = read(paint)
     n = len(image.get_layers())
     status, layer, seed, err = call("plug-in-livefill-live-preview", image, paint,
@@ -395,6 +404,8 @@ def test_interactive_live_preview():
                                     preview_max_side=32)
     if not ok_status("interactive live preview", status, err):
         return
+    check("interactive live preview: the artist's layer stays the active one",
+          selected_names(image) == [paint.get_name()], selected_names(image))
     check("interactive live preview: one layer kept", len(image.get_layers()) == n + 1,
           [l.get_name() for l in image.get_layers()])
     check("interactive live preview: kept layer named with prompt and seed",
