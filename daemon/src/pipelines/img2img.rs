@@ -2,8 +2,6 @@
 //!
 //! Strength picks how many of the planned timesteps run (see `scheduler::lcm`).
 
-use crate::scheduler::Scheduler;
-
 use super::{DenoiseRun, Latents, ModelImage, PipelineError, denoise};
 
 /// Re-imagine `image` (`[3, H, W]` in [-1, 1], H and W multiples of the VAE scale), starting
@@ -19,7 +17,7 @@ pub fn img2img(
         let out = super::inpaint::inpaint(run, image, &mask)?;
         return Ok((out, None));
     }
-    let scheduler = run.plan()?;
+    let mut scheduler = run.plan()?;
     let image_latents = match cached_latents {
         Some(latents) => latents,
         None => run
@@ -28,10 +26,10 @@ pub fn img2img(
     };
     let initial = run.noise.next(image_latents.data.len())?;
     let start = Latents {
-        data: scheduler.add_noise(&image_latents.data, &initial, scheduler.timesteps()[0]),
+        data: scheduler.add_noise(&image_latents.data, &initial, 0),
         ..image_latents.clone()
     };
-    let latents = denoise(&mut run, start, &scheduler, None)?;
+    let latents = denoise(&mut run, start, scheduler.as_mut(), None)?;
     let decoded = run.decode(&latents)?;
     Ok((decoded, Some(image_latents)))
 }
