@@ -37,7 +37,10 @@ struct Case {
     image: Option<String>,
     mask: Option<String>,
     noise: String,
-    expected: String,
+    /// diffusers' image as float32 `[H, W, 3]` in [0, 1]; the sampler cases keep only
+    /// `expected_png` (its 8-bit rounding), so that the committed files stay small.
+    expected: Option<String>,
+    expected_png: String,
     timesteps: Vec<f64>,
     token_ids: Option<Vec<i64>>,
     /// livefill's sampler name; absent = `lcm` (the fixtures' LCMScheduler).
@@ -168,14 +171,33 @@ fn run_case(components: &mut Components, case: &Case, dir: &Path, spoil: Spoil) 
         other => panic!("unknown mode {other}"),
     }
     .unwrap_or_else(|e| panic!("{}: {e}", case.name));
-    let expected = npy::read_f32(&dir.join(&case.expected)).expect("expected npy");
-    assert_eq!(
-        expected.shape,
-        vec![case.height, case.width, 3],
-        "{}: expected shape",
-        case.name
-    );
-    psnr(&to_u8_hwc(&output), &expected.data)
+    // `--noise` contract: the initial noise, then every draw of the sampler, nothing left over.
+    assert_eq!(noise.remaining(), 0, "{}: noise entries left", case.name);
+    let expected = match &case.expected {
+        Some(npy_path) => {
+            let expected = npy::read_f32(&dir.join(npy_path)).expect("expected npy");
+            assert_eq!(
+                expected.shape,
+                vec![case.height, case.width, 3],
+                "{}: expected shape",
+                case.name
+            );
+            expected.data
+        }
+        None => {
+            let png = image::open(dir.join(&case.expected_png))
+                .expect("expected png")
+                .to_rgb8();
+            assert_eq!(
+                (png.width() as usize, png.height() as usize),
+                (case.width, case.height),
+                "{}: expected size",
+                case.name
+            );
+            png.into_raw().iter().map(|&v| v as f32 / 255.0).collect()
+        }
+    };
+    psnr(&to_u8_hwc(&output), &expected)
 }
 
 /// The reference folder and its cases.
@@ -247,4 +269,32 @@ fn other_noise_fails_the_parity_bar() {
     let mut components = load_model(&runtime(), &case.model);
     let score = run_case(&mut components, case, &dir, Spoil::Noise);
     assert!(score < 30.0, "perturbed noise still scored {score:.2} dB");
+}
+
+/// Negative control for the samplers: the same case run with another spacing than diffusers
+/// used (Euler: linspace instead of the config's leading; DPM++ 2M: leading instead of Karras)
+/// must fall below the 40 dB bar (these tiny random models mostly show their VAE, so a wrong
+/// plan costs ~20 dB, where a right one sits far above the bar), so the sampler cases can fail.
+#[test]
+fn a_wrong_spacing_fails_the_parity_bar() {
+    let (dir, cases) = reference_cases();
+    let runtime = runtime();
+    let mut components = load_model(&runtime, "tiny-sd");
+    for (name, wrong) in [
+        ("euler_txt2img_n5", Spacing::Linspace),
+        ("dpmpp_2m_txt2img_n5", Spacing::Leading),
+    ] {
+        let case = cases
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("case {name}"));
+        let right = run_case(&mut components, case, &dir, Spoil::None);
+        let score = run_case(&mut components, case, &dir, Spoil::Spacing(wrong));
+        println!("{name}: {right:.2} dB as diffusers ran it, {score:.2} dB with {wrong}");
+        assert!(right >= 40.0, "{name}: {right:.2} dB");
+        assert!(
+            score < 40.0,
+            "{name} with {wrong} still scored {score:.2} dB"
+        );
+    }
 }
