@@ -1,6 +1,6 @@
-//! Image to image: the image's latents noised to the first kept timestep → LCM loop → decode.
+//! Image to image: the image's latents noised to the first kept step → sampler loop → decode.
 //!
-//! Strength picks how many of the planned timesteps run (see `scheduler::lcm`).
+//! Strength picks how many of the planned steps run (see `scheduler`), on sigma schedules too.
 
 use super::{DenoiseRun, Latents, ModelImage, PipelineError, denoise};
 

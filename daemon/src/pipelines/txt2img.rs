@@ -1,5 +1,5 @@
-//! Text to image: pure noise → LCM loop → decode (9-channel UNets: an inpaint of a blank
-//! image with everything masked).
+//! Text to image: pure noise (× the sampler's initial σ) → sampler loop → decode (9-channel
+//! UNets: an inpaint of a blank image with everything masked).
 
 use super::{DenoiseRun, Latents, ModelImage, PipelineError, SamplingParams, denoise};
 

@@ -161,14 +161,12 @@ impl Scheduler for DpmSolverScheduler {
                     })
                     .collect()
             }
+            // First order (DPM-Solver++ 1 = DDIM in λ); with σ_next = 0, ratio 0 and decay −1:
+            // x̂₀ itself.
             _ => sample
                 .iter()
                 .zip(&x0)
-                .map(|(&x, &m0)| {
-                    // σ_next = 0: ratio 0 and decay −1, x̂₀ itself (0 · x, not NaN).
-                    let kept = if ratio == 0.0 { 0.0 } else { ratio * x as f64 };
-                    (kept - decay * m0) as f32
-                })
+                .map(|(&x, &m0)| (ratio * x as f64 - decay * m0) as f32)
                 .collect(),
         };
         self.previous = Some(x0);

@@ -91,6 +91,34 @@ mod tests {
     use super::*;
     use crate::onnx::configs::TimestepSpacing;
 
+    /// `EulerAncestralDiscreteScheduler.from_config(sd, timestep_spacing="trailing")`,
+    /// `set_timesteps(4)`: diffusers 0.42 prints timesteps [999, 749, 499, 249], sigmas
+    /// [14.614647, 4.081731, 1.612887, 0.693205, 0.0] and init_noise_sigma 14.614647.
+    #[test]
+    fn plan_matches_diffusers() {
+        let sd: SchedulerConfig = serde_json::from_str(
+            r#"{"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+                "steps_offset": 1, "timestep_spacing": "leading"}"#,
+        )
+        .unwrap();
+        let spread = Spread {
+            spacing: TimestepSpacing::Trailing,
+            karras: false,
+        };
+        let s = EulerAncestralScheduler::new(&sd, spread, 4, 1.0);
+        assert_eq!(s.timesteps(), &[999.0, 749.0, 499.0, 249.0]);
+        let want = [14.614647, 4.081731, 1.612887, 0.693205, 0.0];
+        for (i, w) in want.iter().enumerate() {
+            assert!(
+                (s.plan.sigma(i) - w).abs() < 1e-5,
+                "σ{i} = {}",
+                s.plan.sigma(i)
+            );
+        }
+        assert!((s.init_noise_sigma() - 14.614647).abs() < 1e-5);
+        assert!((s.input_scale(0) as f64 - 1.0 / (14.614647f64.powi(2) + 1.0).sqrt()).abs() < 1e-6);
+    }
+
     #[test]
     fn the_split_keeps_the_next_noise_level_and_ends_clean() {
         let spread = Spread {
@@ -105,8 +133,7 @@ mod tests {
             assert!(s.needs_noise(i));
         }
         assert_eq!(s.split(3), (0.0, 0.0));
-        // With zero model output and zero noise, the last step lands on x0 = x − σ·0 = x … scaled
-        // by σ_down/σ = 0: the clean estimate.
+        // The last step (σ_next = 0) lands on the clean estimate x̂₀ = x − σ·ε, whatever the noise.
         let mut s = s;
         let out = s.step(3, &[0.5], &[2.0], Some(&[7.0]));
         let sigma = s.plan.sigma(3);
