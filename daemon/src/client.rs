@@ -98,6 +98,14 @@ impl Connection {
             .map_err(|e| ClientError::Send(FrameError::Io(e)))
     }
 
+    /// Everything the daemon sends until it closes the connection, unparsed (for peers that
+    /// speak another protocol version, whose frames `recv` refuses).
+    pub fn read_to_end(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut self.stream, &mut out)?;
+        Ok(out)
+    }
+
     /// Half-closes the connection: the daemon reads the end of the stream, replies can still
     /// come back.
     #[cfg(unix)]

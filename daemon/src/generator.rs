@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use livefill_protocol::{ErrorCode, GenerateRequest, Mode, RgbaImage, StageTiming};
 
+use crate::scheduler::ModelDefaults;
+
 /// Shared flag checked by the engine at every step boundary.
 #[derive(Debug, Clone, Default)]
 pub struct CancelToken(Arc<AtomicBool>);
@@ -86,6 +88,8 @@ pub struct GeneratorInfo {
     pub modes: Vec<Mode>,
     pub inpainting_unet: bool,
     pub taesd_previews: bool,
+    /// The sampler, steps and guidance of a request that names no sampler.
+    pub sampling: ModelDefaults,
 }
 
 /// Something that turns a request into pixels, one job at a time.

@@ -96,6 +96,11 @@ impl FileNoise {
     fn entries(&self) -> usize {
         self.array.shape.first().copied().unwrap_or(0)
     }
+
+    /// Entries not drawn yet (a run that matches the file's maker leaves none).
+    pub fn remaining(&self) -> usize {
+        self.entries().saturating_sub(self.used)
+    }
 }
 
 impl NoiseSource for FileNoise {

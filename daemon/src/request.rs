@@ -6,9 +6,12 @@
 //! model's capabilities (`generator::GeneratorInfo`), so the server can use it without reaching
 //! into the engine.
 
-use livefill_protocol::{Context, Extend, GenerateRequest, Mask, Mode, Priority, RgbaImage};
+use livefill_protocol::{
+    Context, Extend, GenerateRequest, Mask, Mode, Priority, RgbaImage, Sampler, Spacing,
+};
 
 use crate::generator::{GenerateError, GeneratorInfo};
+use crate::scheduler::SamplerChoice;
 
 /// Longest accepted prompt, in bytes.
 pub const MAX_PROMPT_BYTES: usize = 4096;
@@ -24,7 +27,9 @@ pub const DEFAULT_MAX_IMAGE_SIDE: u32 = 8192;
 /// the model stages; see PROTOCOL.md).
 pub const ONNXRUNTIME_STAGE: &str = "onnxruntime";
 
-/// A request with livefill's defaults (4 steps, guidance 1, strength 0.6, auto context).
+/// A request with livefill's defaults (the model's sampler, 4 steps, guidance 1, strength 0.6,
+/// auto context); callers that know the model take its steps and guidance from
+/// [`GeneratorInfo::sampling`] (`ModelDefaults::steps_and_guidance`).
 pub fn default_request(mode: Mode) -> GenerateRequest {
     GenerateRequest {
         request_id: 0,
@@ -45,6 +50,26 @@ pub fn default_request(mode: Mode) -> GenerateRequest {
         color_match: true,
         priority: Priority::Final,
         stream_previews: false,
+        sampler: None,
+        spacing: None,
+        eta: None,
+    }
+}
+
+/// The sampler a (valid) request runs on this model: the one it names, else the model's default
+/// with that default's spacing (DPM++ 2M Karras on ordinary models) unless it names a spacing.
+pub fn sampler_choice(request: &GenerateRequest, model: &GeneratorInfo) -> SamplerChoice {
+    match request.sampler {
+        Some(sampler) => SamplerChoice {
+            sampler,
+            spacing: request.spacing,
+            eta: request.eta,
+        },
+        None => SamplerChoice {
+            spacing: request.spacing.or(model.sampling.choice.spacing),
+            eta: request.eta,
+            ..model.sampling.choice
+        },
     }
 }
 
@@ -62,6 +87,7 @@ pub fn validate(
     check_mode(request.mode, model)?;
     check_sizes(request, max_side)?;
     check_parameters(request)?;
+    check_sampler(sampler_choice(request, model))?;
     let needs_image = request.mode != Mode::Txt2Img;
     match &request.image {
         None if needs_image => return Err(invalid(format!("{:?} needs an image", request.mode))),
@@ -137,6 +163,42 @@ fn check_parameters(request: &GenerateRequest) -> Result<(), GenerateError> {
     Ok(())
 }
 
+/// The sampler's own limits: spacing only where it applies (LCM and TCD plan their own
+/// timesteps; Karras sigmas need a sigma-based sampler), η only for DDIM (η) and TCD (γ), in
+/// [0, 1].
+fn check_sampler(choice: SamplerChoice) -> Result<(), GenerateError> {
+    let sampler = choice.sampler;
+    match choice.spacing {
+        Some(spacing) if matches!(sampler, Sampler::Lcm | Sampler::Tcd) => {
+            return Err(invalid(format!(
+                "spacing {spacing} does not apply to sampler {sampler}, which picks its timesteps \
+                 from the model's original_inference_steps schedule"
+            )));
+        }
+        Some(Spacing::Karras) if !sampler.is_sigma_based() => {
+            return Err(invalid(format!(
+                "spacing karras needs a sigma-based sampler (euler, euler_a, dpmpp_2m), not {sampler}"
+            )));
+        }
+        _ => {}
+    }
+    if let Some(eta) = choice.eta {
+        let name = match sampler {
+            Sampler::Ddim => "eta",
+            Sampler::Tcd => "eta (TCD's gamma)",
+            _ => {
+                return Err(invalid(format!(
+                    "eta applies to the ddim and tcd samplers, not {sampler}"
+                )));
+            }
+        };
+        if !(eta.is_finite() && (0.0..=1.0).contains(&eta)) {
+            return Err(invalid(format!("{name} must be in [0, 1], got {eta}")));
+        }
+    }
+    Ok(())
+}
+
 fn check_outpaint(request: &GenerateRequest, max_side: u32) -> Result<(), GenerateError> {
     let e = request.extend;
     if e.left + e.top + e.right + e.bottom == 0 {
@@ -204,6 +266,7 @@ mod tests {
             modes,
             inpainting_unet: false,
             taesd_previews: false,
+            sampling: crate::scheduler::ModelDefaults::QUALITY,
         }
     }
 
@@ -280,6 +343,54 @@ mod tests {
             let err = validate(&r, &all_modes(), 64).unwrap_err();
             assert!(err.to_string().contains(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn sampler_fields_are_checked_and_resolved_against_the_model() {
+        type Spoil = fn(&mut GenerateRequest);
+        let cases: [(&str, Spoil); 4] = [
+            ("spacing trailing does not apply to sampler lcm", |r| {
+                r.sampler = Some(Sampler::Lcm);
+                r.spacing = Some(Spacing::Trailing);
+            }),
+            ("karras needs a sigma-based sampler", |r| {
+                r.sampler = Some(Sampler::Ddim);
+                r.spacing = Some(Spacing::Karras);
+            }),
+            (
+                "eta applies to the ddim and tcd samplers, not dpmpp_2m",
+                |r| r.eta = Some(0.5),
+            ),
+            ("gamma) must be in [0, 1]", |r| {
+                r.sampler = Some(Sampler::Tcd);
+                r.eta = Some(1.5);
+            }),
+        ];
+        for (message, spoil) in cases {
+            let mut r = default_request(Mode::Txt2Img);
+            spoil(&mut r);
+            let err = validate(&r, &all_modes(), 64).unwrap_err();
+            assert!(err.to_string().contains(message), "{message}: {err}");
+        }
+        // No sampler: the model's default, DPM++ 2M Karras here; a spacing of its own wins.
+        let mut r = default_request(Mode::Txt2Img);
+        let choice = sampler_choice(&r, &all_modes());
+        assert_eq!(
+            (choice.sampler, choice.spacing),
+            (Sampler::Dpmpp2m, Some(Spacing::Karras))
+        );
+        r.spacing = Some(Spacing::Trailing);
+        assert_eq!(
+            sampler_choice(&r, &all_modes()).spacing,
+            Some(Spacing::Trailing)
+        );
+        r.sampler = Some(Sampler::Euler);
+        r.spacing = None;
+        let choice = sampler_choice(&r, &all_modes());
+        assert_eq!((choice.sampler, choice.spacing), (Sampler::Euler, None));
+        r.sampler = Some(Sampler::Ddim);
+        r.eta = Some(0.4);
+        assert!(validate(&r, &all_modes(), 64).is_ok());
     }
 
     #[test]

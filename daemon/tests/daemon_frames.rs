@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use daemon_support::*;
 use livefill_protocol::{
-    ClientMessage, DaemonMessage, ErrorCode, FrameHeader, HEADER_LEN, MAGIC, encode_client,
+    ClientHello, ClientMessage, DaemonMessage, ErrorCode, FrameHeader, HEADER_LEN, MAGIC,
+    OLDEST_READABLE_VERSION, PROTOCOL_VERSION, decode_daemon_payload, encode_client,
 };
 
 fn header(magic: [u8; 4], version: u16, flags: u16, len: u32) -> Vec<u8> {
@@ -57,22 +58,64 @@ fn broken_headers_get_an_error_then_close() {
     expect_fatal(
         &daemon,
         true,
-        &header(*b"XXXX", 1, 0, 4),
+        &header(*b"XXXX", PROTOCOL_VERSION, 0, 4),
         ErrorCode::BadFrame,
     );
-    // Another protocol version in the frame header.
-    let mut v2 = header(MAGIC, 2, 0, 4);
-    v2.extend_from_slice(&[3, 0, 0, 0]);
-    expect_fatal(&daemon, false, &v2, ErrorCode::UnsupportedVersion);
+    // A newer protocol version in the frame header.
+    let mut newer = header(MAGIC, PROTOCOL_VERSION + 1, 0, 4);
+    newer.extend_from_slice(&[3, 0, 0, 0]);
+    expect_fatal(&daemon, false, &newer, ErrorCode::UnsupportedVersion);
     // Reserved flags.
-    expect_fatal(&daemon, true, &header(MAGIC, 1, 1, 4), ErrorCode::BadFrame);
+    expect_fatal(
+        &daemon,
+        true,
+        &header(MAGIC, PROTOCOL_VERSION, 1, 4),
+        ErrorCode::BadFrame,
+    );
     // Announced length far beyond the limit: refused from the header alone.
     expect_fatal(
         &daemon,
         true,
-        &header(MAGIC, 1, 0, 0xFFFF_FFFF),
+        &header(MAGIC, PROTOCOL_VERSION, 0, 0xFFFF_FFFF),
         ErrorCode::FrameTooLarge,
     );
+    assert_still_serving(&mut daemon);
+}
+
+/// A plugin of an older protocol version (its hello in its own frame version) reads, in a frame
+/// of that version, an `UnsupportedVersion` error telling it to update the plugin; then the
+/// daemon closes. The daemon keeps serving.
+#[test]
+fn an_old_plugin_is_told_to_update_in_its_own_frame_version() {
+    let mut daemon = Daemon::start("tiny-sd");
+    let old = OLDEST_READABLE_VERSION;
+    let mut hello = encode_client(&ClientMessage::Hello(ClientHello {
+        client_name: "krita-livefill 0.1".into(),
+        protocol_version: old,
+    }));
+    hello[4..6].copy_from_slice(&old.to_le_bytes());
+    let mut client = daemon.raw();
+    client.send_raw(&hello);
+    let bytes = client.connection.read_to_end().expect("read until close");
+    assert!(bytes.len() > HEADER_LEN, "{bytes:?}");
+    assert_eq!(&bytes[..4], &MAGIC);
+    assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), old);
+    let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    assert_eq!(bytes.len(), HEADER_LEN + len, "one frame, then the close");
+    match decode_daemon_payload(&bytes[HEADER_LEN..]).expect("a version-1 reader decodes it") {
+        DaemonMessage::Error(e) => {
+            assert_eq!(
+                (e.request_id, e.code),
+                (None, ErrorCode::UnsupportedVersion)
+            );
+            assert!(
+                e.message
+                    .contains("update the plugin: livefill install-plugin krita"),
+                "{e}"
+            );
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
     assert_still_serving(&mut daemon);
 }
 
@@ -122,7 +165,7 @@ fn truncated_frames_and_abrupt_closes_are_harmless() {
     {
         let mut client = daemon.raw();
         client.hello("truncated");
-        client.send_raw(&header(MAGIC, 1, 0, 1000));
+        client.send_raw(&header(MAGIC, PROTOCOL_VERSION, 0, 1000));
         client.send_raw(&[0; 10]);
         client.connection.close_sending().unwrap();
         let e = client.expect_error();

@@ -427,3 +427,75 @@ fn live_shapes_get_captured_buffers_up_to_the_limit() {
         run(&mut plain, &final_at(128), 4).unwrap().image
     );
 }
+
+/// tiny-sd as an ordinary (non-LCM) model: the same graphs, symlinked, with Stable Diffusion's
+/// PNDMScheduler config.
+fn ordinary_model() -> std::path::PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-sd");
+    let dir = std::env::temp_dir().join(format!("livefill-ordinary-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("scheduler")).unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "scheduler" {
+            std::os::unix::fs::symlink(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::write(
+        dir.join("scheduler/scheduler_config.json"),
+        r#"{"_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012,
+            "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "steps_offset": 1,
+            "skip_prk_steps": true, "set_alpha_to_one": false, "clip_sample": false}"#,
+    )
+    .unwrap();
+    dir
+}
+
+#[cfg(unix)]
+#[test]
+fn an_ordinary_model_defaults_to_dpmpp_2m_karras_and_runs_every_sampler() {
+    use livefill::scheduler::{ModelDefaults, Sampler};
+    let dir = ordinary_model();
+    let mut engine = Engine::load(&EngineOptions {
+        model: dir.clone(),
+        runtime: RuntimeOptions {
+            device: DeviceRequest::Cpu,
+            intra_threads: Some(1),
+            ..Default::default()
+        },
+        max_image_side: 4096,
+    })
+    .expect("engine on the ordinary copy");
+    let defaults = engine.info().sampling;
+    assert_eq!(defaults, ModelDefaults::QUALITY);
+    let mut request = default_request(Mode::Txt2Img);
+    request.prompt = "a lighthouse".into();
+    (request.steps, request.guidance) = defaults.steps_and_guidance(None);
+    let mut total = 0;
+    let first = engine
+        .generate(&request, 5, &CancelToken::new(), &mut |p| {
+            total = p.total_steps
+        })
+        .expect("default sampler");
+    assert_eq!(total, 20, "DPM++ 2M's 20 steps");
+    let mut images = vec![first.image.pixels];
+    for sampler in Sampler::ALL {
+        let mut r = request.clone();
+        r.sampler = Some(sampler);
+        (r.steps, r.guidance) = defaults.steps_and_guidance(Some(sampler));
+        let a = run(&mut engine, &r, 5).unwrap_or_else(|e| panic!("{sampler}: {e}"));
+        let b = run(&mut engine, &r, 5).unwrap();
+        assert_eq!(
+            a.image.pixels, b.image.pixels,
+            "{sampler}: same seed, same image"
+        );
+        images.push(a.image.pixels);
+    }
+    // dpmpp_2m named explicitly takes the config's spacing (leading, not Karras): another image.
+    for (i, a) in images.iter().enumerate() {
+        for b in &images[i + 1..] {
+            assert_ne!(a, b, "two sampler runs gave the same image");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

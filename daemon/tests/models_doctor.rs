@@ -261,6 +261,10 @@ fn stale_socket_and_answering_daemon() {
                 taesd_previews: false,
                 max_image_side: 1024,
                 max_frame_bytes: 1 << 20,
+                default_sampler: livefill_protocol::Sampler::Lcm,
+                default_spacing: None,
+                default_steps: 4,
+                default_guidance: 1.0,
             },
         });
         write_frame(&mut s, &reply).unwrap();

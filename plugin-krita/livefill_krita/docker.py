@@ -71,6 +71,14 @@ class LivefillDocker(DockWidget):
         layout.addWidget(self.negative)
 
         form = QFormLayout()
+        self.preset = QComboBox(root)
+        for preset in core.PRESETS:
+            self.preset.addItem(preset.name, preset.name)
+            self.preset.setItemData(self.preset.count() - 1, preset.hint, Qt.ToolTipRole)
+        self.preset.setToolTip("Sampler for the model: choosing one sets steps and guidance")
+        # The sampler and spacing the chosen preset stands for (kept when steps change).
+        self._sampler = ""
+        self._spacing = ""
         self.strength = QDoubleSpinBox(root)
         self.strength.setRange(0.05, 1.0)
         self.strength.setSingleStep(0.05)
@@ -79,6 +87,11 @@ class LivefillDocker(DockWidget):
         self.guidance = QDoubleSpinBox(root)
         self.guidance.setRange(0.0, 20.0)
         self.guidance.setSingleStep(0.5)
+        self.eta = QDoubleSpinBox(root)
+        self.eta.setRange(-0.05, 1.0)
+        self.eta.setSingleStep(0.05)
+        self.eta.setSpecialValueText("default")  # the minimum: the sampler's own (0 / 0.3)
+        self.eta.setToolTip("DDIM's eta / TCD's gamma (randomness per step); other samplers ignore it")
         seed_row = QHBoxLayout()
         self.random_seed = QCheckBox("Random", root)
         self.seed = QSpinBox(root)
@@ -88,9 +101,11 @@ class LivefillDocker(DockWidget):
         self.source = QComboBox(root)
         self.source.addItem("Current layer", core.SOURCE_LAYER)
         self.source.addItem("Visible image", core.SOURCE_IMAGE)
+        form.addRow("Sampler", self.preset)
         form.addRow("Strength", self.strength)
         form.addRow("Steps", self.steps)
         form.addRow("Guidance", self.guidance)
+        form.addRow("Eta", self.eta)
         form.addRow("Seed", seed_row)
         form.addRow("Read from", self.source)
         layout.addLayout(form)
@@ -187,11 +202,12 @@ class LivefillDocker(DockWidget):
         self.cancel_button.clicked.connect(c.cancel)
         self.connect_button.clicked.connect(lambda: (self._push_settings(), c.link.connect_daemon(start=True)))
         c.connection_changed.connect(self._on_connection)
+        c.link.connected.connect(self._on_hello)
         c.progress.connect(self._on_progress)
         c.message.connect(self.message.setText)
         c.live_changed.connect(self._on_live_changed)
         c.preview_changed.connect(self.apply_button.setEnabled)
-        for widget in (self.strength, self.guidance):
+        for widget in (self.strength, self.guidance, self.eta):
             widget.valueChanged.connect(self._push_settings)
         for widget in (self.steps, self.seed, self.expand_amount):
             widget.valueChanged.connect(self._push_settings)
@@ -200,6 +216,7 @@ class LivefillDocker(DockWidget):
         self.random_seed.toggled.connect(self._push_settings)
         self.random_seed.toggled.connect(lambda on: self.seed.setEnabled(not on))
         self.source.currentIndexChanged.connect(self._push_settings)
+        self.preset.activated.connect(self._choose_preset)
         for box in self.side_boxes.values():
             box.toggled.connect(self._push_settings)
         self.exe_path.editingFinished.connect(self._push_settings)
@@ -216,6 +233,10 @@ class LivefillDocker(DockWidget):
         self.strength.setValue(_setting_float("strength", core.DEFAULT_STRENGTH))
         self.steps.setValue(_setting_int("steps", core.DEFAULT_STEPS))
         self.guidance.setValue(_setting_float("guidance", core.DEFAULT_GUIDANCE))
+        self.eta.setValue(_setting_float("eta", self.eta.minimum()))
+        self._sampler = kd.read_setting("sampler", "")
+        self._spacing = kd.read_setting("spacing", "")
+        self._show_preset()
         self.random_seed.setChecked(kd.read_setting("random_seed", "true") == "true")
         self.seed.setValue(_setting_int("seed", 42))
         self.seed.setEnabled(not self.random_seed.isChecked())
@@ -238,6 +259,9 @@ class LivefillDocker(DockWidget):
             guidance=self.guidance.value(),
             seed=None if self.random_seed.isChecked() else self.seed.value(),
             source=self.source.currentData() or core.SOURCE_LAYER,
+            sampler=self._sampler,
+            spacing=self._spacing,
+            eta=None if self.eta.value() <= self.eta.minimum() else self.eta.value(),
         )
         sides = logic.Sides(self.expand_amount.value(), **{k: b.isChecked() for k, b in self.side_boxes.items()})
         c = self.controller
@@ -251,14 +275,49 @@ class LivefillDocker(DockWidget):
             ("seed", self.seed.value()), ("source", s.source), ("expand_amount", sides.amount),
             ("expand_sides", ",".join(k for k, b in self.side_boxes.items() if b.isChecked())),
             ("livefill_exe", self.exe_path.text().strip()), ("model_dir", self.model_dir.text().strip()),
+            ("sampler", s.sampler), ("spacing", s.spacing), ("eta", self.eta.value()),
         ):
             kd.write_setting(key, str(value))
 
     # ---- controller -> widgets -------------------------------------------------------------
 
+    def _choose_preset(self, index: int) -> None:
+        """A preset sets the sampler, steps and guidance (which stay editable)."""
+        name = self.preset.itemData(index)
+        if not name:
+            return
+        s = core.apply_preset(core.Settings(steps=self.steps.value(), guidance=self.guidance.value()), name)
+        self._sampler, self._spacing = s.sampler, s.spacing
+        for widget, value in ((self.steps, s.steps), (self.guidance, s.guidance)):
+            widget.blockSignals(True)
+            widget.setValue(value)
+            widget.blockSignals(False)
+        self._push_settings()
+
+    def _on_hello(self, hello) -> None:
+        """With "Model default", steps and guidance follow the model the daemon loaded."""
+        if self._sampler or hello is None:
+            return
+        caps = hello.capabilities
+        for widget, value in ((self.steps, caps.default_steps), (self.guidance, caps.default_guidance)):
+            widget.blockSignals(True)
+            widget.setValue(value)
+            widget.blockSignals(False)
+        self._push_settings()
+
+    def _show_preset(self) -> None:
+        index = self.preset.findData(core.preset_of(core.Settings(sampler=self._sampler, spacing=self._spacing)))
+        self.preset.setCurrentIndex(max(0, index))
+
     def _toggle_live(self, on: bool) -> None:
         self._push_settings()
         self.controller.set_live(on)
+        if on:
+            hello = self.controller.link.hello
+            warning = core.live_warning(hello.capabilities if hello is not None else None,
+                                        self.controller.settings)
+            if warning:
+                self.message.setText(warning)
 
     def _on_live_changed(self, on: bool) -> None:
         if self.live_button.isChecked() != on:

@@ -26,13 +26,17 @@ Values the two plugins used to disagree on, and the one chosen for both:
   (GIMP's procedure arguments, Qt's spin boxes) and can be typed back to reproduce a result.
 * The live preview layer is ``livefill live preview``; result names shorten prompts to 40
   characters.
+* Samplers: an empty ``Settings.sampler`` sends none, so the daemon runs the model's default
+  (LCM on LCM models, DPM++ 2M Karras otherwise). ``PRESETS`` name what each choice is for;
+  choosing one fills sampler, spacing, steps and guidance, which stay editable. Live previews
+  on a model whose default is not LCM get ``live_warning``'s text: they will not be real time.
 """
 
 import os
 import random
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 try:
@@ -167,6 +171,80 @@ class Settings:
     source: str = SOURCE_LAYER
     feather: int = DEFAULT_FEATHER
     color_match: bool = DEFAULT_COLOR_MATCH
+    #: A sampler name (``proto.Sampler.wire_name``: lcm, tcd, euler, euler_a, dpmpp_2m, ddim);
+    #: "" = the model's default.
+    sampler: str = ""
+    #: leading, trailing, linspace or karras; "" = the model's scheduler config.
+    spacing: str = ""
+    #: DDIM's eta / TCD's gamma; None = the daemon's default (0 / 0.3). Sent only to those two.
+    eta: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named sampler choice with the steps and guidance that suit it."""
+
+    name: str
+    sampler: str
+    spacing: str
+    steps: int
+    guidance: float
+    hint: str
+
+
+#: What the plugins offer, named for what each is for (the first: let the model decide).
+PRESETS = (
+    Preset("Model default", "", "", DEFAULT_STEPS, DEFAULT_GUIDANCE,
+           "The model's own sampler: LCM for LCM models, DPM++ 2M Karras otherwise."),
+    Preset("Real-time (LCM)", "lcm", "", 4, 1.0,
+           "LCM-distilled models and LCM-LoRAs: 2-8 steps, guidance 1-2. Live previews."),
+    Preset("Quality (DPM++ 2M Karras)", "dpmpp_2m", "karras", 20, 7.0,
+           "Ordinary Stable Diffusion models: 15-30 steps, guidance 5-8. Not real time."),
+    Preset("Hyper/TCD", "tcd", "", 4, 1.0,
+           "TCD and Hyper-SD models or LoRAs: 2-8 steps, guidance 1; gamma (eta) 0.3."),
+    Preset("Turbo/Lightning (Euler, trailing)", "euler", "trailing", 4, 1.0,
+           "SD-Turbo / SDXL-Lightning style models: 1-8 steps, guidance 0-1."),
+)
+
+
+def preset_named(name: str) -> Preset:
+    for preset in PRESETS:
+        if preset.name == name:
+            return preset
+    raise PluginError("Unknown preset %r." % (name,))
+
+
+def apply_preset(settings: Settings, name: str) -> Settings:
+    """``settings`` with the preset's sampler, spacing, steps and guidance (eta back to the
+    sampler's default)."""
+    p = preset_named(name)
+    return replace(settings, sampler=p.sampler, spacing=p.spacing, steps=p.steps,
+                   guidance=p.guidance, eta=None)
+
+
+def preset_of(settings: Settings) -> str:
+    """The name of the preset whose sampler and spacing ``settings`` use ("" for none)."""
+    for preset in PRESETS:
+        if (preset.sampler, preset.spacing) == (settings.sampler, settings.spacing):
+            return preset.name
+    return ""
+
+
+def live_warning(capabilities: Optional["proto.Capabilities"], settings: Settings) -> Optional[str]:
+    """What to tell the artist who starts a live preview on a model that is not LCM-distilled
+    (its default sampler is not LCM), or with a sampler that needs many steps; None when live
+    previews can be real time (or the daemon did not say)."""
+    if capabilities is None:
+        return None
+    default = capabilities.default_sampler
+    if default != proto.Sampler.LCM:
+        return ("This model is not an LCM model (its default sampler is %s, %d steps): live previews "
+                "will not be real time. Use an LCM model (or one with an LCM-LoRA fused) for live "
+                "painting." % (default.wire_name, capabilities.default_steps))
+    if settings.sampler not in ("", "lcm", "tcd") or settings.steps > 8:
+        return ("Live previews with %s and %d steps will not be real time: the Real-time (LCM) "
+                "preset runs 4 steps." % (settings.sampler or "lcm", settings.steps))
+    return None
 
 
 def validate(settings: Settings, mode: "proto.Mode") -> None:
@@ -184,6 +262,15 @@ def validate(settings: Settings, mode: "proto.Mode") -> None:
         raise PluginError("Context must be 'auto' or 'full' (got %r)." % (settings.context,))
     if settings.feather < 0:
         raise PluginError("Feather must not be negative.")
+    try:
+        sampler = proto.Sampler.from_name(settings.sampler) if settings.sampler else None
+        spacing = proto.Spacing.from_name(settings.spacing) if settings.spacing else None
+    except ValueError as e:
+        raise PluginError(str(e).capitalize() + ".") from None
+    if spacing is not None and sampler in (proto.Sampler.LCM, proto.Sampler.TCD):
+        raise PluginError("Spacing does not apply to %s." % sampler.wire_name)
+    if settings.eta is not None and not 0.0 <= settings.eta <= 1.0:
+        raise PluginError("Eta must be between 0 and 1 (got %s)." % settings.eta)
 
 
 def pick_seed(seed: Optional[int], rng: Optional[random.Random] = None) -> int:
@@ -231,6 +318,7 @@ def build_request(
     gray = proto.Mask(mask[0], mask[1], check_pixels(mask, 1, "mask")) if mask is not None else None
     left, top, right, bottom = extend
     is_txt2img = mode == proto.Mode.TXT2IMG
+    sampler = proto.Sampler.from_name(settings.sampler) if settings.sampler else None
     return proto.GenerateRequest(
         request_id=request_id,
         mode=mode,
@@ -250,7 +338,14 @@ def build_request(
         color_match=bool(settings.color_match),
         priority=proto.Priority.LIVE_PREVIEW if live else proto.Priority.FINAL,
         stream_previews=False,
+        sampler=sampler,
+        spacing=proto.Spacing.from_name(settings.spacing) if settings.spacing else None,
+        eta=float(settings.eta) if settings.eta is not None and settings.sampler in _ETA_SAMPLERS else None,
     )
+
+
+#: The samplers that take an eta (DDIM's eta, TCD's gamma).
+_ETA_SAMPLERS = ("ddim", "tcd")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAGIC = b"LVFL"
 HEADER_LEN = 12
 #: Default bound on a payload: an 8192x8192 RGBA image plus its mask, plus 1 MiB.
@@ -58,6 +58,49 @@ class Context(IntEnum):
 class Priority(IntEnum):
     FINAL = 0
     LIVE_PREVIEW = 1
+
+
+class Sampler(IntEnum):
+    """The sampler of a request; ``name_of`` / ``from_name`` give the command-line names."""
+
+    LCM = 0
+    TCD = 1
+    EULER = 2
+    EULER_A = 3
+    DPMPP_2M = 4
+    DDIM = 5
+
+    @property
+    def wire_name(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def from_name(cls, name: str) -> "Sampler":
+        """``"dpmpp_2m"`` -> ``Sampler.DPMPP_2M`` (ValueError for an unknown name)."""
+        for s in cls:
+            if s.wire_name == name:
+                return s
+        raise ValueError("unknown sampler %r (one of %s)" % (name, ", ".join(s.wire_name for s in cls)))
+
+
+class Spacing(IntEnum):
+    """Timestep spacing of a request; ``KARRAS`` = Karras sigmas (sigma-based samplers)."""
+
+    LEADING = 0
+    TRAILING = 1
+    LINSPACE = 2
+    KARRAS = 3
+
+    @property
+    def wire_name(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def from_name(cls, name: str) -> "Spacing":
+        for s in cls:
+            if s.wire_name == name:
+                return s
+        raise ValueError("unknown spacing %r (one of %s)" % (name, ", ".join(s.wire_name for s in cls)))
 
 
 class ErrorCode(IntEnum):
@@ -97,8 +140,14 @@ class UnsupportedVersion(ProtocolError):
     def __init__(self, got: int, supported: int = PROTOCOL_VERSION) -> None:
         self.got = got
         self.supported = supported
+        if got > supported:
+            advice = "; the daemon is newer: update the plugin: livefill install-plugin krita (or gimp)"
+        elif 0 < got < supported:
+            advice = "; the daemon is older than this plugin: update livefill"
+        else:
+            advice = ""
         super().__init__(
-            "unsupported protocol version %d (this side speaks version %d)" % (got, supported)
+            "unsupported protocol version %d (this side speaks version %d)%s" % (got, supported, advice)
         )
 
 
@@ -194,6 +243,12 @@ class GenerateRequest:
     color_match: bool = False
     priority: Priority = Priority.FINAL
     stream_previews: bool = False
+    #: None = the model's default sampler (``Capabilities.default_sampler``).
+    sampler: Optional[Sampler] = None
+    #: None = the model's scheduler config (or the model default when ``sampler`` is None).
+    spacing: Optional[Spacing] = None
+    #: DDIM's eta / TCD's gamma; None = their defaults (0 / 0.3).
+    eta: Optional[float] = None
 
 
 @dataclass
@@ -225,6 +280,11 @@ class Capabilities:
     taesd_previews: bool = False
     max_image_side: int = 0
     max_frame_bytes: int = 0
+    #: What ``sampler=None`` runs on the loaded model, with its spacing, steps and guidance.
+    default_sampler: Sampler = Sampler.LCM
+    default_spacing: Optional[Spacing] = None
+    default_steps: int = 4
+    default_guidance: float = 1.0
 
 
 @dataclass
@@ -547,6 +607,10 @@ _CAPS = _struct(
         ("taesd_previews", BOOL),
         ("max_image_side", U32),
         ("max_frame_bytes", U64),
+        ("default_sampler", _enum(Sampler)),
+        ("default_spacing", _option(_enum(Spacing))),
+        ("default_steps", U32),
+        ("default_guidance", F32),
     ],
 )
 _MODEL_INFO = _struct(
@@ -585,6 +649,9 @@ _CLIENT_CODECS: List[Tuple[Encoder, Decoder]] = [
             ("color_match", BOOL),
             ("priority", _enum(Priority)),
             ("stream_previews", BOOL),
+            ("sampler", _option(_enum(Sampler))),
+            ("spacing", _option(_enum(Spacing))),
+            ("eta", _option(F32)),
         ],
     ),
     _struct(Cancel, [("request_id", U64)]),
@@ -855,6 +922,8 @@ __all__ = [
     "Mode",
     "Context",
     "Priority",
+    "Sampler",
+    "Spacing",
     "ErrorCode",
     "ProtocolError",
     "BadMagic",

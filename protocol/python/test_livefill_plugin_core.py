@@ -110,6 +110,52 @@ class SettingsTests(unittest.TestCase):
         self.assertEqual(core.MAX_SEED, 2**31 - 1)  # fits a signed 32-bit editor argument
 
 
+class SamplerTests(unittest.TestCase):
+    def test_presets_fill_the_sampler_and_stay_editable(self):
+        names = [p.name for p in core.PRESETS]
+        for name in ("Real-time (LCM)", "Quality (DPM++ 2M Karras)", "Hyper/TCD", "Turbo/Lightning (Euler, trailing)"):
+            self.assertIn(name, names)
+        s = core.apply_preset(core.Settings(prompt="p", eta=0.9), "Quality (DPM++ 2M Karras)")
+        self.assertEqual((s.sampler, s.spacing, s.steps, s.guidance, s.eta, s.prompt),
+                         ("dpmpp_2m", "karras", 20, 7.0, None, "p"))
+        self.assertEqual(core.preset_of(s), "Quality (DPM++ 2M Karras)")
+        s.steps = 30  # editable: the preset is still recognised by its sampler
+        self.assertEqual(core.preset_of(s), "Quality (DPM++ 2M Karras)")
+        self.assertEqual(core.preset_of(core.Settings(sampler="ddim")), "")
+        with self.assertRaises(core.PluginError):
+            core.apply_preset(core.Settings(), "Fast")
+        for p in core.PRESETS:  # every preset makes a valid request
+            core.validate(core.apply_preset(core.Settings(prompt="x"), p.name), proto.Mode.TXT2IMG)
+
+    def test_sampler_fields_reach_the_wire(self):
+        s = core.apply_preset(core.Settings(), "Turbo/Lightning (Euler, trailing)")
+        req = core.build_request(proto.Mode.IMG2IMG, s, image=(1, 1, bytes(4)))
+        back = proto.decode_client_frame(proto.encode_client_message(req))
+        self.assertEqual((back.sampler, back.spacing, back.eta), (proto.Sampler.EULER, proto.Spacing.TRAILING, None))
+        default = core.build_request(proto.Mode.IMG2IMG, core.Settings(eta=0.5), image=(1, 1, bytes(4)))
+        self.assertEqual((default.sampler, default.spacing, default.eta), (None, None, None))
+        tcd = core.build_request(proto.Mode.IMG2IMG, core.Settings(sampler="tcd", eta=0.5), image=(1, 1, bytes(4)))
+        self.assertEqual((tcd.sampler, tcd.eta), (proto.Sampler.TCD, 0.5))
+
+    def test_validate_names_and_eta(self):
+        with self.assertRaisesRegex(core.PluginError, "Unknown sampler"):
+            core.validate(core.Settings(sampler="euler-a"), proto.Mode.IMG2IMG)
+        with self.assertRaisesRegex(core.PluginError, "Spacing does not apply to lcm"):
+            core.validate(core.Settings(sampler="lcm", spacing="karras"), proto.Mode.IMG2IMG)
+        with self.assertRaisesRegex(core.PluginError, "Eta"):
+            core.validate(core.Settings(sampler="ddim", eta=2.0), proto.Mode.IMG2IMG)
+
+    def test_live_warning_on_a_model_that_is_not_lcm(self):
+        lcm = proto.Capabilities(default_sampler=proto.Sampler.LCM, default_steps=4)
+        quality = proto.Capabilities(default_sampler=proto.Sampler.DPMPP_2M, default_steps=20)
+        self.assertIsNone(core.live_warning(lcm, core.Settings()))
+        self.assertIsNone(core.live_warning(None, core.Settings()))
+        self.assertIn("not be real time", core.live_warning(quality, core.Settings()))
+        self.assertIn("dpmpp_2m", core.live_warning(quality, core.Settings()))
+        slow = core.apply_preset(core.Settings(), "Quality (DPM++ 2M Karras)")
+        self.assertIn("not be real time", core.live_warning(lcm, slow))
+
+
 class RequestTests(unittest.TestCase):
     def roundtrip(self, req):
         return proto.decode_client_frame(proto.encode_client_message(req))

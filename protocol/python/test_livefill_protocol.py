@@ -98,6 +98,22 @@ class Errors(unittest.TestCase):
             self.assertEqual(cm.exception.code, p.ErrorCode.UNSUPPORTED_VERSION)
             self.assertIn(str(v), str(cm.exception))
 
+    def test_wrong_version_says_which_side_to_update(self):
+        newer = p.UnsupportedVersion(p.PROTOCOL_VERSION + 1)
+        self.assertIn("update the plugin: livefill install-plugin", str(newer))
+        older = p.UnsupportedVersion(p.PROTOCOL_VERSION - 1)
+        self.assertIn("update livefill", str(older))
+
+    def test_sampler_and_spacing_names(self):
+        self.assertEqual([s.wire_name for s in p.Sampler], ["lcm", "tcd", "euler", "euler_a", "dpmpp_2m", "ddim"])
+        self.assertEqual(p.Sampler.from_name("dpmpp_2m"), p.Sampler.DPMPP_2M)
+        self.assertEqual(p.Spacing.from_name("karras"), p.Spacing.KARRAS)
+        with self.assertRaises(ValueError):
+            p.Sampler.from_name("euler-a")
+        req = p.GenerateRequest(sampler=p.Sampler.TCD, spacing=None, eta=0.5)
+        back = p.decode_client_payload(p.encode_client_payload(req))
+        self.assertEqual((back.sampler, back.spacing, back.eta), (p.Sampler.TCD, None, 0.5))
+
     def test_nonzero_flags(self):
         with self.assertRaises(p.BadFlags):
             p.read_client_message(io.BytesIO(_frame(flags=1, payload=struct.pack("<I", 3))))

@@ -10,7 +10,9 @@ use std::io::{self, Read, Write};
 
 use crate::codec::{WireMessage, decode_payload, encode_payload_into, payload_len};
 pub use crate::error::FrameError;
-use crate::message::{ClientMessage, DaemonMessage, PROTOCOL_VERSION};
+use crate::message::{
+    ClientMessage, DaemonMessage, ErrorReply, OLDEST_READABLE_VERSION, PROTOCOL_VERSION,
+};
 
 /// First four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"LVFL";
@@ -100,6 +102,19 @@ pub fn try_encode_frame<M: WireMessage>(msg: &M) -> Result<Vec<u8>, FrameError> 
     encode_payload_into(msg, &mut out);
     debug_assert_eq!(out.len(), HEADER_LEN + len);
     Ok(out)
+}
+
+/// `DaemonMessage::Error(reply)` framed in an older protocol `version` that a peer speaking it
+/// can still read (the `ErrorReply` layout has not changed since [`OLDEST_READABLE_VERSION`]),
+/// so that an outdated client shows the reason instead of a decode failure. `None` for versions
+/// outside `OLDEST_READABLE_VERSION..PROTOCOL_VERSION`.
+pub fn encode_error_for_version(reply: &ErrorReply, version: u16) -> Option<Vec<u8>> {
+    if !(OLDEST_READABLE_VERSION..PROTOCOL_VERSION).contains(&version) {
+        return None;
+    }
+    let mut frame = try_encode_frame(&DaemonMessage::Error(reply.clone())).ok()?;
+    frame[4..6].copy_from_slice(&version.to_le_bytes());
+    Some(frame)
 }
 
 /// Encodes a client message as a complete frame.

@@ -26,8 +26,8 @@ pub use codec::{
 };
 pub use frame::{
     DEFAULT_MAX_PAYLOAD, FrameError, FrameHeader, HEADER_LEN, MAGIC, encode_client, encode_daemon,
-    read_client_frame, read_daemon_frame, read_frame, read_frame_payload, try_encode_frame,
-    write_frame,
+    encode_error_for_version, read_client_frame, read_daemon_frame, read_frame, read_frame_payload,
+    try_encode_frame, write_frame,
 };
 pub use message::*;
 pub use socket_path::{SOCKET_ENV, default_socket_path};

@@ -9,7 +9,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Version of the byte layout; carried in every frame header and in both hellos.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest protocol version whose peers still get a readable answer: the daemon replies to
+/// their frames with an `Error { code: UnsupportedVersion }` framed in *their* version (the
+/// `ErrorReply` layout is the same in versions 1 and 2), so an old plugin shows "update the
+/// plugin" instead of failing to decode.
+pub const OLDEST_READABLE_VERSION: u16 = 1;
 
 /// Raw 8-bit RGBA pixels, row-major, top-left origin, `width * height * 4` bytes, channel order
 /// R, G, B, A, **straight (non-premultiplied) alpha**. Clients whose editor hands out BGRA
@@ -59,6 +65,36 @@ pub enum Priority {
     LivePreview,
 }
 
+/// The sampler (noise scheduler) of a request; wire names as on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Sampler {
+    /// Latent Consistency Model (LCM-distilled models, LCM-LoRA): 2–8 steps, guidance ≈ 1.
+    Lcm,
+    /// Trajectory Consistency Distillation (Hyper-SD, TCD-LoRA); `eta` is its gamma.
+    Tcd,
+    /// Euler (k-diffusion's Euler, EulerDiscreteScheduler).
+    Euler,
+    /// Euler ancestral: fresh noise at every step.
+    EulerA,
+    /// DPM-Solver++ 2M (second-order multistep).
+    Dpmpp2m,
+    /// DDIM; `eta` is its η (0 = deterministic).
+    Ddim,
+}
+
+/// How the timesteps (or sigmas) of a run are spread over the training schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Spacing {
+    /// `timestep_spacing = "leading"` (evenly from 0, plus `steps_offset`).
+    Leading,
+    /// `timestep_spacing = "trailing"` (evenly, ending at the last training timestep).
+    Trailing,
+    /// `timestep_spacing = "linspace"` (evenly from the first to the last training timestep).
+    Linspace,
+    /// Karras et al.'s sigmas (`use_karras_sigmas`); sigma-based samplers only.
+    Karras,
+}
+
 /// Canvas growth for outpainting, in pixels per side.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Extend {
@@ -85,7 +121,7 @@ pub struct GenerateRequest {
     pub negative_prompt: String,
     /// `None` = the daemon picks a random seed (reported back in the result).
     pub seed: Option<u64>,
-    /// Denoising steps (LCM: 1..=8 is typical, 4 is the default).
+    /// Denoising steps (LCM: 1..=8 is typical; DPM++ 2M: 15–30).
     pub steps: u32,
     /// Guidance scale; classifier-free guidance runs only when > 1 (or as an embedding for
     /// LCM-distilled UNets).
@@ -108,6 +144,13 @@ pub struct GenerateRequest {
     pub priority: Priority,
     /// Send a preview image with each progress message.
     pub stream_previews: bool,
+    /// `None` = the loaded model's default sampler (see `Capabilities.default_sampler`).
+    pub sampler: Option<Sampler>,
+    /// `None` = the model's `scheduler_config.json` (or, with `sampler: None`, the model default).
+    pub spacing: Option<Spacing>,
+    /// DDIM's η (default 0) or TCD's γ (default 0.3); `None` = that default. Other samplers
+    /// refuse it.
+    pub eta: Option<f32>,
 }
 
 /// Everything a client can send.
@@ -122,7 +165,7 @@ pub enum ClientMessage {
 }
 
 /// What the daemon can do with its loaded model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Capabilities {
     pub modes: Vec<Mode>,
     /// The UNet takes 9 input channels (a dedicated inpainting model).
@@ -133,10 +176,17 @@ pub struct Capabilities {
     pub max_image_side: u32,
     /// Largest accepted frame payload in bytes.
     pub max_frame_bytes: u64,
+    /// What a request with `sampler: None` runs: `Lcm` for LCM models, `Dpmpp2m` otherwise.
+    pub default_sampler: Sampler,
+    /// The spacing that goes with it (`Karras` for DPM++ 2M; `None` = the model's config).
+    pub default_spacing: Option<Spacing>,
+    /// Steps and guidance that suit the default sampler on this model (4 / 1 for LCM, 20 / 7).
+    pub default_steps: u32,
+    pub default_guidance: f32,
 }
 
 /// Daemon's answer to `ClientHello`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DaemonHello {
     pub daemon_version: String,
     pub protocol_version: u16,
@@ -287,6 +337,77 @@ impl Mask {
     /// Whether `pixels` holds exactly `width * height` bytes.
     pub fn is_well_formed(&self) -> bool {
         self.pixels.len() as u64 == self.expected_len()
+    }
+}
+
+impl Sampler {
+    /// Every sampler, in wire order.
+    pub const ALL: [Sampler; 6] = [
+        Sampler::Lcm,
+        Sampler::Tcd,
+        Sampler::Euler,
+        Sampler::EulerA,
+        Sampler::Dpmpp2m,
+        Sampler::Ddim,
+    ];
+
+    /// The name used on the command line, in plugins and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sampler::Lcm => "lcm",
+            Sampler::Tcd => "tcd",
+            Sampler::Euler => "euler",
+            Sampler::EulerA => "euler_a",
+            Sampler::Dpmpp2m => "dpmpp_2m",
+            Sampler::Ddim => "ddim",
+        }
+    }
+
+    /// The sampler named `name` (as [`Sampler::as_str`] writes it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether the sampler works on sigmas (and so can take Karras sigmas).
+    pub fn is_sigma_based(self) -> bool {
+        matches!(self, Sampler::Euler | Sampler::EulerA | Sampler::Dpmpp2m)
+    }
+}
+
+impl fmt::Display for Sampler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Spacing {
+    /// Every spacing, in wire order.
+    pub const ALL: [Spacing; 4] = [
+        Spacing::Leading,
+        Spacing::Trailing,
+        Spacing::Linspace,
+        Spacing::Karras,
+    ];
+
+    /// The name used on the command line (and, but for `karras`, in `scheduler_config.json`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Spacing::Leading => "leading",
+            Spacing::Trailing => "trailing",
+            Spacing::Linspace => "linspace",
+            Spacing::Karras => "karras",
+        }
+    }
+
+    /// The spacing named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for Spacing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

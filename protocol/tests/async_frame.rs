@@ -40,12 +40,13 @@ async fn async_round_trip_over_a_duplex_pipe() {
 #[tokio::test]
 async fn async_reader_refuses_bad_headers() {
     let mut f = encode_daemon(&DaemonMessage::ShuttingDown);
-    f[4] = 2;
+    let other = PROTOCOL_VERSION + 1;
+    f[4..6].copy_from_slice(&other.to_le_bytes());
     let e = read_daemon_frame_async(&mut &f[..], DEFAULT_MAX_PAYLOAD)
         .await
         .unwrap_err();
     assert!(
-        matches!(e, FrameError::UnsupportedVersion { got: 2, .. }),
+        matches!(e, FrameError::UnsupportedVersion { got, .. } if got == other),
         "{e}"
     );
 

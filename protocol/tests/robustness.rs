@@ -57,6 +57,31 @@ fn wrong_version_is_refused_before_the_payload() {
     }
 }
 
+/// An outdated peer gets the error in its own version's frame, with the version-1 layout of
+/// `DaemonMessage::Error` (variant 4, `ErrorReply`), which it can decode; newer or unknown
+/// versions get nothing of the kind.
+#[test]
+fn an_old_peer_gets_an_error_frame_in_its_own_version() {
+    let reply = ErrorReply::connection(ErrorCode::UnsupportedVersion, "update the plugin");
+    let old = encode_error_for_version(&reply, OLDEST_READABLE_VERSION).expect("old version");
+    assert_eq!(&old[4..6], &OLDEST_READABLE_VERSION.to_le_bytes());
+    let current = encode_daemon(&DaemonMessage::Error(reply.clone()));
+    assert_eq!(old[..4], current[..4]);
+    assert_eq!(
+        old[6..],
+        current[6..],
+        "same payload, only the version differs"
+    );
+    // Version 1's layout of Error(ErrorReply { None, UnsupportedVersion, message }).
+    let mut v1 = vec![4, 0, 0, 0, 0, 1, 0, 0, 0];
+    v1.extend_from_slice(&(reply.message.len() as u64).to_le_bytes());
+    v1.extend_from_slice(reply.message.as_bytes());
+    assert_eq!(&old[HEADER_LEN..], v1.as_slice());
+    assert!(encode_error_for_version(&reply, PROTOCOL_VERSION).is_none());
+    assert!(encode_error_for_version(&reply, PROTOCOL_VERSION + 1).is_none());
+    assert!(encode_error_for_version(&reply, 0).is_none());
+}
+
 #[test]
 fn nonzero_flags() {
     let mut f = header(&MAGIC, PROTOCOL_VERSION, 1, 4);

@@ -2,11 +2,16 @@
 """Build livefill's reference fixtures: tiny random-weight SD-1.5-architecture
 pipelines exported to ONNX in Hugging Face optimum's layout, plus diffusers'
 own outputs (LCMScheduler, CPU, fp32) on those exact weights and on noise that
-is read from .npy files.
+is read from .npy files; and the same with every other sampler livefill has
+(TCD, Euler, Euler ancestral, DPM++ 2M Karras, DDIM), each made with
+``<Scheduler>.from_config(<the model's scheduler config>)`` as diffusers users
+switch samplers (SAMPLER_CASES).
 
 Run from the repository root (see tests/reference/README.md):
 
     .cache/refvenv/bin/python tests/reference/make_fixtures.py
+    # only the sampler cases, on the committed models (no export, no open-clip):
+    .cache/refvenv/bin/python tests/reference/make_fixtures.py --samplers-only
 
 Everything is deterministic: weights come from per-parameter seeded torch
 generators, noise from seeded numpy generators. Running it twice rewrites
@@ -45,8 +50,13 @@ import diffusers  # noqa: E402
 from diffusers import (  # noqa: E402
     AutoencoderKL,
     AutoencoderTiny,
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
     LatentConsistencyModelPipeline,
     LCMScheduler,
+    TCDScheduler,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
@@ -735,7 +745,14 @@ PIPE_MODULES = [
     "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint",
     "diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_text2img",
 ]
-SCHED_MODULES = ["diffusers.schedulers.scheduling_lcm"]
+SCHED_MODULES = [
+    "diffusers.schedulers.scheduling_lcm",
+    "diffusers.schedulers.scheduling_tcd",
+    "diffusers.schedulers.scheduling_euler_discrete",
+    "diffusers.schedulers.scheduling_euler_ancestral_discrete",
+    "diffusers.schedulers.scheduling_dpmsolver_multistep",
+    "diffusers.schedulers.scheduling_ddim",
+]
 FORBIDDEN_RANDN = ["diffusers.models.autoencoders.vae", "diffusers.utils.torch_utils"]
 
 
@@ -755,6 +772,13 @@ class NoiseFeed:
         return torch.from_numpy(entry.copy())[None].to(dtype=dtype or torch.float32)
 
 
+def _timestep_value(t):
+    """A UNet timestep for cases.json: an int when integral (every scheduler but Euler with
+    Karras sigmas), else the float32 value diffusers fed."""
+    v = float(t)
+    return int(v) if v.is_integer() else v
+
+
 class Recorder:
     """Captures what the pipeline fed the UNet and what VAE latents it used."""
 
@@ -768,7 +792,7 @@ class Recorder:
         self.unet_calls.append(
             {
                 "sample": sample.detach().clone(),
-                "t": int(t),
+                "t": _timestep_value(t),
                 "ehs": kwargs["encoder_hidden_states"].detach().clone(),
                 "timestep_cond": None if kwargs.get("timestep_cond") is None else kwargs["timestep_cond"].detach().clone(),
             }
@@ -815,6 +839,46 @@ def expected_run_length(steps: int, strength: float) -> int:
     return steps - t_start
 
 
+# livefill sampler name -> (diffusers class, from_config overrides). No override means the
+# model's own scheduler config decides (here: the fixtures' LCM config, timestep_spacing
+# "leading", steps_offset 1), exactly as `Class.from_config(pipe.scheduler.config)` does.
+SAMPLERS = {
+    "lcm": (LCMScheduler, {}),
+    "tcd": (TCDScheduler, {}),
+    "euler": (EulerDiscreteScheduler, {}),
+    "euler_a": (EulerAncestralDiscreteScheduler, {}),
+    "dpmpp_2m": (DPMSolverMultistepScheduler, {}),
+    "ddim": (DDIMScheduler, {}),
+}
+# livefill spacing name -> from_config overrides.
+SPACINGS = {
+    None: {},
+    "karras": {"use_karras_sigmas": True},
+    "leading": {"timestep_spacing": "leading"},
+    "trailing": {"timestep_spacing": "trailing"},
+    "linspace": {"timestep_spacing": "linspace"},
+}
+
+
+def noise_draws(case: dict, n_run: int) -> int:
+    """Fresh noise the sampler draws after the initial noise (livefill's --noise contract)."""
+    sampler, eta = case.get("sampler", "lcm"), case.get("eta")
+    if sampler == "lcm":
+        return n_run - 1  # every step but the last
+    if sampler == "tcd":
+        return n_run - 1 if (0.3 if eta is None else eta) > 0 else 0
+    if sampler == "euler_a":
+        return n_run  # every step, the last one included
+    if sampler == "ddim":
+        return n_run if (eta or 0.0) > 0 else 0
+    return 0
+
+
+def make_scheduler(case: dict, base_config):
+    cls, overrides = SAMPLERS[case.get("sampler", "lcm")]
+    return cls.from_config(base_config, **overrides, **SPACINGS[case.get("spacing")])
+
+
 CASES = [
     dict(name="txt2img_g1_s4", model="tiny-sd", mode="txt2img", prompt="a photo of a cat sitting on a wooden chair",
          negative_prompt=None, steps=4, guidance=1.0, strength=1.0, width=64, height=64, seed=1001),
@@ -841,6 +905,47 @@ CASES = [
 DEBUG_CASES = {"img2img_s0.5_n4", "inpaint4_s0.6_n4", "inpaint9_s0.7_n4"}
 
 
+def _sampler_case(sampler, mode, model, steps, guidance, seed, strength=1.0, spacing=None, eta=None, tag=""):
+    strength_tag = f"_s{strength}" if mode != "txt2img" else ""
+    name = f"{sampler}{tag}_{mode}{'9' if model == 'tiny-sd-inpaint' else ''}{strength_tag}_n{steps}"
+    prompts = {
+        "txt2img": "a cozy cabin in a snowy pine forest",
+        "img2img": "an impressionist painting of a harbour",
+        "inpaint": "a bouquet of tulips in a glass vase",
+    }
+    return dict(name=name, model=model, mode=mode, prompt=prompts[mode], negative_prompt=None, steps=steps,
+                guidance=guidance, strength=strength, width=64, height=64, seed=seed, sampler=sampler,
+                spacing=spacing, eta=eta)
+
+
+def _sampler_cases() -> list:
+    """Every sampler but LCM (covered by CASES) on txt2img, img2img at strength 0.6 and inpaint
+    with the 4- and the 9-channel UNet; 5 steps (4 for TCD) so that DPM++ 2M runs first-,
+    second- and first-order steps; guidance 1 except one CFG case. Only PNGs are kept."""
+    out = []
+    seed = 2100
+    plans = [("tcd", 4, None, 0.3), ("euler", 5, None, None), ("euler_a", 5, None, None),
+             ("dpmpp_2m", 5, "karras", None), ("ddim", 5, None, None)]
+    for sampler, steps, spacing, eta in plans:
+        for mode, model, strength in (("txt2img", "tiny-sd", 1.0), ("img2img", "tiny-sd", 0.6),
+                                      ("inpaint", "tiny-sd", 1.0), ("inpaint", "tiny-sd-inpaint", 1.0)):
+            seed += 1
+            out.append(_sampler_case(sampler, mode, model, steps, 1.0, seed, strength, spacing, eta))
+    # Turbo / Lightning style (Euler, trailing), Euler with Karras sigmas (fractional timesteps),
+    # DPM++ 2M Karras with CFG, DDIM with eta > 0 (a draw per step), 4-channel inpaint below 1.
+    out.append(_sampler_case("euler", "txt2img", "tiny-sd", 4, 1.0, 2201, spacing="trailing", tag="_trailing"))
+    out.append(_sampler_case("euler", "txt2img", "tiny-sd", 5, 1.0, 2202, spacing="karras", tag="_karras"))
+    cfg = _sampler_case("dpmpp_2m", "txt2img", "tiny-sd", 6, 3.0, 2203, spacing="karras", tag="_cfg3")
+    cfg["negative_prompt"] = "blurry"
+    out.append(cfg)
+    out.append(_sampler_case("ddim", "img2img", "tiny-sd", 5, 1.0, 2204, strength=0.6, eta=0.5, tag="_eta0.5"))
+    out.append(_sampler_case("euler_a", "inpaint", "tiny-sd", 5, 1.0, 2205, strength=0.6))
+    return out
+
+
+SAMPLER_CASES = _sampler_cases()
+
+
 def save_npy(path: Path, arr) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(arr, torch.Tensor):
@@ -853,7 +958,8 @@ def save_npy(path: Path, arr) -> str:
 def run_case(case: dict, pipes: dict, tok: CLIPTokenizer, image: Image.Image, mask: Image.Image) -> dict:
     name = case["name"]
     n_run = expected_run_length(case["steps"], case["strength"] if case["mode"] != "txt2img" else 1.0)
-    k = 1 + (n_run - 1)  # prepare_latents draw + one LCMScheduler.step draw per step but the last
+    k = 1 + noise_draws(case, n_run)  # prepare_latents' draw + the sampler's own draws
+    compact = "sampler" in case  # sampler cases keep only the PNG (the files stay small)
     h8, w8 = case["height"] // 8, case["width"] // 8
     rng = np.random.default_rng(case["seed"])
     noise = rng.standard_normal((k, 4, h8, w8), dtype=np.float32)
@@ -881,7 +987,12 @@ def run_case(case: dict, pipes: dict, tok: CLIPTokenizer, image: Image.Image, ma
             "img2img": StableDiffusionImg2ImgPipeline,
             "inpaint": StableDiffusionInpaintPipeline,
         }[case["mode"]]
-        pipe = cls(**base.components)
+        components = dict(base.components)
+        if compact:
+            components["scheduler"] = make_scheduler(case, base.scheduler.config)
+            if case["sampler"] in ("tcd", "ddim"):
+                common["eta"] = 0.3 if case["eta"] is None and case["sampler"] == "tcd" else (case["eta"] or 0.0)
+        pipe = cls(**components)
         pipe.set_progress_bar_config(disable=True)
         if case["mode"] == "txt2img":
             out = pipe(height=case["height"], width=case["width"], **common)
@@ -911,6 +1022,8 @@ def run_case(case: dict, pipes: dict, tok: CLIPTokenizer, image: Image.Image, ma
     neg_ids = tokenize(tok, case["negative_prompt"] or "") if cfg else None
 
     entry = {k2: case[k2] for k2 in ("name", "model", "mode", "prompt", "negative_prompt", "steps", "guidance")}
+    if compact:
+        entry.update({k2: case[k2] for k2 in ("sampler", "spacing", "eta")})
     entry["strength"] = case["strength"] if case["mode"] != "txt2img" else None
     entry["width"], entry["height"] = case["width"], case["height"]
     entry["image"] = "inputs/image_64.png" if case["mode"] != "txt2img" else None
@@ -918,15 +1031,16 @@ def run_case(case: dict, pipes: dict, tok: CLIPTokenizer, image: Image.Image, ma
     entry["cfg"] = cfg
     entry["noise"] = noise_rel
     entry["noise_entries"] = k
-    entry["expected"] = save_npy(REF / "expected" / f"{name}.npy", img)
+    entry["expected"] = None if compact else save_npy(REF / "expected" / f"{name}.npy", img)
     png = (img * 255.0).round().clip(0, 255).astype(np.uint8)  # diffusers' numpy_to_pil rule
+    (REF / "expected").mkdir(parents=True, exist_ok=True)
     Image.fromarray(png, "RGB").save(REF / "expected" / f"{name}.png", optimize=False)
     entry["expected_png"] = f"expected/{name}.png"
     entry["timesteps"] = timesteps
     entry["token_ids"] = token_ids
     entry["negative_token_ids"] = neg_ids
-    entry["text_embeddings"] = save_npy(REF / "text_embeddings" / f"{name}.npy", ehs)
-    if rec.unet_calls[0]["timestep_cond"] is not None:
+    entry["text_embeddings"] = None if compact else save_npy(REF / "text_embeddings" / f"{name}.npy", ehs)
+    if rec.unet_calls[0]["timestep_cond"] is not None and not compact:
         tc = rec.unet_calls[0]["timestep_cond"]
         entry["timestep_cond"] = save_npy(REF / "debug" / f"{name}_timestep_cond.npy", tc)
     if name in DEBUG_CASES:
@@ -968,6 +1082,54 @@ def lcm_pipeline_crosscheck(pipes, case, expected: np.ndarray):
 # --------------------------------------------------------------------------
 
 
+def build_pipes(te, vae, unets, tok) -> dict:
+    pipes = {}
+    for name in MODELS:
+        pipes[name] = StableDiffusionPipeline(
+            vae=vae, text_encoder=te, tokenizer=tok, unet=unets[name], scheduler=build_scheduler(),
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
+        pipes[name].set_progress_bar_config(disable=True)
+    return pipes
+
+
+_NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
+
+
+def write_cases(entries: list) -> None:
+    text = json.dumps(entries, indent=2)
+    # keep number lists (token ids, timesteps) on one line
+    text = re.sub(
+        r"\[(\s*%s(?:,\s*%s)*\s*)\]" % (_NUMBER, _NUMBER),
+        lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
+        text,
+    )
+    assert json.loads(text) == entries
+    (REF / "cases.json").write_text(text + "\n")
+    print(f"wrote {len(entries)} cases to {REF / 'cases.json'}")
+
+
+def samplers_only():
+    """Rerun SAMPLER_CASES on the committed models and inputs, replacing their entries in
+    cases.json (the models are rebuilt from their seeds and checked against the committed ONNX
+    graphs first, so the references are those of the committed weights)."""
+    print(f"torch {torch.__version__}, diffusers {diffusers.__version__}, onnxruntime {ort.__version__}")
+    tok = CLIPTokenizer.from_pretrained(str(FIX / "tiny-sd" / "tokenizer"))
+    te, vae = build_text_encoder(), build_vae()
+    unets = {name: build_unet(name) for name in MODELS}
+    for name in MODELS:
+        sanity_check(FIX / name, te, unets[name], vae, MODELS[name]["io"])
+    image = Image.open(REF / "inputs" / "image_64.png").convert("RGB")
+    mask = Image.open(REF / "inputs" / "mask_64.png").convert("L")
+    pipes = build_pipes(te, vae, unets, tok)
+    names = {c["name"] for c in SAMPLER_CASES}
+    entries = [e for e in json.loads((REF / "cases.json").read_text()) if "sampler" not in e and e["name"] not in names]
+    print("running the other samplers (from_config of the model's scheduler config)")
+    for c in SAMPLER_CASES:
+        entries.append(run_case(c, pipes, tok, image, mask))
+    write_cases(entries)
+
+
 def main():
     print(f"torch {torch.__version__}, diffusers {diffusers.__version__}, onnxruntime {ort.__version__}, onnx {onnx.__version__}")
     vocab, merges = clip_vocab_and_merges()
@@ -1001,13 +1163,7 @@ def main():
     image = Image.open(REF / "inputs" / "image_64.png").convert("RGB")
     mask = Image.open(REF / "inputs" / "mask_64.png").convert("L")
 
-    pipes = {}
-    for name in MODELS:
-        pipes[name] = StableDiffusionPipeline(
-            vae=vae, text_encoder=te, tokenizer=tok, unet=unets[name], scheduler=build_scheduler(),
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-        )
-        pipes[name].set_progress_bar_config(disable=True)
+    pipes = build_pipes(te, vae, unets, tok)
 
     print("running diffusers reference cases")
     entries = []
@@ -1015,6 +1171,9 @@ def main():
         entries.append(run_case(c, pipes, tok, image, mask))
         if c["model"] == "tiny-lcm":
             lcm_pipeline_crosscheck(pipes, c, np.load(REF / entries[-1]["expected"]))
+    print("running the other samplers (from_config of the model's scheduler config)")
+    for c in SAMPLER_CASES:
+        entries.append(run_case(c, pipes, tok, image, mask))
 
     meta = {
         "generator": "tests/reference/make_fixtures.py",
@@ -1033,16 +1192,7 @@ def main():
         },
     }
     write_json(REF / "models.json", meta)
-    text = json.dumps(entries, indent=2)
-    # keep integer lists (token ids, timesteps) on one line
-    text = re.sub(
-        r"\[(\s*-?\d+(?:,\s*-?\d+)*\s*)\]",
-        lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
-        text,
-    )
-    assert json.loads(text) == entries
-    (REF / "cases.json").write_text(text + "\n")
-    print(f"wrote {len(entries)} cases to {REF / 'cases.json'}")
+    write_cases(entries)
     write_taesd_reference(taesd, taesd_signature)
     write_taesd_encoder_reference(taesd)
 
@@ -1055,4 +1205,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--samplers-only"]:
+        samplers_only()
+    else:
+        main()

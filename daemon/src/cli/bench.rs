@@ -21,12 +21,14 @@ use livefill_protocol::{Context, GenerateRequest, Mask, Mode, Priority, RgbaImag
 use serde_json::{Value, json};
 
 use super::generate::{EngineArgs, read_rgba};
+use super::sampler_args::SamplerArgs;
 use crate::client::DaemonClient;
 use crate::engine::Engine;
-use crate::generator::CancelToken;
+use crate::generator::{CancelToken, ImageGenerator};
 use crate::noise::SeededNoise;
 use crate::pipelines::Latents;
 use crate::request::{ONNXRUNTIME_STAGE, default_request};
+use crate::scheduler::{ModelDefaults, SamplerChoice};
 
 /// Longest wait for one reply of the daemon (a whole request at the largest size on a CPU).
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(600);
@@ -75,16 +77,14 @@ pub struct BenchArgs {
     /// runs at its size rounded up to 64).
     #[arg(long)]
     pub image: Option<PathBuf>,
-    #[arg(long, default_value_t = 4)]
-    pub steps: u32,
+    #[command(flatten)]
+    pub sampling: SamplerArgs,
     /// img2img strength.
     #[arg(long, default_value_t = 0.6)]
     pub strength: f32,
     /// Live-preview strength (0.5 with 4 steps = 2 UNet passes).
     #[arg(long, default_value_t = 0.5)]
     pub live_strength: f32,
-    #[arg(long, default_value_t = 1.0)]
-    pub guidance: f32,
     #[arg(long, default_value = "a photograph of a red door in a stone wall")]
     pub prompt: String,
     /// Use a new prompt every iteration, so the text encoder runs each time (as diffusers does)
@@ -222,6 +222,7 @@ fn centred_rect(width: u32, height: u32, w: u32, h: u32) -> Mask {
 /// The request one iteration of `mode` sends.
 fn build_request(
     args: &BenchArgs,
+    defaults: &ModelDefaults,
     mode: BenchMode,
     base: &RgbaImage,
     size: u32,
@@ -240,8 +241,7 @@ fn build_request(
     } else {
         args.prompt.clone()
     };
-    request.steps = args.steps;
-    request.guidance = args.guidance;
+    args.sampling.apply(&mut request, defaults);
     request.seed = Some(iteration as u64);
     // Full context: the model runs at the image size (rounded up to 64), nothing is resampled;
     // in a --layer, automatic context as the plugins ask.
@@ -320,8 +320,9 @@ fn run_mode_in_process(
 ) -> anyhow::Result<ModeSamples> {
     let mut samples = ModeSamples::default();
     let cancel = CancelToken::new();
+    let defaults = engine.info().sampling;
     for i in 0..args.warmup + args.iterations {
-        let request = build_request(args, mode, base, size, i);
+        let request = build_request(args, &defaults, mode, base, size, i);
         let mut noise = SeededNoise::new(i as u64);
         let mut steps = 0usize;
         let start = Instant::now();
@@ -394,6 +395,19 @@ fn time_taesd(engine: &mut Engine, args: &BenchArgs, size: u32) -> anyhow::Resul
     Ok(out)
 }
 
+/// The model defaults a daemon announces in its hello.
+fn announced_defaults(caps: &livefill_protocol::Capabilities) -> ModelDefaults {
+    ModelDefaults {
+        choice: SamplerChoice {
+            sampler: caps.default_sampler,
+            spacing: caps.default_spacing,
+            eta: None,
+        },
+        steps: caps.default_steps,
+        guidance: caps.default_guidance,
+    }
+}
+
 /// The same requests through a running daemon: request frame written → result frame read.
 fn run_mode_socket(
     client: &mut DaemonClient,
@@ -404,8 +418,9 @@ fn run_mode_socket(
     next_id: &mut u64,
 ) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::new();
+    let defaults = announced_defaults(&client.hello.capabilities);
     for i in 0..args.warmup + args.iterations {
-        let mut request = build_request(args, mode, base, size, i);
+        let mut request = build_request(args, &defaults, mode, base, size, i);
         *next_id += 1;
         request.request_id = *next_id;
         let start = Instant::now();
@@ -459,8 +474,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "model".into(),
         json!(args.engine.model.display().to_string()),
     );
-    report.insert("steps".into(), json!(args.steps));
-    report.insert("guidance".into(), json!(args.guidance));
     report.insert("strength".into(), json!(args.strength));
     report.insert("live_strength".into(), json!(args.live_strength));
     report.insert("iterations".into(), json!(args.iterations));
@@ -473,6 +486,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         Some(Engine::load(&options)?)
     };
+    let defaults = engine
+        .as_ref()
+        .map_or(ModelDefaults::default(), |e| e.info().sampling);
+    let (steps, guidance) = args.sampling.budget(&defaults);
+    report.insert("steps".into(), json!(steps));
+    report.insert("guidance".into(), json!(guidance));
+    report.insert("sampler".into(), json!(args.sampling.describe(&defaults)));
     let native = engine
         .as_ref()
         .map(|e| e.components.dir.native_size().0)
@@ -497,14 +517,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(engine) = engine.as_mut() {
         println!(
             "livefill bench: {} on {} ({}, ONNX Runtime {}), loaded in {:.1} s; {size}×{size}, \
-             {} steps, guidance {}, {} warm-up + {} timed runs per mode, prompts {}",
+             {}, {} warm-up + {} timed runs per mode, prompts {}",
             args.engine.model.display(),
             engine.runtime.device.describe(),
             engine.runtime.device.provider_name(),
             engine.runtime.version,
             engine.load_time.as_secs_f64(),
-            args.steps,
-            args.guidance,
+            args.sampling.describe(&defaults),
             args.warmup,
             args.iterations,
             if args.fresh_prompts {

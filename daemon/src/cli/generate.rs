@@ -10,8 +10,10 @@ use clap::{Args, ValueEnum};
 use livefill_protocol::{Context, Extend, Mask, Mode, RgbaImage};
 
 use super::runtime_args::RuntimeArgs;
+use super::sampler_args::SamplerArgs;
 use crate::engine::{Engine, EngineOptions};
 use crate::generator::CancelToken;
+use crate::generator::ImageGenerator;
 use crate::models::locate;
 use crate::noise::{FileNoise, NoiseSource, SeededNoise, random_seed};
 use crate::paths::ProcessEnv;
@@ -79,10 +81,8 @@ pub struct GenerateArgs {
     pub mask: Option<PathBuf>,
     #[arg(long)]
     pub strength: Option<f32>,
-    #[arg(long, default_value_t = 4)]
-    pub steps: u32,
-    #[arg(long, default_value_t = 1.0)]
-    pub guidance: f32,
+    #[command(flatten)]
+    pub sampling: SamplerArgs,
     /// Seed (default: random, printed).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -100,7 +100,9 @@ pub struct GenerateArgs {
     pub feather: u32,
     #[arg(long, value_enum, default_value = "on")]
     pub color_match: OnOff,
-    /// float32 .npy [k, 4, H/8, W/8]: entry 0 = initial noise, 1.. = noise after each step.
+    /// float32 .npy [k, 4, H/8, W/8]: entry 0 = the initial noise, then the fresh noise the
+    /// sampler draws, in order (lcm and tcd: one per step but the last; euler_a: one per step;
+    /// ddim with eta > 0: one per step; euler, dpmpp_2m, ddim: none).
     #[arg(long)]
     pub noise: Option<PathBuf>,
     /// Where to write the result PNG (the full image, result composited in place).
@@ -201,8 +203,6 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let mut request = default_request(mode);
     request.prompt = args.prompt.clone();
     request.negative_prompt = args.negative.clone();
-    request.steps = args.steps;
-    request.guidance = args.guidance;
     if let Some(strength) = args.strength {
         request.strength = strength;
     }
@@ -221,22 +221,24 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         bail!("--mode {:?} needs --image", args.mode);
     }
     let seed = args.seed.unwrap_or_else(random_seed);
-    let mut noise: Box<dyn NoiseSource> = match &args.noise {
-        Some(path) => Box::new(FileNoise::new(crate::npy::read_f32(path)?)),
-        None => Box::new(SeededNoise::new(seed)),
+    let mut file_noise = match &args.noise {
+        Some(path) => Some(FileNoise::new(crate::npy::read_f32(path)?)),
+        None => None,
+    };
+    let mut seeded = SeededNoise::new(seed);
+    let noise: &mut dyn NoiseSource = match file_noise.as_mut() {
+        Some(file) => file,
+        None => &mut seeded,
     };
     let mut engine = Engine::load(&args.engine.engine_options()?)?;
+    let defaults = engine.info().sampling;
+    args.sampling.apply(&mut request, &defaults);
+    eprintln!("sampler: {}", args.sampling.describe(&defaults));
     let span = tracing::info_span!("job", mode = ?request.mode, seed);
     let _entered = span.enter();
-    let output = engine.run(
-        &request,
-        seed,
-        noise.as_mut(),
-        &CancelToken::new(),
-        &mut |p| {
-            eprintln!("step {}/{}", p.step, p.total_steps);
-        },
-    )?;
+    let output = engine.run(&request, seed, noise, &CancelToken::new(), &mut |p| {
+        eprintln!("step {}/{}", p.step, p.total_steps);
+    })?;
     let full = flatten(
         request.image.as_ref(),
         &output.image,
@@ -251,5 +253,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         full.height,
         super::format_timings(&output.timings)
     );
+    if let Some(left) = file_noise.map(|f| f.remaining()).filter(|&n| n > 0) {
+        eprintln!("warning: {left} entries of --noise were not used by this sampler");
+    }
     Ok(())
 }

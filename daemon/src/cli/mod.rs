@@ -7,6 +7,7 @@ pub mod generate;
 pub mod install_plugin;
 pub mod models;
 pub mod runtime_args;
+pub mod sampler_args;
 pub mod serve;
 pub mod status;
 

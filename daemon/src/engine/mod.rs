@@ -25,6 +25,7 @@ use crate::onnx::model_dir::ModelDir;
 use crate::onnx::runtime::{self, Runtime, RuntimeError, RuntimeOptions};
 use crate::pipelines::{Components, PipelineError};
 use crate::request::{self, default_request};
+use crate::scheduler::ModelDefaults;
 use live_cache::LiveLatentCache;
 use request_flow::RequestRun;
 
@@ -139,6 +140,7 @@ impl Engine {
     ) -> Result<GenerateOutput, GenerateError> {
         request::validate(request, &self.info, self.max_image_side)?;
         let mut job = RequestRun {
+            sampler: request::sampler_choice(request, &self.info),
             components: &mut self.components,
             text_cache: &mut self.text_cache,
             live_cache: &mut self.live_cache,
@@ -167,6 +169,10 @@ fn describe(runtime: &Runtime, components: &Components) -> GeneratorInfo {
         modes,
         inpainting_unet: components.dir.is_inpainting_unet(),
         taesd_previews: components.taesd_decoder.is_some(),
+        sampling: ModelDefaults::for_model(
+            &components.dir.scheduler_config,
+            components.dir.unet_config.time_cond_proj_dim.is_some(),
+        ),
     }
 }
 

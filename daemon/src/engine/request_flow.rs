@@ -20,9 +20,12 @@ use crate::pipelines::{
 use super::live_cache::{LiveLatentCache, fingerprint};
 use super::text_cache::TextCache;
 use crate::request::ONNXRUNTIME_STAGE;
+use crate::scheduler::SamplerChoice;
 
 /// Everything one job borrows from the engine.
 pub struct RequestRun<'a> {
+    /// The request's sampler, resolved against the model.
+    pub sampler: SamplerChoice,
     pub components: &'a mut Components,
     pub text_cache: &'a mut TextCache,
     pub live_cache: &'a mut LiveLatentCache,
@@ -137,6 +140,7 @@ impl RequestRun<'_> {
                 steps: request.steps as usize,
                 guidance: request.guidance,
                 strength,
+                sampler: self.sampler,
                 live: request.priority == Priority::LivePreview,
             },
             noise: self.noise,

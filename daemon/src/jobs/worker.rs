@@ -210,6 +210,7 @@ mod tests {
                 modes: vec![Mode::Txt2Img],
                 inpainting_unet: false,
                 taesd_previews: false,
+                sampling: Default::default(),
             }
         }
 

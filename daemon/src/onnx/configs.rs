@@ -132,6 +132,31 @@ impl ConfigEnum for PredictionType {
     }
 }
 
+/// How inference timesteps are spread over the training ones (`timestep_spacing`; Karras sigmas
+/// are the separate `use_karras_sigmas`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimestepSpacing {
+    /// Evenly from 0, plus `steps_offset`.
+    #[default]
+    Leading,
+    /// Evenly, ending at the last training timestep.
+    Trailing,
+    /// Evenly from the first to the last training timestep.
+    Linspace,
+}
+
+impl ConfigEnum for TimestepSpacing {
+    const FIELD: &'static str = "timestep_spacing";
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "leading" => Some(Self::Leading),
+            "trailing" => Some(Self::Trailing),
+            "linspace" => Some(Self::Linspace),
+            _ => None,
+        }
+    }
+}
+
 /// A parsed config enum, or the string it could not be parsed from (reported by
 /// `ModelDir::open` with the file's path, rather than as a bare JSON error).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +188,11 @@ impl<'de, T: ConfigEnum> Deserialize<'de> for ConfigValue<T> {
     }
 }
 
-/// `scheduler/scheduler_config.json` (LCMScheduler fields; others are ignored).
+/// `scheduler/scheduler_config.json`: the fields of the supported samplers (others are ignored).
+///
+/// The optional fields are those whose default differs between diffusers' schedulers: absent,
+/// each sampler takes its own default, as diffusers' `from_config` does (`timestep_spacing`:
+/// `leading` for LCM/TCD/DDIM, `linspace` for Euler/DPM; `clip_sample`: on for DDIM only).
 #[derive(Debug, Clone, Deserialize)]
 pub struct SchedulerConfig {
     #[serde(rename = "_class_name", default)]
@@ -185,9 +214,15 @@ pub struct SchedulerConfig {
     #[serde(default = "default_true")]
     pub set_alpha_to_one: bool,
     #[serde(default)]
-    pub clip_sample: bool,
+    pub clip_sample: Option<bool>,
     #[serde(default = "default_clip_range")]
     pub clip_sample_range: f64,
+    #[serde(default)]
+    pub timestep_spacing: Option<ConfigValue<TimestepSpacing>>,
+    #[serde(default)]
+    pub steps_offset: Option<usize>,
+    #[serde(default)]
+    pub use_karras_sigmas: Option<bool>,
 }
 
 fn default_train_steps() -> usize {

@@ -121,6 +121,9 @@ impl ModelDir {
         let sched_path = self.root.join("scheduler/scheduler_config.json");
         check_supported(&sched_path, &sched.prediction_type)?;
         check_supported(&sched_path, &sched.beta_schedule)?;
+        if let Some(spacing) = &sched.timestep_spacing {
+            check_supported(&sched_path, spacing)?;
+        }
         Ok(())
     }
 

@@ -277,13 +277,15 @@ impl Components {
         })
     }
 
-    /// One UNet evaluation with guidance applied: the predicted noise for `latents` at `timestep`.
-    /// `extra` (9-channel UNets) is appended to the latents along channels.
+    /// One UNet evaluation with guidance applied: the predicted noise for `latents` at `timestep`
+    /// (fractional for Euler's Karras sigmas; an integer-typed graph gets it truncated, as
+    /// diffusers' ONNX pipeline casts it). `extra` (9-channel UNets) is appended to the latents
+    /// along channels.
     pub fn predict_noise(
         &mut self,
         latents: &Latents,
         extra: Option<&Latents>,
-        timestep: i64,
+        timestep: f64,
         job: &UnetJob,
     ) -> Result<Vec<f32>, PipelineError> {
         let input = concat_channels(latents, extra);
@@ -305,9 +307,10 @@ impl Components {
         &mut self,
         input: &Latents,
         shape: UnetShape,
-        timestep: i64,
+        timestep: f64,
     ) -> Result<Vec<f32>, PipelineError> {
         let batch = shape.batch;
+        let timestep = timestep as f32;
         let sample = array(
             &[batch, input.channels, input.height, input.width],
             input.data.repeat(batch),
@@ -325,7 +328,7 @@ impl Components {
         self.unet
             .write_input(binding, "sample", InputData::Float(sample))?;
         self.unet
-            .write_input(binding, "timestep", InputData::Int(timestep))?;
+            .write_input(binding, "timestep", InputData::Float(timestep))?;
         let out = self.unet.run_fixed(self.unet_buffers.binding(slot))?;
         first_output(out, &self.unet)
     }

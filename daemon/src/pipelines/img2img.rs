@@ -1,8 +1,6 @@
-//! Image to image: the image's latents noised to the first kept timestep → LCM loop → decode.
+//! Image to image: the image's latents noised to the first kept step → sampler loop → decode.
 //!
-//! Strength picks how many of the planned timesteps run (see `scheduler::lcm`).
-
-use crate::scheduler::Scheduler;
+//! Strength picks how many of the planned steps run (see `scheduler`), on sigma schedules too.
 
 use super::{DenoiseRun, Latents, ModelImage, PipelineError, denoise};
 
@@ -19,7 +17,7 @@ pub fn img2img(
         let out = super::inpaint::inpaint(run, image, &mask)?;
         return Ok((out, None));
     }
-    let scheduler = run.plan()?;
+    let mut scheduler = run.plan()?;
     let image_latents = match cached_latents {
         Some(latents) => latents,
         None => run
@@ -28,10 +26,10 @@ pub fn img2img(
     };
     let initial = run.noise.next(image_latents.data.len())?;
     let start = Latents {
-        data: scheduler.add_noise(&image_latents.data, &initial, scheduler.timesteps()[0]),
+        data: scheduler.add_noise(&image_latents.data, &initial, 0),
         ..image_latents.clone()
     };
-    let latents = denoise(&mut run, start, &scheduler, None)?;
+    let latents = denoise(&mut run, start, scheduler.as_mut(), None)?;
     let decoded = run.decode(&latents)?;
     Ok((decoded, Some(image_latents)))
 }

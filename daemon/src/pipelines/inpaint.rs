@@ -8,8 +8,6 @@
 //! timestep (clean after the last step) where the mask is 0. At strength 1 the start is pure
 //! noise; below 1 it is the image's latents noised to the first kept timestep.
 
-use crate::scheduler::Scheduler;
-
 use super::{
     Components, DenoiseRun, InpaintGuide, Latents, ModelImage, PipelineError, Timings,
     components::timed, denoise,
@@ -65,7 +63,7 @@ pub fn inpaint(
         )));
     }
     let scale = run.components.vae_scale();
-    let scheduler = run.plan()?;
+    let mut scheduler = run.plan()?;
     let lmask = latent_mask(mask, width, height, scale);
     let full_strength = run.params.strength >= 1.0;
     let nine_channels = run.components.dir.is_inpainting_unet();
@@ -82,7 +80,7 @@ pub fn inpaint(
     let initial = run.noise.next(channels * h * w)?;
     let start = match (&image_latents, full_strength) {
         (Some(latents), false) => Latents {
-            data: scheduler.add_noise(&latents.data, &initial, scheduler.timesteps()[0]),
+            data: scheduler.add_noise(&latents.data, &initial, 0),
             ..latents.clone()
         },
         _ => Latents {
@@ -117,7 +115,7 @@ pub fn inpaint(
         },
         (None, None) => unreachable!("4-channel UNets always encode the image"),
     };
-    let latents = denoise(&mut run, start, &scheduler, Some(&guide))?;
+    let latents = denoise(&mut run, start, scheduler.as_mut(), Some(&guide))?;
     run.decode(&latents)
 }
 

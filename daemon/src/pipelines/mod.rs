@@ -1,6 +1,6 @@
 //! Diffusion pipelines by mode, at model resolution, in diffusers' order.
 //!
-//! Exists to keep the denoising math (prompt encoding, latent preparation, the LCM loop,
+//! Exists to keep the denoising math (prompt encoding, latent preparation, the sampler loop,
 //! inpaint blending, decoding) apart from pixel work on user images (`imaging`) and from request
 //! handling (`engine`). Each mode has its own file; they share `denoise` below.
 //!
@@ -22,8 +22,7 @@ use crate::generator::CancelToken;
 use crate::noise::{NoiseError, NoiseSource};
 use crate::onnx::contract::ContractError;
 use crate::onnx::session::OnnxError;
-use crate::scheduler::lcm::LcmError;
-use crate::scheduler::{LcmScheduler, Scheduler};
+use crate::scheduler::{self, SamplerChoice, ScheduleError, Scheduler};
 use crate::tokenizer::TokenizerError;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +36,7 @@ pub enum PipelineError {
     #[error(transparent)]
     Noise(#[from] NoiseError),
     #[error(transparent)]
-    Schedule(#[from] LcmError),
+    Schedule(#[from] ScheduleError),
     #[error("model: {0}")]
     Model(String),
     #[error("invalid input: {0}")]
@@ -68,6 +67,8 @@ pub struct SamplingParams {
     pub steps: usize,
     pub guidance: f32,
     pub strength: f32,
+    /// The sampler, resolved against the model (`request::sampler_choice`).
+    pub sampler: SamplerChoice,
     /// A live preview: decode with TAESD when the model has one (the full VAE otherwise), and
     /// capture the UNet's run as a CUDA graph where the session allows it.
     pub live: bool,
@@ -89,10 +90,11 @@ pub struct DenoiseRun<'a> {
 }
 
 impl DenoiseRun<'_> {
-    /// The scheduler planned for this run's steps and strength.
-    fn plan(&self) -> Result<LcmScheduler, PipelineError> {
-        Ok(LcmScheduler::new(
+    /// The scheduler planned for this run's sampler, steps and strength.
+    fn plan(&self) -> Result<Box<dyn Scheduler>, PipelineError> {
+        Ok(scheduler::plan(
             &self.components.dir.scheduler_config,
+            &self.params.sampler,
             self.params.steps,
             self.params.strength,
         )?)
@@ -118,11 +120,13 @@ pub enum InpaintGuide<'a> {
     },
 }
 
-/// The denoising loop shared by every mode.
+/// The denoising loop shared by every mode: per step, the model input scaled as the sampler
+/// wants it (`scale_model_input`; a 9-channel UNet's extra channels are appended unscaled, as
+/// diffusers does), the UNet (+ guidance), the sampler's step with the fresh noise it draws.
 pub fn denoise(
     run: &mut DenoiseRun<'_>,
     mut latents: Latents,
-    scheduler: &dyn Scheduler,
+    scheduler: &mut dyn Scheduler,
     guide: Option<&InpaintGuide<'_>>,
 ) -> Result<Latents, PipelineError> {
     let timesteps = scheduler.timesteps().to_vec();
@@ -147,8 +151,19 @@ pub fn denoise(
             return Err(PipelineError::Cancelled);
         }
         let components = &mut *run.components;
+        let scale = scheduler.input_scale(index);
+        let scaled;
+        let input = if scale == 1.0 {
+            &latents
+        } else {
+            scaled = Latents {
+                data: latents.data.iter().map(|v| v * scale).collect(),
+                ..latents.clone()
+            };
+            &scaled
+        };
         let predicted = components::timed(run.timings, "unet", || {
-            components.predict_noise(&latents, extra, t, &job)
+            components.predict_noise(input, extra, t, &job)
         })?;
         let step_noise = if scheduler.needs_noise(index) {
             Some(run.noise.next(latents.data.len())?)
@@ -165,7 +180,6 @@ pub fn denoise(
             blend_known_region(
                 &mut latents,
                 scheduler,
-                &timesteps,
                 index,
                 image_latents,
                 mask,
@@ -180,15 +194,15 @@ pub fn denoise(
 fn blend_known_region(
     latents: &mut Latents,
     scheduler: &dyn Scheduler,
-    timesteps: &[i64],
     index: usize,
     image_latents: &Latents,
     mask: &[f32],
     initial_noise: &[f32],
 ) {
-    let proper = match timesteps.get(index + 1) {
-        Some(&next) => scheduler.add_noise(&image_latents.data, initial_noise, next),
-        None => image_latents.data.clone(),
+    let proper = if index + 1 < scheduler.timesteps().len() {
+        scheduler.add_noise(&image_latents.data, initial_noise, index + 1)
+    } else {
+        image_latents.data.clone()
     };
     let plane = latents.height * latents.width;
     for (i, (l, p)) in latents.data.iter_mut().zip(&proper).enumerate() {

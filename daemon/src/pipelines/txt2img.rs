@@ -1,7 +1,5 @@
-//! Text to image: pure noise → LCM loop → decode (9-channel UNets: an inpaint of a blank
-//! image with everything masked).
-
-use crate::scheduler::Scheduler;
+//! Text to image: pure noise (× the sampler's initial σ) → sampler loop → decode (9-channel
+//! UNets: an inpaint of a blank image with everything masked).
 
 use super::{DenoiseRun, Latents, ModelImage, PipelineError, SamplingParams, denoise};
 
@@ -27,7 +25,7 @@ pub fn txt2img(
         return super::inpaint::inpaint(run, &blank, &everything);
     }
     let scale = run.components.vae_scale();
-    let scheduler = run.plan()?;
+    let mut scheduler = run.plan()?;
     let (h, w) = (height / scale, width / scale);
     let channels = run.components.latent_channels();
     let sigma = scheduler.init_noise_sigma();
@@ -42,6 +40,6 @@ pub fn txt2img(
             .map(|v| v * sigma)
             .collect(),
     };
-    let latents = denoise(&mut run, start, &scheduler, None)?;
+    let latents = denoise(&mut run, start, scheduler.as_mut(), None)?;
     run.decode(&latents)
 }

@@ -10,15 +10,8 @@
 //! the last `init` timesteps run. livefill keeps at least one step (diffusers raises instead).
 
 use super::Scheduler;
-use crate::onnx::configs::{BetaSchedule, PredictionType, SchedulerConfig};
-
-#[derive(Debug, thiserror::Error)]
-pub enum LcmError {
-    #[error("steps must be between 1 and {max} (got {got})")]
-    Steps { got: usize, max: usize },
-    #[error("strength must be in (0, 1] (got {0})")]
-    Strength(f32),
-}
+use super::schedule::{alphas_cumprod, consistency_timesteps, ddpm_add_noise, kept_steps};
+use crate::onnx::configs::{PredictionType, SchedulerConfig};
 
 /// LCM planned for one job.
 #[derive(Debug, Clone)]
@@ -26,41 +19,31 @@ pub struct LcmScheduler {
     config: SchedulerConfig,
     alphas_cumprod: Vec<f64>,
     final_alpha_cumprod: f64,
-    timesteps: Vec<i64>,
+    timesteps: Vec<f64>,
 }
 
 impl LcmScheduler {
-    /// Plan `steps` steps at `strength` (1.0 = from pure noise).
-    pub fn new(config: &SchedulerConfig, steps: usize, strength: f32) -> Result<Self, LcmError> {
-        let original = config.original_inference_steps;
-        if steps == 0 || steps > original {
-            return Err(LcmError::Steps {
-                got: steps,
-                max: original,
-            });
-        }
-        if !(strength > 0.0 && strength <= 1.0) {
-            return Err(LcmError::Strength(strength));
-        }
+    /// Plan `steps` steps (1..=`original_inference_steps`, checked by `scheduler::plan`) at
+    /// `strength` (1.0 = from pure noise).
+    pub fn new(config: &SchedulerConfig, steps: usize, strength: f32) -> Self {
         let alphas_cumprod = alphas_cumprod(config);
         let final_alpha_cumprod = if config.set_alpha_to_one {
             1.0
         } else {
             alphas_cumprod[0]
         };
-        let full = full_schedule(config, steps);
-        let keep = ((steps as f64 * strength as f64).floor() as usize).clamp(1, steps);
-        let timesteps = full[steps - keep..].to_vec();
-        Ok(Self {
+        let full = consistency_timesteps(config, steps);
+        let keep = kept_steps(steps, strength);
+        Self {
             config: config.clone(),
             alphas_cumprod,
             final_alpha_cumprod,
-            timesteps,
-        })
+            timesteps: full[steps - keep..].to_vec(),
+        }
     }
 
-    fn alpha(&self, timestep: i64) -> f64 {
-        if timestep >= 0 {
+    fn alpha(&self, timestep: f64) -> f64 {
+        if timestep >= 0.0 {
             self.alphas_cumprod[timestep as usize]
         } else {
             self.final_alpha_cumprod
@@ -68,82 +51,22 @@ impl LcmScheduler {
     }
 
     /// diffusers' `get_scalings_for_boundary_condition_discrete` (sigma_data = 0.5).
-    fn boundary_scalings(&self, timestep: i64) -> (f64, f64) {
+    fn boundary_scalings(&self, timestep: f64) -> (f64, f64) {
         let sigma_data = 0.5f64;
-        let scaled = timestep as f64 * self.config.timestep_scaling;
+        let scaled = timestep * self.config.timestep_scaling;
         let c_skip = sigma_data * sigma_data / (scaled * scaled + sigma_data * sigma_data);
         let c_out = scaled / (scaled * scaled + sigma_data * sigma_data).sqrt();
         (c_skip, c_out)
     }
 }
 
-/// β schedule → cumulative products of α, computed in f32 like diffusers (torch float32).
-fn alphas_cumprod(config: &SchedulerConfig) -> Vec<f64> {
-    let n = config.num_train_timesteps;
-    let betas: Vec<f32> = match config.beta_schedule.get() {
-        BetaSchedule::Linear => linspace(config.beta_start as f32, config.beta_end as f32, n),
-        BetaSchedule::ScaledLinear => linspace(
-            (config.beta_start as f32).sqrt(),
-            (config.beta_end as f32).sqrt(),
-            n,
-        )
-        .into_iter()
-        .map(|b| b * b)
-        .collect(),
-    };
-    let mut product = 1.0f32;
-    betas
-        .iter()
-        .map(|b| {
-            product *= 1.0 - b;
-            product as f64
-        })
-        .collect()
-}
-
-fn linspace(start: f32, end: f32, n: usize) -> Vec<f32> {
-    if n == 1 {
-        return vec![start];
-    }
-    let step = (end - start) / (n - 1) as f32;
-    // torch.linspace computes the second half from the end for symmetry.
-    (0..n)
-        .map(|i| {
-            if i < n / 2 {
-                start + step * i as f32
-            } else {
-                end - step * (n - 1 - i) as f32
-            }
-        })
-        .collect()
-}
-
-/// The full-strength LCM timesteps for `steps` steps (diffusers' `set_timesteps`, strength 1).
-fn full_schedule(config: &SchedulerConfig, steps: usize) -> Vec<i64> {
-    let original = config.original_inference_steps;
-    let k = (config.num_train_timesteps / original) as i64;
-    let origin: Vec<i64> = (1..=original as i64).rev().map(|i| i * k - 1).collect();
-    (0..steps)
-        .map(|i| {
-            let index = (i as f64 * origin.len() as f64 / steps as f64).floor() as usize;
-            origin[index]
-        })
-        .collect()
-}
-
 impl Scheduler for LcmScheduler {
-    fn timesteps(&self) -> &[i64] {
+    fn timesteps(&self) -> &[f64] {
         &self.timesteps
     }
 
-    fn add_noise(&self, original: &[f32], noise: &[f32], timestep: i64) -> Vec<f32> {
-        let alpha = self.alpha(timestep);
-        let (a, b) = (alpha.sqrt() as f32, (1.0 - alpha).sqrt() as f32);
-        original
-            .iter()
-            .zip(noise)
-            .map(|(&x, &n)| a * x + b * n)
-            .collect()
+    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
+        ddpm_add_noise(original, noise, self.alpha(self.timesteps[index]))
     }
 
     fn needs_noise(&self, index: usize) -> bool {
@@ -151,7 +74,7 @@ impl Scheduler for LcmScheduler {
     }
 
     fn step(
-        &self,
+        &mut self,
         index: usize,
         model_output: &[f32],
         sample: &[f32],
@@ -167,6 +90,7 @@ impl Scheduler for LcmScheduler {
         let clip = self
             .config
             .clip_sample
+            .unwrap_or(false)
             .then_some(self.config.clip_sample_range);
         let denoised = sample.iter().zip(model_output).map(|(&x, &e)| {
             let (x, e) = (x as f64, e as f64);
@@ -197,46 +121,35 @@ impl Scheduler for LcmScheduler {
 mod tests {
     use super::*;
 
-    fn plan(steps: usize, strength: f32) -> Vec<i64> {
-        LcmScheduler::new(&SchedulerConfig::default(), steps, strength)
-            .unwrap()
-            .timesteps
+    fn plan(steps: usize, strength: f32) -> Vec<f64> {
+        LcmScheduler::new(&SchedulerConfig::default(), steps, strength).timesteps
     }
 
     #[test]
     fn four_step_schedule_matches_diffusers() {
-        assert_eq!(plan(4, 1.0), vec![999, 759, 499, 259]);
-        assert_eq!(plan(2, 1.0), vec![999, 499]);
-        assert_eq!(plan(1, 1.0), vec![999]);
+        assert_eq!(plan(4, 1.0), vec![999.0, 759.0, 499.0, 259.0]);
+        assert_eq!(plan(2, 1.0), vec![999.0, 499.0]);
+        assert_eq!(plan(1, 1.0), vec![999.0]);
     }
 
     #[test]
     fn strength_keeps_the_tail() {
-        assert_eq!(plan(4, 0.5), vec![499, 259]);
-        assert_eq!(plan(4, 0.6), vec![499, 259]);
-        assert_eq!(plan(3, 0.8), vec![679, 339]);
+        assert_eq!(plan(4, 0.5), vec![499.0, 259.0]);
+        assert_eq!(plan(4, 0.6), vec![499.0, 259.0]);
+        assert_eq!(plan(3, 0.8), vec![679.0, 339.0]);
         // diffusers would refuse zero steps; livefill runs one.
-        assert_eq!(plan(4, 0.1), vec![259]);
+        assert_eq!(plan(4, 0.1), vec![259.0]);
     }
 
     #[test]
     fn last_step_returns_denoised_without_noise() {
-        let s = LcmScheduler::new(&SchedulerConfig::default(), 2, 1.0).unwrap();
+        let mut s = LcmScheduler::new(&SchedulerConfig::default(), 2, 1.0);
         assert!(s.needs_noise(0));
         assert!(!s.needs_noise(1));
         let out = s.step(1, &[0.0], &[1.0], None);
-        let alpha = s.alpha(499);
-        let (c_skip, c_out) = s.boundary_scalings(499);
+        let alpha = s.alpha(499.0);
+        let (c_skip, c_out) = s.boundary_scalings(499.0);
         let expected = c_out * (1.0 / alpha.sqrt()) + c_skip;
         assert!((out[0] as f64 - expected).abs() < 1e-6);
-    }
-
-    #[test]
-    fn rejects_bad_parameters() {
-        let c = SchedulerConfig::default();
-        assert!(LcmScheduler::new(&c, 0, 1.0).is_err());
-        assert!(LcmScheduler::new(&c, 51, 1.0).is_err());
-        assert!(LcmScheduler::new(&c, 4, 0.0).is_err());
-        assert!(LcmScheduler::new(&c, 4, f32::NAN).is_err());
     }
 }

@@ -14,7 +14,8 @@ use std::time::Duration;
 use interprocess::local_socket::tokio::Stream;
 use livefill_protocol::{
     Capabilities, ClientHello, ClientMessage, DaemonHello, DaemonMessage, ErrorCode, ErrorReply,
-    FrameError, GenerateRequest, PROTOCOL_VERSION, read_client_frame_async, write_frame_async,
+    FrameError, GenerateRequest, PROTOCOL_VERSION, encode_error_for_version,
+    read_client_frame_async, write_frame_async,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
@@ -62,6 +63,9 @@ async fn run(ctx: Arc<Context>, id: ConnectionId, stream: Stream, closing: Shutd
         client: None,
     };
     let mut reader = &*stream;
+    // An outdated client's "update the plugin" error, framed in its own version; written after
+    // the writer task has finished.
+    let mut outdated: Option<Vec<u8>> = None;
     let fatal = loop {
         let frame = tokio::select! {
             biased;
@@ -79,6 +83,13 @@ async fn run(ctx: Arc<Context>, id: ConnectionId, stream: Stream, closing: Shutd
                 tracing::debug!(error = %e, "read failed");
                 break false;
             }
+            Err(FrameError::UnsupportedVersion { got, .. })
+                if encode_error_for_version(&update_the_plugin(got), got).is_some() =>
+            {
+                tracing::warn!(version = got, "client speaks an older protocol version");
+                outdated = encode_error_for_version(&update_the_plugin(got), got);
+                break true;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "bad frame");
                 conn.send(DaemonMessage::Error(e.to_error_reply()));
@@ -94,10 +105,28 @@ async fn run(ctx: Arc<Context>, id: ConnectionId, stream: Stream, closing: Shutd
     let _ = close_writer.send(());
     drop(conn);
     let _ = writer.await;
+    if let Some(frame) = outdated {
+        let mut out = &*stream;
+        let _ = out.write_all(&frame).await;
+        let _ = out.flush().await;
+    }
     if fatal {
         linger(&mut reader).await;
     }
     tracing::debug!("disconnected");
+}
+
+/// What a client speaking an older protocol `version` is told (in a frame of its version).
+fn update_the_plugin(version: u16) -> ErrorReply {
+    ErrorReply::connection(
+        ErrorCode::UnsupportedVersion,
+        format!(
+            "this plugin speaks livefill protocol version {version}, the daemon (livefill {}) \
+             speaks version {PROTOCOL_VERSION}: update the plugin: livefill install-plugin krita \
+             (or: livefill install-plugin gimp), then restart the editor",
+            env!("CARGO_PKG_VERSION")
+        ),
+    )
 }
 
 /// Drains the outbox into the socket, in order, until told to close (then flushes what is left)
@@ -199,13 +228,19 @@ impl Connection {
                 version = hello.protocol_version,
                 "client speaks another protocol version"
             );
-            self.send(DaemonMessage::Error(ErrorReply::connection(
-                ErrorCode::UnsupportedVersion,
-                format!(
-                    "client speaks protocol version {}, this daemon speaks version {PROTOCOL_VERSION}",
-                    hello.protocol_version
-                ),
-            )));
+            let reply = if hello.protocol_version < PROTOCOL_VERSION {
+                update_the_plugin(hello.protocol_version)
+            } else {
+                ErrorReply::connection(
+                    ErrorCode::UnsupportedVersion,
+                    format!(
+                        "client speaks protocol version {}, this daemon speaks version \
+                         {PROTOCOL_VERSION}: update livefill",
+                        hello.protocol_version
+                    ),
+                )
+            };
+            self.send(DaemonMessage::Error(reply));
             return Flow::Close;
         }
         tracing::info!(client = %hello.client_name, "hello");
@@ -225,6 +260,10 @@ impl Connection {
                 taesd_previews: info.taesd_previews,
                 max_image_side: self.ctx.max_image_side,
                 max_frame_bytes: u64::from(self.ctx.max_frame_bytes),
+                default_sampler: info.sampling.choice.sampler,
+                default_spacing: info.sampling.choice.spacing,
+                default_steps: info.sampling.steps,
+                default_guidance: info.sampling.guidance,
             },
         }));
         Flow::Continue

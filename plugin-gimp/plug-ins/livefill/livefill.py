@@ -62,23 +62,43 @@ PROCEDURES = {
 
 # Arguments shown in the dialogs (the connection arguments are for scripts and env only).
 DIALOG_ARGS = {
-    "inpaint": ["prompt", "negative-prompt", "strength", "steps", "guidance", "seed", "context",
+    "inpaint": ["prompt", "negative-prompt", "strength", "preset", "steps", "guidance", "eta", "seed", "context",
                 "feather", "color-match", "sample-merged", "mask-result"],
-    "outpaint": ["prompt", "negative-prompt", "left", "top", "right", "bottom", "steps",
-                 "guidance", "seed", "feather", "color-match", "sample-merged"],
-    "img2img": ["prompt", "negative-prompt", "strength", "steps", "guidance", "seed",
+    "outpaint": ["prompt", "negative-prompt", "left", "top", "right", "bottom", "preset", "steps",
+                 "guidance", "eta", "seed", "feather", "color-match", "sample-merged"],
+    "img2img": ["prompt", "negative-prompt", "strength", "preset", "steps", "guidance", "eta", "seed",
                 "sample-merged"],
-    "txt2img": ["prompt", "negative-prompt", "width", "height", "steps", "guidance", "seed"],
-    "preview": ["prompt", "negative-prompt", "strength", "steps", "guidance", "seed",
+    "txt2img": ["prompt", "negative-prompt", "width", "height", "preset", "steps", "guidance", "eta",
+                "seed"],
+    "preview": ["prompt", "negative-prompt", "strength", "preset", "steps", "guidance", "eta", "seed",
                 "preview-max-side"],
 }
 
 
-def _prepare_dialog(dialog, mode):
+#: The sampler presets as Gimp.Choice nicks (e.g. "quality-dpm-2m-karras") -> core preset names.
+PRESET_NICKS = {
+    "-".join(filter(None, "".join(ch if ch.isalnum() else "-" for ch in p.name.lower()).split("-"))): p.name
+    for p in core.PRESETS
+}
+
+
+def _preset(config) -> "core.Preset":
+    return core.preset_named(PRESET_NICKS.get(config.get_property("preset"), core.PRESETS[0].name))
+
+
+def _prepare_dialog(dialog, mode, config=None):
     """Widgets that need more than the defaults: the 0..1 strength as a percent slider (GIMP's
-    default increments are larger than a 0..1 range)."""
+    default increments are larger than a 0..1 range); choosing a sampler preset fills steps and
+    guidance (both stay editable)."""
     if "strength" in DIALOG_ARGS[mode]:
         dialog.get_spin_scale("strength", 100.0)
+    if config is not None:
+        def on_preset(cfg, _pspec):
+            p = _preset(cfg)
+            cfg.set_property("steps", p.steps)
+            cfg.set_property("guidance", p.guidance)
+
+        config.connect("notify::preset", on_preset)
 
 
 def _auto_respond(dialog):
@@ -127,10 +147,17 @@ def _add_arguments(procedure, mode):
                               core.MIN_STRENGTH, 1.0, default, RW)
     else:
         p.add_double_argument("strength", "Stren_gth", "Unused by this mode", core.MIN_STRENGTH, 1.0, 1.0, RW)
-    p.add_int_argument("steps", "St_eps", "Denoising steps (LCM: 1-8)", core.MIN_STEPS, core.MAX_STEPS,
+    p.add_int_argument("steps", "St_eps", "Denoising steps (LCM: 1-8; DPM++ 2M: 15-30)", core.MIN_STEPS, core.MAX_STEPS,
                        core.DEFAULT_STEPS, RW)
     p.add_double_argument("guidance", "G_uidance", "Guidance scale", 0.0, 30.0,
                           core.DEFAULT_GUIDANCE, RW)
+    presets = Gimp.Choice.new()
+    for i, (nick, name) in enumerate(PRESET_NICKS.items()):
+        presets.add(nick, i, name, core.preset_named(name).hint)
+    p.add_choice_argument("preset", "S_ampler", "Sampler preset (sets steps and guidance)",
+                          presets, next(iter(PRESET_NICKS)), RW)
+    p.add_double_argument("eta", "Eta", "DDIM's eta / TCD's gamma (-1 = the sampler's default)",
+                          -1.0, 1.0, -1.0, RW)
     p.add_int_argument("seed", "See_d", "Random seed (-1 = pick one; the layer name shows it)",
                        -1, core.MAX_SEED, -1, RW)
     context = Gimp.Choice.new()
@@ -191,6 +218,9 @@ def _settings(config, mode, session_seed=None) -> core.Settings:
         source=core.SOURCE_IMAGE if g("sample-merged") else core.SOURCE_LAYER,
         feather=g("feather"),
         color_match=g("color-match"),
+        sampler=_preset(config).sampler,
+        spacing=_preset(config).spacing,
+        eta=None if g("eta") < 0 else g("eta"),
     )
 
 
@@ -443,9 +473,10 @@ def _live_dialog(procedure, config, image, drawable):
     preview = LivePreview(image, drawable, config, conn)
     dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config,
                                     title="livefill live preview")
-    _prepare_dialog(dialog, "preview")
+    _prepare_dialog(dialog, "preview", config)
     dialog.fill(DIALOG_ARGS["preview"])
-    status = Gtk.Label(label="Starting...")
+    warning = core.live_warning(conn.hello.capabilities, _settings(config, "preview"))
+    status = Gtk.Label(label=warning or "Starting...")
     status.set_xalign(0.0)
     dialog.get_content_area().pack_end(status, False, False, 4)
     status.show()
@@ -458,7 +489,7 @@ def _live_dialog(procedure, config, image, drawable):
         except Exception as e:  # keep the dialog alive, show what went wrong
             line = "Error: %s" % e
         if line:
-            status.set_text(line)
+            status.set_text("%s\n%s" % (warning, line) if warning else line)
         return True
 
     source_id = GLib.timeout_add(logic.LIVE_TICK_MS, tick)
@@ -514,7 +545,7 @@ def run(procedure, run_mode, image, drawables, config, data):
             except PluginError as e:
                 return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, "livefill: %s" % e)
         dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config)
-        _prepare_dialog(dialog, mode)
+        _prepare_dialog(dialog, mode, config)
         dialog.fill(DIALOG_ARGS[mode])
         _auto_respond(dialog)
         ok = dialog.run()
