@@ -41,6 +41,10 @@ except ImportError:  # development checkout
 #: After the preview layer is created, Krita makes it the current layer on its own, a moment
 #: later: at these delays (ms) the watched layer is made current again if that happened.
 KEEP_CURRENT_MS = (0, 30, 120, 400)
+#: When live frames take longer than this (ms, recent average from send to result), whole-layer
+#: frames ask for a preview image at every step and show each, so the artist sees the first one
+#: after one UNet pass instead of waiting for the whole frame (CPU, large models).
+LIVE_STEP_PREVIEW_MS = 150.0
 
 
 @dataclass
@@ -104,6 +108,11 @@ class Controller(QObject):
         self._live_kick_queued = False
         self._live_frames: Dict[int, "live.LiveFrame"] = {}
         self._live_warned_preview = False
+        #: The last line said through ``message`` (live frames repeat theirs only when it changed).
+        self._last_message = ""
+        self.message.connect(self._remember_message)
+        #: Recent live frame time, send to result (ms, running average); None before the first.
+        self._live_frame_ms: Optional[float] = None
         self._preview_uid: Any = None
         self._preview_doc: Any = None
         self._preview_name = ""
@@ -277,9 +286,9 @@ class Controller(QObject):
         return self._make_job(plan, doc, node, settings, None)
 
     def _make_job(self, plan: logic.Plan, doc: Any, node: Any, settings: core.Settings,
-                  image: Optional[bytes], seed: Optional[int] = None) -> Job:
+                  image: Optional[bytes], seed: Optional[int] = None, stream_previews: bool = False) -> Job:
         rid = self.link.new_request_id()
-        request = logic.build_request(plan, settings, rid, image, seed=seed)
+        request = logic.build_request(plan, settings, rid, image, seed=seed, stream_previews=stream_previews)
         uid = node.uniqueId() if node is not None else None
         return Job(rid, plan, doc, uid, request)
 
@@ -290,9 +299,9 @@ class Controller(QObject):
             self.progress.emit(0, max(1, job.request.steps))
             self.message.emit("%s: sent (request %d)\u2026" % (job.plan.kind.capitalize(), job.request_id))
         else:
+            # Live frames show no progress bar: one per frame would repaint the docker every
+            # few milliseconds, and each signal costs the UI thread time while workers run.
             self._live_latest_rid = job.request_id
-            if self._progress_rid is None or self._progress_rid not in self.jobs:
-                self._progress_rid = job.request_id
         self._update_busy()
         if self.link.state == CONNECTED and self.link.is_connected:
             self.link.send(job.request)
@@ -310,6 +319,9 @@ class Controller(QObject):
         if self._live_dirty_since is None:
             self._live_dirty_since = live.now_ms()
         self._schedule_live_kick()
+
+    def _remember_message(self, text: str) -> None:
+        self._last_message = text
 
     def _schedule_live_kick(self) -> None:
         if not self._live_kick_queued:
@@ -341,11 +353,14 @@ class Controller(QObject):
             watched.name() if watched is not None else "your layer")
 
     def _live_kick(self) -> None:
-        """Starts reading the next frame when something changed and nothing is in flight."""
+        """Starts reading the next frame when something changed and no frame is in flight (a
+        frame sent meanwhile would make the daemon supersede the running one). Reading ahead
+        while a frame is in flight was tried: on 2 cores it competes with the daemon and made
+        stroke latency worse (BENCHMARKS.md)."""
         self._live_kick_queued = False
-        if not self.live or self._live_dirty_since is None:
+        if not self.live or self._live_dirty_since is None or self._live_reading:
             return
-        if self._live_reading or self._live_inflight is not None:
+        if self._live_inflight is not None:
             return  # picked up when the frame in flight is answered
         with self.timeline.ui_slice("live: plan"):
             self._start_live_read()
@@ -394,20 +409,33 @@ class Controller(QObject):
                                   else "Live: could not read the layer: %s" % err)
             else:
                 pixels, mask, fingerprint = res
-                if fingerprint != self._live_fingerprint:
+                if fingerprint != self._live_fingerprint:  # else: nothing the model sees changed
                     self._live_fingerprint = fingerprint
                     self._send_live_frame(doc, node, plan, frame, pixels, mask)
                     return
             if self._live_dirty_since is not None:
                 self._schedule_live_kick()
 
+    def _on_live_answered(self, request_id: int) -> None:
+        """The frame in flight ended (result, superseded, error): read again at once if anything
+        changed meanwhile."""
+        if self._live_inflight != request_id:
+            return
+        self._live_inflight = None
+        if self._live_dirty_since is not None:
+            self._schedule_live_kick()
+
     def _send_live_frame(self, doc: Any, node: Any, plan: logic.Plan, frame: "live.LiveFrame",
                          pixels: bytes, mask: Optional[bytes]) -> None:
         if self.settings.seed is not None:
             self._live_seed = self.settings.seed
         plan.mask = mask
+        # Step previews map onto the layer only when the whole layer is sent (the daemon's crop
+        # is then the whole image); for a selection the final frame is what shows.
+        steps = (not plan.has_selection and self.settings.steps > 1 and self._live_frame_ms is not None
+                 and self._live_frame_ms > LIVE_STEP_PREVIEW_MS)
         try:
-            job = self._make_job(plan, doc, node, self.settings, pixels, self._live_seed)
+            job = self._make_job(plan, doc, node, self.settings, pixels, self._live_seed, stream_previews=steps)
         except (ValueError, core.PluginError) as e:
             self.message.emit(str(e))
             return
@@ -499,6 +527,8 @@ class Controller(QObject):
         elif isinstance(msg, proto.Progress):
             if job is not None and rid == self._progress_rid:
                 self.progress.emit(msg.step, msg.total_steps)
+            if job is not None and job.live and msg.preview is not None:
+                self._on_live_step(job, msg.preview)
         elif isinstance(msg, proto.GenerateResult):
             if job is not None:
                 self._on_result(job, msg)
@@ -564,10 +594,10 @@ class Controller(QObject):
                 frame.result = live.now_ms()
                 frame.bytes_received = len(img.pixels)
                 frame.daemon = {t.stage: t.millis for t in result.timings}
-            if self._live_inflight == job.request_id:
-                self._live_inflight = None
-            if self._live_dirty_since is not None:
-                self._schedule_live_kick()
+                if frame.sent:
+                    ms = frame.result - frame.sent
+                    self._live_frame_ms = ms if self._live_frame_ms is None else 0.5 * (self._live_frame_ms + ms)
+            self._on_live_answered(job.request_id)
             doc = job.doc
             source = kd.find_node(doc, job.source_uid)
             plan = job.plan
@@ -623,6 +653,35 @@ class Controller(QObject):
 
         self.writer.submit(write_and_refresh, lambda _res, err: self._on_live_written(job, node, seed, err))
 
+    def _on_live_step(self, job: Job, image: "proto.RgbaImage") -> None:
+        """A step preview of the live frame in flight: shown when the writer is free (a final
+        frame always wins), scaled over the whole layer like the final frame."""
+        with self.timeline.ui_slice("live: step"):
+            plan = job.plan
+            if (self.writer.busy or self._write_waiting is not None or plan.has_selection or plan.region is None
+                    or not self.live or job.request_id != self._live_inflight):
+                return
+            doc = job.doc
+            try:
+                node = self._preview_node(doc, kd.find_node(doc, job.source_uid))
+            except kd.DocumentError:
+                return
+            rect = plan.region
+            clear = logic.uncovered_bands(self._preview_bounds, rect)
+            self._preview_bounds = rect
+            frame = job.frame
+
+            def write() -> None:
+                kd.write_scaled(node, rect, image.pixels, image.width, image.height, clear)
+                kd.refresh(doc)
+
+            def done(_res: Any, err: Optional[BaseException]) -> None:
+                self._start_preview_write()
+                if err is None and frame is not None and not frame.step_shown:
+                    frame.step_shown = live.now_ms()
+
+            self.writer.submit(write, done)
+
     def _on_live_written(self, job: Job, node: Any, seed: int, err: Optional[BaseException]) -> None:
         with self.timeline.ui_slice("live: shown"):
             self._start_preview_write()
@@ -638,7 +697,8 @@ class Controller(QObject):
             # While the artist has the preview selected, keep saying why their brush does nothing.
             text = (self._preview_selected_text() if kd.is_active(job.doc, node)
                     else "Live preview updated (seed %d)." % seed)
-            self._finish(job, node, text)
+            # The same line every frame would only cost UI time: say it when it changes.
+            self._finish(job, node, text if text != self._last_message else None)
 
     def _preview_node(self, doc: Any, source: Any) -> Any:
         """The preview layer, created (empty, locked, right above ``source``) on first use
@@ -677,10 +737,7 @@ class Controller(QObject):
             self._live_frames.pop(job.request_id, None)
             if job.frame is not None and not job.frame.outcome:
                 job.frame.outcome = "dropped"
-            if self._live_inflight == job.request_id:
-                self._live_inflight = None
-                if self._live_dirty_since is not None:
-                    self._schedule_live_kick()
+            self._on_live_answered(job.request_id)
         if job in self._pending:
             self._pending.remove(job)
         if job.request_id == self._progress_rid:

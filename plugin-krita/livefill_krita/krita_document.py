@@ -197,7 +197,11 @@ def _output_band_rows(width: int, height: int, out_height: int) -> int:
 def read_live_frame(doc, node, region: Rect, send_size: Optional[Tuple[int, int]]) -> bytes:
     """RGBA pixels of ``node`` over ``region``, scaled smoothly to ``send_size`` when given.
 
-    Safe off the UI thread. Read and scaled in horizontal bands (``BAND_BYTES`` of layer
+    Reads the layer's projection, not its paint device: while a stroke is in progress Krita
+    paints most brushes into a temporary target that reaches the paint device only when the
+    stroke ends, so only the projection shows the stroke as it grows (and it includes the
+    layer's masks, i.e. what the layer looks like). Safe off the UI thread. Read and scaled in
+    horizontal bands (``BAND_BYTES`` of layer
     each): Krita's reads release Python's GIL but PyQt's ``QImage`` calls hold it, so no single
     call keeps the UI thread waiting long. The BGRA to RGBA swap is Qt's, never a Python loop.
     (``Node.thumbnail`` would be cheaper but maps the layer's own bounds, not the canvas.)
@@ -210,7 +214,7 @@ def read_live_frame(doc, node, region: Rect, send_size: Optional[Tuple[int, int]
         n = min(rows, th - oy)
         sy0 = int(round(oy * fy))
         sy1 = min(region.height, max(sy0 + 1, int(round((oy + n) * fy))))
-        data = bytes(node.pixelData(region.x, region.y + sy0, region.width, sy1 - sy0))
+        data = bytes(node.projectionPixelData(region.x, region.y + sy0, region.width, sy1 - sy0))
         if len(data) != region.width * (sy1 - sy0) * 4:
             raise DocumentError("Krita returned %d bytes for a %dx%d area." % (len(data), region.width, sy1 - sy0))
         img = QImage(data, region.width, sy1 - sy0, region.width * 4, QImage.Format_ARGB32)

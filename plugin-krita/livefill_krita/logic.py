@@ -175,6 +175,7 @@ def build_request(
     request_id: int,
     image_rgba: Optional[bytes],
     seed: Optional[int] = None,
+    stream_previews: bool = False,
 ) -> "proto.GenerateRequest":
     """The wire request for ``plan``; ``image_rgba`` holds ``plan.region``'s pixels (RGBA) at
     ``plan.sent_size()``; ``seed`` replaces the settings' seed (live sessions keep one)."""
@@ -188,7 +189,8 @@ def build_request(
     if seed is not None:
         settings = replace(settings, seed=seed)
     return core.build_request(plan.mode, settings, request_id, image=image, mask=mask, extend=plan.extend,
-                              live=plan.kind == KIND_LIVE, size=(plan.width, plan.height))
+                              live=plan.kind == KIND_LIVE, size=(plan.width, plan.height),
+                              stream_previews=stream_previews)
 
 
 # ------------------------------------------------------------------------------------------------

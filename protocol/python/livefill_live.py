@@ -49,6 +49,9 @@ class LiveFrame:
     sent: float = 0.0
     result: float = 0.0
     shown: float = 0.0
+    #: When the first step preview of this frame was on the canvas (step previews are asked for
+    #: when frames are slower than strokes; 0 = none).
+    step_shown: float = 0.0
     bytes_sent: int = 0
     bytes_received: int = 0
     #: The daemon's stage timings for this frame: stage -> ms.
@@ -112,6 +115,7 @@ class LiveTimeline:
             "sent_to_result": stats([f.result - f.sent for f in frames]),
             "result_to_shown": stats([f.shown - f.result for f in frames]),
             "change_to_shown": stats([f.shown - f.changed for f in frames]),
+            "change_to_first_step": stats([f.step_shown - f.changed for f in frames if f.step_shown]),
             "daemon_ms": stats(daemon_total),
             "ui_slice_ms": {"p50": round(percentile(slices, 0.5), 2), "p90": round(percentile(slices, 0.9), 2),
                             "p99": round(percentile(slices, 0.99), 2),

@@ -309,10 +309,11 @@ def build_request(
     extend: Tuple[int, int, int, int] = NO_EXTEND,
     live: bool = False,
     size: Tuple[int, int] = (0, 0),
+    stream_previews: bool = False,
 ) -> "proto.GenerateRequest":
     """The wire request: ``image`` (RGBA) and ``mask`` (gray) as sent, ``extend`` = left, top,
     right, bottom (outpaint), ``size`` = txt2img width, height (0 = the model's native size),
-    ``live`` = live-preview priority. Steps, strength and feather are clamped to what the daemon
+    ``live`` = live-preview priority, ``stream_previews`` = a preview image with each step. Steps, strength and feather are clamped to what the daemon
     accepts; ``settings.seed`` None lets the daemon pick."""
     rgba = proto.RgbaImage(image[0], image[1], check_pixels(image, 4, "image")) if image is not None else None
     gray = proto.Mask(mask[0], mask[1], check_pixels(mask, 1, "mask")) if mask is not None else None
@@ -337,7 +338,7 @@ def build_request(
         feather=max(0, int(settings.feather)),
         color_match=bool(settings.color_match),
         priority=proto.Priority.LIVE_PREVIEW if live else proto.Priority.FINAL,
-        stream_previews=False,
+        stream_previews=bool(stream_previews),
         sampler=sampler,
         spacing=proto.Spacing.from_name(settings.spacing) if settings.spacing else None,
         eta=float(settings.eta) if settings.eta is not None and settings.sampler in _ETA_SAMPLERS else None,

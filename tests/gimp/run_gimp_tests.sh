@@ -8,7 +8,9 @@
 #                                            no model, no ONNX Runtime)
 #
 # Environment: LIVEFILL_BIN (default target/debug/livefill), ORT_DYLIB_PATH (for the daemon),
-# LIVEFILL_GIMP_CHROOT (tree location, default /var/cache/livefill-gimp-chroot).
+# LIVEFILL_GIMP_CHROOT (tree location, default /var/cache/livefill-gimp-chroot),
+# LIVEFILL_LIVE_BENCH (short|full|off: the live-latency benchmark, tests/gimp/gimp_live_bench.py,
+# written to target/live-bench-gimp.json).
 # The daemon runs on the host with its socket inside the tree (<tree>/tmp/livefill-test-PID/),
 # GIMP sees it as /tmp/livefill-test-PID/livefill.sock. The batch script writes its checks as
 # JSON; this script asserts on it (gimp-console's exit status does not reflect failures).
@@ -99,6 +101,45 @@ install_plugin() { # $1 = GIMP profile (inside the tree, host path)
 }
 
 failures=0
+# The live-latency benchmark (tests/gimp/gimp_live_bench.py): "short" by default (two sizes, one
+# 1 s stroke, to prove it runs), "full" for BENCHMARKS.md, "off" to skip.
+live_bench=${LIVEFILL_LIVE_BENCH:-short}
+run_live_bench() {
+    local home=$inside/home-bench sizes=512,2048 stroke=1 singles=4
+    [ "$live_bench" = full ] && { sizes=512,1024,2048,4096; stroke=2; singles=10; }
+    mkdir -p "$tree$home/.config/GIMP/3.0"
+    install_plugin "$tree$home/.config/GIMP/3.0"
+    cp tests/gimp/gimp_live_bench.py "$work/bench.py"
+    log "live-latency benchmark in GIMP ($live_bench: sizes $sizes)"
+    timeout 900 chroot "$tree" /usr/bin/env -i PATH=/usr/bin:/bin HOME="$home" LANG=C.UTF-8 \
+        LIVEFILL_SOCKET="$inside/livefill.sock" LIVEFILL_BENCH_OUT="$inside/live-bench.json" \
+        LIVEFILL_BENCH_SIZES="$sizes" LIVEFILL_BENCH_STROKE_S="$stroke" LIVEFILL_BENCH_SINGLE_DABS="$singles" \
+        LIVEFILL_PLUGIN_DIR="$home/.config/GIMP/3.0/plug-ins/livefill" \
+        sh -c "gimp-console-3.0 -idf --batch-interpreter python-fu-eval -b - --quit < $inside/bench.py" \
+        >"$work/gimp-bench.log" 2>&1 || log "gimp-console exited with $? (checked through the JSON)"
+    mkdir -p "$root/target"
+    cp "$work/live-bench.json" "$root/target/live-bench-gimp.json" 2>/dev/null || true
+    if ! python3 - "$work/live-bench.json" <<'PY'; then
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("no benchmark results from GIMP (%s)" % e); sys.exit(1)
+for c in r["checks"]:
+    print("  %s %s%s" % ("ok  " if c["ok"] else "FAIL", c["name"], "" if c["ok"] else ": " + c["detail"]))
+for x in r["results"]:
+    s, g = x.get("stroke", {}), x.get("single", {})
+    print("  %5d px: stroke change->preview p50 %s p90 %s ms; single dab p50 %s ms; tick p99 %s max %s ms; idle %s %%" % (
+        x["side"], s.get("change_to_preview", {}).get("p50"), s.get("change_to_preview", {}).get("p90"),
+        g.get("change_to_preview", {}).get("p50"), s.get("tick_ms", {}).get("p99"), s.get("tick_ms", {}).get("max"),
+        x.get("idle", {}).get("busy_share_pct")))
+sys.exit(0 if r.get("done") and r["checks"] and all(c["ok"] for c in r["checks"]) else 1)
+PY
+        failures=$((failures + 1))
+        log "GIMP benchmark log, last lines:"; tail -n 30 "$work/gimp-bench.log" >&2
+    fi
+}
+
 run_gimp() { # $1 = label, $2 = expectation (standin|daemon), $3 = tests to run ("" = all),
              # $4 = dialog answer for the interactive runs ("" = non-interactive, ok:MS, cancel:MS)
     local label=$1 out=$work/results-$1.json home=$inside/home-$1 answer=${4:-}
@@ -158,6 +199,7 @@ else
     run_gimp tiny-sd daemon ""
     run_gimp tiny-sd-dialogs daemon "" ok:4000
     run_gimp tiny-sd-cancel daemon "" cancel:1500
+    [ "$live_bench" != off ] && run_live_bench
     stop_daemon
     start_daemon "$root/tests/fixtures/tiny-sd-inpaint"
     run_gimp tiny-sd-inpaint daemon "inpaint"

@@ -354,6 +354,42 @@ def test_live_large_layer(doc, layer, controller, rec, logic):
             controller.set_live(False)
 
 
+def test_live_step_previews(doc, layer, controller, rec, logic):
+    """When frames are slower than strokes (forced here), whole-layer live frames ask for step
+    previews and show the first one before the frame's result is written."""
+    from livefill_krita import controller as controller_module
+
+    doc.setSelection(None)
+    saved = controller_module.LIVE_STEP_PREVIEW_MS
+    controller_module.LIVE_STEP_PREVIEW_MS = -1.0
+    controller._live_frame_ms = 0.0
+    sent = []
+    link_send = controller.link.send
+    controller.link.send = lambda req: (sent.append(req), link_send(req))[1]
+    try:
+        controller.settings = core.Settings(prompt="live steps", seed=6, steps=3, strength=0.7)
+        controller.timeline.clear()
+        controller.set_live(True)
+        ok = wait_until(lambda: any(f.outcome == "shown" for f in controller.timeline.frames), JOB_TIMEOUT)
+        check("live steps: a frame is shown", ok, rec.messages[-5:])
+        asked = [r for r in sent if getattr(r, "image", None) is not None]
+        check("live steps: the frame asked for step previews", asked and all(r.stream_previews for r in asked),
+              [r.stream_previews for r in asked])
+        frames = [f for f in controller.timeline.frames if f.outcome == "shown"]
+        check("live steps: a step preview reached the layer before the frame's result",
+              frames and frames[0].step_shown and frames[0].step_shown <= frames[0].shown,
+              [(f.step_shown, f.result, f.shown) for f in frames])
+    finally:
+        controller_module.LIVE_STEP_PREVIEW_MS = saved
+        controller._live_frame_ms = None
+        controller.link.send = link_send
+        if controller.live:
+            controller.set_live(False)
+        for n in doc.rootNode().childNodes():
+            if n.name() == core.PREVIEW_LAYER_NAME:
+                n.remove()
+
+
 def test_errors(doc, layer, controller, rec, logic):
     if DAEMON != "fake":
         return
@@ -526,7 +562,7 @@ def main(*_args):
         controller.target_provider = lambda: (doc, layer)
         rec = Recorder(controller)
         tests = (test_fill, test_fill_from_visible_image, test_fill_without_selection, test_generate, test_live,
-                 test_live_large_layer, test_errors, test_cancel, test_expand, test_reconnect, test_no_daemon)
+                 test_live_large_layer, test_live_step_previews, test_errors, test_cancel, test_expand, test_reconnect, test_no_daemon)
         for test in tests:
             t0 = time.monotonic()
             try:

@@ -321,3 +321,115 @@ def main(*_args):
         check("bench: no exception", False, traceback.format_exc())
     state["done"] = True
     save()
+
+
+# ------------------------------------------------------------------------------------------------
+# The real window (run from the GUI test driver under Xvfb): real brush strokes, real event filter
+# ------------------------------------------------------------------------------------------------
+
+
+def bench_window(window, controller, sizes, stroke_s=STROKE_S, single_dabs=SINGLE_DABS):
+    """Like ``bench_size`` but in Krita's main window: each size gets a document and a view, the
+    strokes are mouse events sent to the canvas widget (Krita paints them with the current
+    brush, the plugin's event filter sees them), so detection, Krita's own painting and the
+    canvas refresh are all in the figures. A change's time is when its mouse event was sent."""
+    from PyQt5.QtCore import QEvent, QPoint
+    from PyQt5.QtGui import QMouseEvent
+    from PyQt5.QtWidgets import QWidget
+
+    from livefill_krita import livefill_plugin_core as core
+
+    app = Krita.instance()
+    out = []
+    for side in sizes:
+        doc = app.createDocument(side, side, "livefill-window-bench-%d" % side, "RGBA", "U8", "", 72.0)
+        layer = doc.createNode("painted", "paintlayer")
+        doc.rootNode().addChildNode(layer, None)
+        layer.setPixelData(scene(side), 0, 0, side, side)
+        window.addView(doc)
+        doc.setActiveNode(layer)
+        doc.refreshProjection()
+        spin(1000)
+        zoom = app.action("zoom_to_fit")
+        if zoom is not None:
+            zoom.trigger()
+        canvas = None
+        for widget in window.qwindow().findChildren(QWidget):
+            if widget.metaObject().className() in ("KisOpenGLCanvas2", "KisQPainterCanvas") and widget.isVisible():
+                canvas = widget
+        result = {"side": side, "window": True}
+        if canvas is None:
+            check("window bench %d: canvas widget" % side, False)
+            out.append(result)
+            continue
+        controller.settings = core.Settings(prompt="live bench", seed=5, steps=2, strength=0.6)
+        rec = Recorder(controller)
+        try:
+            controller.set_live(True)
+            if not check("window bench %d: first preview" % side, wait_until(lambda: len(rec.shown) > 0, 300)):
+                out.append(result)
+                continue
+            spin(500)
+            w, h = canvas.width(), canvas.height()
+
+            def send(kind, x, y, button, buttons):
+                pos = QPoint(int(x), int(y))
+                QApplication.sendEvent(canvas, QMouseEvent(kind, pos, canvas.mapToGlobal(pos), button, buttons,
+                                                           Qt.NoModifier))
+                return now_ms()
+
+            changes = []
+            n = int(stroke_s * 1000 / DAB_MS)
+            step = [0]
+
+            def stroke_tick():
+                i = step[0]
+                if i > n:
+                    return
+                step[0] += 1
+                x = w * (0.2 + 0.6 * i / max(1, n))
+                y = h * (0.35 + 0.3 * i / max(1, n))
+                if i == 0:
+                    changes.append(send(QEvent.MouseButtonPress, x, y, Qt.LeftButton, Qt.LeftButton))
+                elif i < n:
+                    changes.append(send(QEvent.MouseMove, x, y, Qt.NoButton, Qt.LeftButton))
+                else:
+                    changes.append(send(QEvent.MouseButtonRelease, x, y, Qt.LeftButton, Qt.NoButton))
+
+            t0 = now_ms()
+            late = spin(stroke_s * 1000 + 200, stroke_tick)
+            spin(1500)
+            lat = change_to_preview(changes, rec)
+            result["stroke"] = {"events": len(changes), "change_to_preview": stats(lat), "heartbeat_late": stats(late),
+                                "livefill_ui_ms": stats(ui_slices(controller, t0)),
+                                "livefill_ui_max_by_callback": ui_slices_by_name(controller, t0),
+                                "timeline": controller.timeline.summary(since=t0)}
+            singles, single_late = [], []
+            t1 = now_ms()
+            for i in range(single_dabs):
+                x, y = w * (0.2 + 0.6 * (i + 0.5) / single_dabs), h * 0.25
+                singles.append(send(QEvent.MouseButtonPress, x, y, Qt.LeftButton, Qt.LeftButton))
+                send(QEvent.MouseButtonRelease, x, y, Qt.LeftButton, Qt.NoButton)
+                single_late += spin(500)
+            lat1 = change_to_preview(singles, rec)
+            result["single"] = {"dabs": len(singles), "change_to_preview": stats(lat1),
+                                "heartbeat_late": stats(single_late), "livefill_ui_ms": stats(ui_slices(controller, t1)),
+                                "livefill_ui_max_by_callback": ui_slices_by_name(controller, t1),
+                                "timeline": controller.timeline.summary(since=t1)}
+            t2 = now_ms()
+            idle_late = spin(3000)
+            idle = ui_slices(controller, t2)
+            result["idle"] = {"heartbeat_late": stats(idle_late),
+                              "livefill_ui_share_pct": round(100.0 * sum(idle) / 3000.0, 3),
+                              "livefill_ui_max_by_callback": ui_slices_by_name(controller, t2)}
+            check("window bench %d: latencies measured" % side, lat and lat1, (len(lat), len(lat1)))
+        finally:
+            controller.set_live(False)
+            controller.link.send = rec._send
+            try:
+                controller.job_done.disconnect(rec._done)
+            except TypeError:
+                pass
+            doc.setModified(False)
+        out.append(result)
+    return out

@@ -17,6 +17,11 @@
 #                                   LIVEFILL_KRITA_SCREENSHOT=docs/krita-docker.png
 #   LIVEFILL_KRITA_FAKE_ONLY=1      only the stand-in daemon (no livefill binary/model needed)
 #   LIVEFILL_KRITA_KEEP_WORK=1      keep the temporary profile, logs and result JSONs
+#   LIVEFILL_KRITA_GUI_ONLY=1       only the plain tests and the window (skip the kritarunner runs)
+#   LIVEFILL_LIVE_BENCH=short|full|off  the live-latency benchmark (tests/krita/live_bench.py) in
+#                                   kritarunner and in the window: short (default) proves it runs,
+#                                   full is what BENCHMARKS.md records; figures go to
+#                                   target/live-bench-krita.json and live-bench-krita-window.json
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -25,6 +30,12 @@ cd "$root"
 LIVEFILL_BIN=${LIVEFILL_BIN:-$root/target/debug/livefill}
 screenshot=${LIVEFILL_KRITA_SCREENSHOT-$root/target/krita-docker.png}
 fake_only=${LIVEFILL_KRITA_FAKE_ONLY:-0}
+gui_only=${LIVEFILL_KRITA_GUI_ONLY:-0}
+live_bench=${LIVEFILL_LIVE_BENCH:-short}
+bench_stroke=1
+bench_singles=4
+if [ "$live_bench" = full ]; then bench_stroke=2; bench_singles=10; fi
+bench_sizes_for() { [ "$1" = full ] && echo 512,1024,2048,4096 || echo 512,2048; }
 skip_gui=${LIVEFILL_KRITA_SKIP_GUI:-0}
 status=0
 fail() {
@@ -115,6 +126,7 @@ run_kritarunner() { # label results module [env...]
 }
 
 # ---- stand-in daemon ----------------------------------------------------------------------------
+if [ "$gui_only" != 1 ]; then
 echo "=== Krita + stand-in daemon (tests/standin_daemon.py)"
 sock=$work/run/fake.sock
 run_kritarunner krita-fake "$work/fake.json" krita_e2e \
@@ -144,6 +156,25 @@ if [ "$fake_only" != 1 ]; then
     fi
 fi
 
+# ---- live-latency benchmark (kritarunner) ------------------------------------------------------
+# tests/krita/live_bench.py against `livefill serve` on the tiny model: "short" by default (two
+# sizes, 1 s strokes: it must run and print figures), "full" for BENCHMARKS.md, "off".
+if [ "$fake_only" != 1 ] && [ $have_bin = 1 ] && [ "$live_bench" != off ]; then
+    echo "=== live-latency benchmark in kritarunner ($live_bench)"
+    sock=$work/run/bench.sock
+    "$LIVEFILL_BIN" serve --model "$root/tests/fixtures/tiny-sd" --socket "$sock" >"$work/bench-serve.log" 2>&1 &
+    bench_pid=$!
+    pids+=($bench_pid)
+    for _ in $(seq 300); do [ -S "$sock" ] && break; sleep 0.1; done
+    mkdir -p "$root/target"
+    run_kritarunner krita-live-bench "$work/bench-checks.json" live_bench \
+        LIVEFILL_SOCKET="$sock" LIVEFILL_BIN="$LIVEFILL_BIN" LIVEFILL_BENCH_SIZES="$(bench_sizes_for "$live_bench")" \
+        LIVEFILL_BENCH_STROKE_S="$bench_stroke" LIVEFILL_BENCH_SINGLE_DABS="$bench_singles" \
+        LIVEFILL_BENCH_OUT="$root/target/live-bench-krita.json"
+    grep -A6 "^  side |" "$work/krita-live-bench.log" || true
+    kill $bench_pid 2>/dev/null
+fi
+
 # ---- zip for Krita's importer -------------------------------------------------------------------
 if [ $have_bin = 1 ] && "$LIVEFILL_BIN" install-plugin krita --help 2>/dev/null | grep -q -- '--zip'; then
     echo "=== plugin zip through Krita's own importer"
@@ -154,6 +185,8 @@ if [ $have_bin = 1 ] && "$LIVEFILL_BIN" install-plugin krita --help 2>/dev/null 
 else
     echo "=== (skipped: $LIVEFILL_BIN has no 'install-plugin krita --zip')"
 fi
+
+fi  # gui_only
 
 # ---- the docker in a real window ----------------------------------------------------------------
 if [ "$skip_gui" != 1 ]; then
@@ -197,8 +230,12 @@ PY
     results=$work/gui.json
     ready=$work/gui.ready
     done_flag=$work/gui.shot-done
+    bench_sizes=""
+    [ "$live_bench" != off ] && [ "$gui_bin" = "$LIVEFILL_BIN" ] && bench_sizes=$(bench_sizes_for "$live_bench")
     env HOME="$work/home" QT_QPA_PLATFORM=xcb LIVEFILL_BIN="$gui_bin" LIVEFILL_MODEL="$gui_model" \
-        LIVEFILL_SOCKET="$work/run/gui.sock" LIVEFILL_GUI_RESULTS="$results" \
+        LIVEFILL_SOCKET="$work/run/gui.sock" LIVEFILL_GUI_RESULTS="$results" PYTHONPATH="$here" \
+        LIVEFILL_GUI_BENCH_SIZES="$bench_sizes" LIVEFILL_GUI_BENCH_OUT="$root/target/live-bench-krita-window.json" \
+        LIVEFILL_BENCH_STROKE_S="$bench_stroke" LIVEFILL_BENCH_SINGLE_DABS="$bench_singles" \
         LIVEFILL_GUI_SHOT_READY="$ready" LIVEFILL_GUI_SHOT_DONE="$done_flag" \
         timeout 600 krita --nosplash >"$work/krita-gui.log" 2>&1 &
     krita_pid=$!
@@ -214,7 +251,10 @@ PY
             || fail "screenshot"
     fi
     touch "$done_flag"
-    for _ in $(seq 240); do kill -0 $krita_pid 2>/dev/null || break; sleep 0.25; done
+    # The window benchmark (if any) runs after the screenshot: give it time to finish.
+    wait_ticks=240
+    [ -n "$bench_sizes" ] && wait_ticks=2200
+    for _ in $(seq $wait_ticks); do kill -0 $krita_pid 2>/dev/null || break; sleep 0.25; done
     kill $krita_pid 2>/dev/null
     if ! "$py" "$here/check_results.py" "$results" krita-gui; then
         fail "krita-gui"

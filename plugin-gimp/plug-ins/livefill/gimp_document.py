@@ -15,7 +15,8 @@ import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp  # noqa: E402
+gi.require_version("GdkPixbuf", "2.0")
+from gi.repository import GdkPixbuf, Gegl, Gimp, GLib  # noqa: E402
 
 from livefill_plugin_core import Rect  # noqa: E402
 
@@ -137,26 +138,21 @@ def write_pixels(layer, width: int, height: int, rgba: bytes, at=(0, 0)) -> None
 def write_scaled(layer, width: int, height: int, rgba: bytes, target_width: int,
                  target_height: int) -> None:
     """Writes ``rgba`` (width x height) into ``layer`` stretched to target_width x target_height
-    (used by the live preview, which works on a downscaled copy of the layer)."""
+    (used by the live preview, which works on a downscaled copy of the layer). Scaled bilinearly
+    by GdkPixbuf in this process, then sent to GIMP in one buffer write: a GEGL scale graph
+    writing into the layer's buffer took several times longer (BENCHMARKS.md)."""
     if (width, height) == (target_width, target_height):
         write_pixels(layer, width, height, rgba)
         return
-    src = Gegl.Buffer.new(RGBA_FORMAT, 0, 0, width, height)
-    src.set(Gegl.Rectangle.new(0, 0, width, height), RGBA_FORMAT, rgba)
-    dst = layer.get_buffer()
-    graph = Gegl.Node()
-    source = graph.create_child("gegl:buffer-source")
-    source.set_property("buffer", src)
-    scale = graph.create_child("gegl:scale-size")
-    scale.set_property("x", float(target_width))
-    scale.set_property("y", float(target_height))
-    sink = graph.create_child("gegl:write-buffer")
-    sink.set_property("buffer", dst)
-    source.link(scale)
-    scale.link(sink)
-    sink.process()
-    dst.flush()
-    layer.update(0, 0, target_width, target_height)
+    src = GdkPixbuf.Pixbuf.new_from_bytes(GLib.Bytes.new(rgba), GdkPixbuf.Colorspace.RGB, True, 8,
+                                          width, height, width * 4)
+    scaled = src.scale_simple(target_width, target_height, GdkPixbuf.InterpType.BILINEAR)
+    stride = scaled.get_rowstride()
+    data = scaled.get_pixels()
+    row = target_width * 4
+    if stride != row:
+        data = b"".join(data[y * stride:y * stride + row] for y in range(target_height))
+    write_pixels(layer, target_width, target_height, data)
 
 
 def add_result_layer(image, above, name: str, x: int, y: int, width: int, height: int, rgba: bytes,

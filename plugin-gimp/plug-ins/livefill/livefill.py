@@ -351,7 +351,7 @@ class LivePreview:
     """Keeps one preview layer in sync with img2img of the active layer.
 
     GIMP 3 tells plug-ins nothing when a drawable changes, so ``poll`` runs every
-    ``logic.LIVE_TICK_MS`` and notices edits through GIMP's thumbnail of the layer (computed in
+    ``logic.LIVE_TICK_MS`` and notices edits through GIMP's thumbnails of the layer (computed in
     the core from its mipmaps; a few KB cross the wire). A change is sent at once as a
     live-priority img2img read at ``preview-max-side`` (the shared ``livefill_live`` rule), one
     request in flight at a time, the newest change sent the moment its result is in. Results
@@ -372,14 +372,31 @@ class LivePreview:
         self.last_seed = None
         self.timeline = live.LiveTimeline()
         self._frame = None
+        self._ticks = 0
+        self._coarse = None
+        self._fine = None
+        self._last_change = live.now_ms()
+
+    def tick_interval(self) -> int:
+        """How long until the next ``poll`` (ms): quick while the artist works, slower once the
+        layer has been still for a while (an idle preview should cost next to nothing)."""
+        if self.pending is not None or live.now_ms() - self._last_change < logic.LIVE_IDLE_AFTER_MS:
+            return logic.LIVE_TICK_MS
+        return logic.LIVE_IDLE_TICK_MS
 
     def _max_side(self) -> int:
         return self.config.get_property("preview-max-side")
 
     def _key(self, settings):
-        """What a preview depends on: the layer's thumbnail, its area, the settings."""
+        """What a preview depends on: the layer's thumbnails (see ``logic.LIVE_PROBE_SIDE``),
+        its area, the settings."""
         rect = doc.drawable_rect(self.drawable)
-        return (logic.fingerprint(doc.change_probe(self.drawable)), rect, repr(settings), self._max_side())
+        coarse = logic.fingerprint(doc.change_probe(self.drawable, logic.LIVE_PROBE_SIDE))
+        self._ticks += 1
+        if coarse != self._coarse or self._fine is None or self._ticks % logic.LIVE_FINE_PROBE_EVERY == 0:
+            self._fine = logic.fingerprint(doc.change_probe(self.drawable, logic.LIVE_FINE_PROBE_SIDE))
+        self._coarse = coarse
+        return (coarse, self._fine, rect, repr(settings), self._max_side())
 
     def _request(self, settings):
         rect = doc.drawable_rect(self.drawable)
@@ -447,6 +464,7 @@ class LivePreview:
         seen = live.now_ms()
         key = self._key(settings)
         if key != self.last_key:
+            self._last_change = seen
             frame = live.LiveFrame(changed=seen, read_started=live.now_ms())
             try:
                 rect, request = self._request(settings)
@@ -492,12 +510,19 @@ def _live_dialog(procedure, config, image, drawable):
             status.set_text("%s\n%s" % (warning, line) if warning else line)
         return True
 
-    source_id = GLib.timeout_add(logic.LIVE_TICK_MS, tick)
+    source_id = [0]
+
+    def tick_and_rearm():
+        tick()
+        source_id[0] = GLib.timeout_add(preview.tick_interval(), tick_and_rearm)
+        return False
+
+    source_id[0] = GLib.timeout_add(logic.LIVE_TICK_MS, tick_and_rearm)
     _auto_respond(dialog)
     try:
         keep = dialog.run()
     finally:
-        GLib.source_remove(source_id)
+        GLib.source_remove(source_id[0])
         dialog.destroy()
         if preview.pending is not None:
             try:

@@ -22,6 +22,15 @@ import livefill_protocol as lp
 #: How often the live preview dialog looks for changes and results (ms). GIMP 3 tells plug-ins
 #: nothing when a layer changes; a look is one thumbnail fetch (a few KB) and a queue check.
 LIVE_TICK_MS = 30
+#: ...and once nothing changed for LIVE_IDLE_AFTER_MS, every LIVE_IDLE_TICK_MS.
+LIVE_IDLE_TICK_MS = 60
+LIVE_IDLE_AFTER_MS = 2000
+#: Each tick fingerprints a 64-pixel thumbnail (~0.2 ms); every 10th tick, and whenever the small
+#: one changed, a 256-pixel one (~2 ms) too, so edits too small to show at 64 px are still seen
+#: within 0.3 s, and an idle preview costs about 1 % of the plug-in's time.
+LIVE_PROBE_SIDE = 64
+LIVE_FINE_PROBE_SIDE = 256
+LIVE_FINE_PROBE_EVERY = 10
 
 #: What the shared error texts say about GIMP.
 GIMP = core.Editor(

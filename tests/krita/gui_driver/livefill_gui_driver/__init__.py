@@ -352,7 +352,25 @@ class Driver(Extension):
         save()
         if SHOT_READY:
             open(SHOT_READY, "w").close()
-        self.wait(lambda: not SHOT_DONE or os.path.exists(SHOT_DONE), lambda ok: self.finish(), 120)
+        self.wait(lambda: not SHOT_DONE or os.path.exists(SHOT_DONE), lambda ok: self.window_bench(), 120)
+
+    def window_bench(self):
+        """With $LIVEFILL_GUI_BENCH_SIZES: the live-latency benchmark in this window
+        (tests/krita/live_bench.py, real strokes), results in $LIVEFILL_GUI_BENCH_OUT."""
+        sizes = [int(v) for v in os.environ.get("LIVEFILL_GUI_BENCH_SIZES", "").split(",") if v]
+        if sizes:
+            try:
+                import live_bench
+
+                out = live_bench.bench_window(Krita.instance().activeWindow(), self.dock.controller, sizes)
+                for c in live_bench.state["checks"]:
+                    check(c["name"], c["ok"], c["detail"])
+                with open(os.environ.get("LIVEFILL_GUI_BENCH_OUT", "/tmp/livefill-window-bench.json"), "w") as f:
+                    json.dump({"results": out}, f, indent=1)
+                print(live_bench.table(out))
+            except Exception:
+                check("window bench: no exception", False, traceback.format_exc())
+        self.finish()
 
     def finish(self):
         try:
