@@ -69,6 +69,14 @@ def percentile(values: Iterable[float], q: float) -> float:
     return data[rank]
 
 
+def distribution(values: Iterable[float]) -> Dict[str, float]:
+    """p50, p90, p99 and max (rounded to 0.1) and the count of ``values``: how every live
+    figure is reported."""
+    data = list(values)
+    return {"p50": round(percentile(data, 0.5), 1), "p90": round(percentile(data, 0.9), 1),
+            "p99": round(percentile(data, 0.99), 1), "max": round(max(data), 1) if data else 0.0, "n": len(data)}
+
+
 class LiveTimeline:
     """The newest live frames and UI-thread slices of one plugin instance."""
 
@@ -104,19 +112,15 @@ class LiveTimeline:
         frames = [f for f in self.shown() if f.changed >= since]
         slices = [d for (_, start, d) in self.ui_slices if start >= since]
 
-        def stats(values: List[float]) -> Dict[str, float]:
-            return {"p50": round(percentile(values, 0.5), 1), "p90": round(percentile(values, 0.9), 1),
-                    "max": round(max(values), 1) if values else 0.0, "n": len(values)}
-
         daemon_total = [sum(v for k, v in f.daemon.items() if k != "onnxruntime") for f in frames]
         return {
             "frames": len(frames),
-            "change_to_sent": stats([f.sent - f.changed for f in frames]),
-            "sent_to_result": stats([f.result - f.sent for f in frames]),
-            "result_to_shown": stats([f.shown - f.result for f in frames]),
-            "change_to_shown": stats([f.shown - f.changed for f in frames]),
-            "change_to_first_step": stats([f.step_shown - f.changed for f in frames if f.step_shown]),
-            "daemon_ms": stats(daemon_total),
+            "change_to_sent": distribution([f.sent - f.changed for f in frames]),
+            "sent_to_result": distribution([f.result - f.sent for f in frames]),
+            "result_to_shown": distribution([f.shown - f.result for f in frames]),
+            "change_to_shown": distribution([f.shown - f.changed for f in frames]),
+            "change_to_first_step": distribution([f.step_shown - f.changed for f in frames if f.step_shown]),
+            "daemon_ms": distribution(daemon_total),
             "ui_slice_ms": {"p50": round(percentile(slices, 0.5), 2), "p90": round(percentile(slices, 0.9), 2),
                             "p99": round(percentile(slices, 0.99), 2),
                             "max": round(max(slices), 2) if slices else 0.0, "n": len(slices),

@@ -9,6 +9,8 @@
 # (from each dab to the first preview written from pixels read after it), the cost of each tick
 # (what the dialog's loop is held for), bytes per frame and the daemon's stage times, as JSON in
 # LIVEFILL_BENCH_OUT. Figures, never asserts (the checks only say that numbers came out).
+# Older plug-ins are measured too (send and show times are taken from outside LivePreview); one
+# older than livefill_live.py needs that file copied next to it.
 #
 # Environment: LIVEFILL_SOCKET, LIVEFILL_BENCH_OUT, LIVEFILL_BENCH_SIZES (512,1024,2048,4096),
 # LIVEFILL_BENCH_STROKE_S (2), LIVEFILL_BENCH_SINGLE_DABS (10), LIVEFILL_PLUGIN_DIR (the
@@ -37,6 +39,7 @@ Gegl.init(None)
 
 sys.path.insert(0, PLUGIN_DIR)
 import livefill as plugin  # noqa: E402  (the installed plug-in: LivePreview and its helpers)
+import livefill_live as live  # noqa: E402  (its copy of the shared live rules)
 
 results = {"checks": [], "results": []}
 
@@ -55,16 +58,7 @@ def now_ms():
     return time.monotonic() * 1000.0
 
 
-def pct(values, q):
-    data = sorted(values)
-    if not data:
-        return 0.0
-    return data[min(len(data) - 1, max(0, int(round(q * (len(data) - 1)))))]
-
-
-def stats(values):
-    return {"p50": round(pct(values, 0.5), 1), "p90": round(pct(values, 0.9), 1), "p99": round(pct(values, 0.99), 1),
-            "max": round(max(values), 1) if values else 0.0, "n": len(values)}
+stats = live.distribution
 
 
 class Config:

@@ -15,7 +15,7 @@ would) and single dabs (one every 0.5 s), and measures from Krita's event loop:
 * idle cost: livefill's UI-thread time while Live watches an unchanged layer.
 
 It measures the plugin it finds (older plugins without a timeline still get change -> preview
-and the stalls), prints a table and writes JSON to ``LIVEFILL_BENCH_OUT``. Figures, never
+and the stalls; one older than ``livefill_live.py`` needs that file copied next to it), prints a table and writes JSON to ``LIVEFILL_BENCH_OUT``. Figures, never
 asserts: ``check_results.py`` only checks that every size produced numbers.
 
 Environment: LIVEFILL_SOCKET, LIVEFILL_BIN, LIVEFILL_MODEL (the daemon the plugin connects to or
@@ -33,6 +33,9 @@ import traceback
 from krita import Krita
 from PyQt5.QtCore import QEventLoop, Qt, QTimer
 from PyQt5.QtWidgets import QApplication
+
+# The installed plugin's copy of the shared live rules (percentiles as the plugin reports them).
+from livefill_krita import livefill_live as live
 
 RESULTS = os.environ.get("LIVEFILL_TEST_RESULTS", "/tmp/livefill-live-bench-checks.json")
 OUT = os.environ.get("LIVEFILL_BENCH_OUT", "/tmp/livefill-live-bench.json")
@@ -62,16 +65,7 @@ def check(name, ok, detail=""):
     return ok
 
 
-def pct(values, q):
-    data = sorted(values)
-    if not data:
-        return 0.0
-    return data[min(len(data) - 1, max(0, int(round(q * (len(data) - 1)))))]
-
-
-def stats(values):
-    return {"p50": round(pct(values, 0.5), 1), "p90": round(pct(values, 0.9), 1), "p99": round(pct(values, 0.99), 1),
-            "max": round(max(values), 1) if values else 0.0, "n": len(values)}
+stats = live.distribution
 
 
 def spin(ms, on_tick=None, tick_ms=DAB_MS):
