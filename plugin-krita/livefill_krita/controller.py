@@ -647,11 +647,10 @@ class Controller(QObject):
         clear = logic.uncovered_bands(self._preview_bounds, rect)
         self._preview_bounds = rect
 
-        def write_and_refresh() -> None:
-            write(clear)
-            kd.refresh(doc)
-
-        self.writer.submit(write_and_refresh, lambda _res, err: self._on_live_written(job, node, seed, err))
+        # Only the pixel writes run on the worker: Document.refreshProjection (a whole-image
+        # refresh that waits for Krita) on a worker thread deadlocked against Krita's own
+        # waitForDone on the UI thread (its busy-wait dialog), so it runs on the UI thread.
+        self.writer.submit(lambda: write(clear), lambda _res, err: self._on_live_written(job, node, seed, err))
 
     def _on_live_step(self, job: Job, image: "proto.RgbaImage") -> None:
         """A step preview of the live frame in flight: shown when the writer is free (a final
@@ -673,12 +672,14 @@ class Controller(QObject):
 
             def write() -> None:
                 kd.write_scaled(node, rect, image.pixels, image.width, image.height, clear)
-                kd.refresh(doc)
 
             def done(_res: Any, err: Optional[BaseException]) -> None:
-                self._start_preview_write()
-                if err is None and frame is not None and not frame.step_shown:
-                    frame.step_shown = live.now_ms()
+                with self.timeline.ui_slice("live: step shown"):
+                    self._start_preview_write()
+                    if err is None and kd.document_is_open(doc):
+                        kd.refresh(doc)  # on the UI thread: see _start_preview_write
+                        if frame is not None and not frame.step_shown:
+                            frame.step_shown = live.now_ms()
 
             self.writer.submit(write, done)
 
@@ -688,6 +689,8 @@ class Controller(QObject):
             if err is not None:
                 self._finish(job, None, "Live: could not write the preview: %s" % err)
                 return
+            if kd.document_is_open(job.doc):
+                kd.refresh(job.doc)
             frame = job.frame
             if frame is not None:
                 frame.shown = live.now_ms()

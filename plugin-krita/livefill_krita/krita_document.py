@@ -272,7 +272,8 @@ def write_bgra(node, rect: Rect, bgra: bytes, clear: Tuple[Rect, ...] = ()) -> N
 
 
 def refresh(doc) -> None:
-    """Recomposites the image so the canvas shows what was written (waits for Krita)."""
+    """Recomposites the image so the canvas shows what was written (waits for Krita). UI thread
+    only: on a worker it can deadlock against a ``waitForDone`` on the UI thread."""
     doc.refreshProjection()
 
 
