@@ -9,6 +9,13 @@ here; everything that creates or selects nodes stays on the UI thread (``control
 
 Each worker runs one task at a time, in order. A task's result (or exception) comes back through
 a queued Qt signal to the callback given with it.
+
+``OFF_UI_THREAD`` is False for now: with Krita 5.1 paint-device writes on a worker thread, a
+``Document.refreshProjection`` on the UI thread sometimes never returned (its updater thread
+stuck in ``KisPaintLayer::copyOriginalToProjection``; seen in two of four fresh-clone test runs),
+and a refresh on the worker deadlocked against Krita's own ``waitForDone``. Tasks then run on the
+UI thread, one per event-loop turn, still in bands; the threaded path stays for when the cause
+is found.
 """
 
 import queue
@@ -16,7 +23,10 @@ import threading
 import traceback
 from typing import Any, Callable, Optional, Tuple
 
-from PyQt5.QtCore import QObject, pyqtSignal
+from PyQt5.QtCore import QObject, QTimer, pyqtSignal
+
+#: Whether tasks run on the worker thread (see the module doc).
+OFF_UI_THREAD = False
 
 Task = Callable[[], Any]
 Done = Callable[[Any, Optional[BaseException]], None]
@@ -43,7 +53,19 @@ class PixelWorker(QObject):
     def submit(self, task: Task, done: Done) -> None:
         """Runs ``task()`` on the worker; then ``done(result, error)`` on the UI thread."""
         self._busy += 1
+        if not OFF_UI_THREAD:
+            QTimer.singleShot(0, lambda: self._run_here(task, done))
+            return
         self._tasks.put((task, done))
+
+    def _run_here(self, task: Task, done: Done) -> None:
+        try:
+            result: Any = task()
+            error: Optional[BaseException] = None
+        except BaseException as e:  # handed to the callback, as from the thread
+            traceback.print_exc()
+            result, error = None, e
+        self._deliver((done, result, error))
 
     def stop(self) -> None:
         self._tasks.put(None)
