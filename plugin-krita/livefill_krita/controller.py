@@ -7,10 +7,10 @@ kritarunner tests all drive the very same code paths. Control flow runs on Krita
 nothing here blocks: replies arrive as Qt signals from ``DaemonLink``.
 
 Live mode reacts instead of polling: ``live_watch`` says when the canvas may have changed, the
-layer is then read (scaled) on a ``PixelWorker`` thread and sent at once if its pixels differ
+layer is then read (scaled, in bands) by a ``PixelWorker`` and sent at once if its pixels differ
 from the last frame's. At most one live frame is in flight; changes made meanwhile are read and
-sent the moment its result arrives, while that result is written into the preview on a second
-worker. Every frame's moments go to ``timeline`` (``livefill_live``), which the in-editor
+sent the moment its result arrives, while that result is written into the preview by a second
+worker (see ``pixel_worker.OFF_UI_THREAD`` for where workers run). Every frame's moments go to ``timeline`` (``livefill_live``), which the in-editor
 benchmark reads. The preview layer is locked against painting and never becomes the current
 layer.
 """
