@@ -99,7 +99,6 @@ class Controller(QObject):
         self._live_uid: Any = None
         self._live_seed: Optional[int] = None
         self._live_fingerprint: Optional[Tuple[Any, ...]] = None
-        self._live_latest_rid = 0
         self._live_shown_rid = 0
         #: When the oldest change not yet read was seen (``live.now_ms``); None = nothing new.
         self._live_dirty_since: Optional[float] = None
@@ -294,14 +293,11 @@ class Controller(QObject):
 
     def _submit(self, job: Job) -> None:
         self.jobs[job.request_id] = job
+        # Live frames show no progress bar: one per frame would repaint the docker constantly.
         if not job.live:
             self._progress_rid = job.request_id
             self.progress.emit(0, max(1, job.request.steps))
             self.message.emit("%s: sent (request %d)\u2026" % (job.plan.kind.capitalize(), job.request_id))
-        else:
-            # Live frames show no progress bar: one per frame would repaint the docker every
-            # few milliseconds, and each signal costs the UI thread time while workers run.
-            self._live_latest_rid = job.request_id
         self._update_busy()
         if self.link.state == CONNECTED and self.link.is_connected:
             self.link.send(job.request)

@@ -150,18 +150,6 @@ def read_pixels(doc, node, rect: Rect, source: str) -> bytes:
     return proto.bgra_to_rgba(data)
 
 
-def layer_checksum(doc, node, rect: Rect, with_selection: bool) -> int:
-    """A cheap fingerprint of ``node``'s pixels (and the selection) in ``rect``, for live mode."""
-    from . import pixels as px
-
-    parts = [bytes(node.pixelData(rect.x, rect.y, rect.width, rect.height))]
-    if with_selection:
-        sel = doc.selection()
-        if sel is not None:
-            parts.append(bytes(sel.pixelData(rect.x, rect.y, rect.width, rect.height)))
-    return px.checksum(*parts)
-
-
 #: Bytes per band when scaling and writing a large preview. PyQt holds Python's GIL inside every
 #: Qt call (Krita's own calls release it), so big images are read, scaled and written one band at
 #: a time: no single call keeps the UI thread's Python (the canvas event filter included) waiting
