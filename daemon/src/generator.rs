@@ -44,6 +44,8 @@ pub struct GenerateOutput {
     pub offset_y: i32,
     pub seed: u64,
     pub timings: Vec<StageTiming>,
+    /// The name of the model that ran it.
+    pub model: String,
 }
 
 /// Why a generation did not finish.

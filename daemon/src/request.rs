@@ -53,6 +53,7 @@ pub fn default_request(mode: Mode) -> GenerateRequest {
         sampler: None,
         spacing: None,
         eta: None,
+        model: String::new(),
     }
 }
 

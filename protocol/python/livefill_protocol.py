@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAGIC = b"LVFL"
 HEADER_LEN = 12
 #: Default bound on a payload: an 8192x8192 RGBA image plus its mask, plus 1 MiB.
@@ -115,6 +115,19 @@ class ErrorCode(IntEnum):
     CANCELLED = 8
     SHUTTING_DOWN = 9
     INTERNAL = 10
+    MODEL_LOAD_FAILED = 11
+
+
+class ModelRole(IntEnum):
+    """What the daemon runs a model for when a request names none."""
+
+    DEFAULT = 0
+    INPAINT = 1
+    LIVE = 2
+
+    @property
+    def wire_name(self) -> str:
+        return self.name.lower()
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,6 +262,8 @@ class GenerateRequest:
     spacing: Optional[Spacing] = None
     #: DDIM's eta / TCD's gamma; None = their defaults (0 / 0.3).
     eta: Optional[float] = None
+    #: The model by its ``ListModels`` name; "" = the daemon's choice for the request.
+    model: str = ""
 
 
 @dataclass
@@ -339,6 +354,8 @@ class GenerateResult:
     offset_y: int = 0
     seed: int = 0
     timings: List[StageTiming] = field(default_factory=list)
+    #: The model that produced the result.
+    model: str = ""
 
     def total_millis(self) -> float:
         """The job's time: the sum of its stages (``onnxruntime`` is a part of them)."""
@@ -374,6 +391,14 @@ class DaemonStatus:
     connected_clients: int = 0
     jobs_completed: int = 0
     uptime_ms: int = 0
+    #: Bytes of model weights resident now (shared files counted once).
+    resident_bytes: int = 0
+    #: Memory budget for resident models in bytes; 0 = the budget is a model count.
+    budget_bytes: int = 0
+    #: Most models resident at once; 0 = the budget is in bytes.
+    max_resident_models: int = 0
+    #: The model being loaded now, "" when none.
+    loading_model: str = ""
 
 
 @dataclass
@@ -385,6 +410,10 @@ class ModelInfo:
     dtype: str = ""
     taesd: bool = False
     loaded: bool = False
+    roles: List[ModelRole] = field(default_factory=list)
+    weight_bytes: int = 0
+    shared_bytes: int = 0
+    load_error: str = ""
 
 
 @dataclass
@@ -399,6 +428,17 @@ class ShuttingDown:
     """DaemonMessage::ShuttingDown (variant 8)."""
 
 
+@dataclass
+class ModelLoading:
+    """DaemonMessage::ModelLoading (variant 9): the request's model is being loaded."""
+
+    request_id: int = 0
+    model: str = ""
+    step: int = 0
+    total_steps: int = 0
+    component: str = ""
+
+
 ClientMessage = Union[ClientHello, GenerateRequest, Cancel, Status, ListModels, Shutdown]
 DaemonMessage = Union[
     DaemonHello,
@@ -410,6 +450,7 @@ DaemonMessage = Union[
     DaemonStatus,
     Models,
     ShuttingDown,
+    ModelLoading,
 ]
 
 #: Variant index -> class, per direction.
@@ -424,6 +465,7 @@ DAEMON_VARIANTS: Tuple[type, ...] = (
     DaemonStatus,
     Models,
     ShuttingDown,
+    ModelLoading,
 )
 
 
@@ -623,6 +665,10 @@ _MODEL_INFO = _struct(
         ("dtype", STR),
         ("taesd", BOOL),
         ("loaded", BOOL),
+        ("roles", _vec(_enum(ModelRole))),
+        ("weight_bytes", U64),
+        ("shared_bytes", U64),
+        ("load_error", STR),
     ],
 )
 
@@ -652,6 +698,7 @@ _CLIENT_CODECS: List[Tuple[Encoder, Decoder]] = [
             ("sampler", _option(_enum(Sampler))),
             ("spacing", _option(_enum(Spacing))),
             ("eta", _option(F32)),
+            ("model", STR),
         ],
     ),
     _struct(Cancel, [("request_id", U64)]),
@@ -688,6 +735,7 @@ _DAEMON_CODECS: List[Tuple[Encoder, Decoder]] = [
             ("offset_y", I32),
             ("seed", U64),
             ("timings", _vec(_TIMING)),
+            ("model", STR),
         ],
     ),
     _struct(ErrorReply, [("request_id", _option(U64)), ("code", _enum(ErrorCode)), ("message", STR)]),
@@ -703,10 +751,18 @@ _DAEMON_CODECS: List[Tuple[Encoder, Decoder]] = [
             ("connected_clients", U32),
             ("jobs_completed", U64),
             ("uptime_ms", U64),
+            ("resident_bytes", U64),
+            ("budget_bytes", U64),
+            ("max_resident_models", U32),
+            ("loading_model", STR),
         ],
     ),
     _struct(Models, [("models", _vec(_MODEL_INFO))]),
     _struct(ShuttingDown, []),
+    _struct(
+        ModelLoading,
+        [("request_id", U64), ("model", STR), ("step", U32), ("total_steps", U32), ("component", STR)],
+    ),
 ]
 
 _CLIENT_INDEX: Dict[type, int] = {cls: i for i, cls in enumerate(CLIENT_VARIANTS)}
@@ -925,6 +981,7 @@ __all__ = [
     "Sampler",
     "Spacing",
     "ErrorCode",
+    "ModelRole",
     "ProtocolError",
     "BadMagic",
     "UnsupportedVersion",
@@ -953,6 +1010,7 @@ __all__ = [
     "ModelInfo",
     "Models",
     "ShuttingDown",
+    "ModelLoading",
     "ClientMessage",
     "DaemonMessage",
     "CLIENT_VARIANTS",

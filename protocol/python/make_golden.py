@@ -53,6 +53,7 @@ def golden_samples() -> List[Tuple[str, Any]]:
                 sampler=p.Sampler.DPMPP_2M,
                 spacing=p.Spacing.KARRAS,
                 eta=0.25,
+                model="mod\u00e8le-inpaint",
             ),
         ),
         (
@@ -79,6 +80,7 @@ def golden_samples() -> List[Tuple[str, Any]]:
                 sampler=None,
                 spacing=None,
                 eta=None,
+                model="",
             ),
         ),
         (
@@ -105,6 +107,7 @@ def golden_samples() -> List[Tuple[str, Any]]:
                 sampler=p.Sampler.EULER_A,
                 spacing=p.Spacing.TRAILING,
                 eta=None,
+                model="lcm-dreamshaper-v7",
             ),
         ),
         ("client_cancel", p.Cancel(42)),
@@ -150,6 +153,7 @@ def golden_samples() -> List[Tuple[str, Any]]:
                     p.StageTiming("unet", 120.5),
                     p.StageTiming("vae_decode", 0.125),
                 ],
+                model="lcm-dreamshaper-v7",
             ),
         ),
         (
@@ -163,9 +167,22 @@ def golden_samples() -> List[Tuple[str, Any]]:
         ("daemon_superseded", p.Superseded(42, 43)),
         (
             "daemon_status",
-            p.DaemonStatus("lcm-dreamshaper-v7", "cpu", "CPUExecutionProvider", 2, 43, 1, 17, 123456789),
+            p.DaemonStatus(
+                "lcm-dreamshaper-v7",
+                "cpu",
+                "CPUExecutionProvider",
+                2,
+                43,
+                1,
+                17,
+                123456789,
+                resident_bytes=2132000000,
+                budget_bytes=6000000000,
+                max_resident_models=0,
+                loading_model="mod\u00e8le-inpaint",
+            ),
         ),
-        ("daemon_status_idle", p.DaemonStatus("", "cpu", "CPUExecutionProvider", 0, None, 0, 0, 5)),
+        ("daemon_status_idle", p.DaemonStatus("", "cpu", "CPUExecutionProvider", 0, None, 0, 0, 5, 0, 0, 2, "")),
         (
             "daemon_models",
             p.Models(
@@ -178,6 +195,10 @@ def golden_samples() -> List[Tuple[str, Any]]:
                         "fp16",
                         True,
                         True,
+                        [p.ModelRole.DEFAULT, p.ModelRole.LIVE],
+                        2132000000,
+                        430000000,
+                        "",
                     ),
                     p.ModelInfo(
                         "mod\u00e8le-inpaint",
@@ -187,12 +208,17 @@ def golden_samples() -> List[Tuple[str, Any]]:
                         "fp32",
                         False,
                         False,
+                        [p.ModelRole.INPAINT],
+                        4265000000,
+                        0,
+                        "unet/model.onnx: truncated at byte 1048576 of 3438167536",
                     ),
                 ]
             ),
         ),
         ("daemon_models_empty", p.Models([])),
         ("daemon_shutting_down", p.ShuttingDown()),
+        ("daemon_model_loading", p.ModelLoading(42, "mod\u00e8le-inpaint", 2, 5, "unet")),
     ]
 
 

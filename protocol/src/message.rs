@@ -9,11 +9,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Version of the byte layout; carried in every frame header and in both hellos.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest protocol version whose peers still get a readable answer: the daemon replies to
 /// their frames with an `Error { code: UnsupportedVersion }` framed in *their* version (the
-/// `ErrorReply` layout is the same in versions 1 and 2), so an old plugin shows "update the
+/// `ErrorReply` layout is the same in versions 1, 2 and 3), so an old plugin shows "update the
 /// plugin" instead of failing to decode.
 pub const OLDEST_READABLE_VERSION: u16 = 1;
 
@@ -151,6 +151,10 @@ pub struct GenerateRequest {
     /// DDIM's η (default 0) or TCD's γ (default 0.3); `None` = that default. Other samplers
     /// refuse it.
     pub eta: Option<f32>,
+    /// The model to run, by the name `ListModels` reports; empty = the daemon's choice for the
+    /// request (an inpainting model for inpaint/outpaint, an LCM model for live previews, else
+    /// its default; see `ModelInfo.roles`).
+    pub model: String,
 }
 
 /// Everything a client can send.
@@ -221,6 +225,8 @@ pub struct GenerateResult {
     pub offset_y: i32,
     pub seed: u64,
     pub timings: Vec<StageTiming>,
+    /// The model that produced the result (its `ListModels` name).
+    pub model: String,
 }
 
 /// Machine-readable error class.
@@ -238,6 +244,8 @@ pub enum ErrorCode {
     Cancelled,
     ShuttingDown,
     Internal,
+    /// The request's model could not be loaded (the message names the file and what to do).
+    ModelLoadFailed,
 }
 
 /// A failed request (or a connection-level problem when `request_id` is `None`).
@@ -260,11 +268,31 @@ pub struct DaemonStatus {
     pub connected_clients: u32,
     pub jobs_completed: u64,
     pub uptime_ms: u64,
+    /// Bytes of model weights resident now (files shared by several models counted once).
+    pub resident_bytes: u64,
+    /// The memory budget for resident models in bytes; 0 = the budget is a model count.
+    pub budget_bytes: u64,
+    /// The most models kept resident at once; 0 = the budget is in bytes.
+    pub max_resident_models: u32,
+    /// The model being loaded now, empty when none.
+    pub loading_model: String,
 }
 
-/// A model the daemon can find.
+/// What the daemon runs a model for when a request names none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ModelRole {
+    /// Every request without a more specific choice (txt2img, img2img final jobs).
+    Default,
+    /// Inpaint and outpaint requests.
+    Inpaint,
+    /// Live previews.
+    Live,
+}
+
+/// A model the daemon serves (resident or loaded on first use).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelInfo {
+    /// The name requests use (`GenerateRequest.model`).
     pub name: String,
     pub path: String,
     pub unet_in_channels: u32,
@@ -272,7 +300,16 @@ pub struct ModelInfo {
     /// "fp16" or "fp32".
     pub dtype: String,
     pub taesd: bool,
+    /// Resident now (its graphs are loaded on the device).
     pub loaded: bool,
+    /// The request kinds this model serves when a request names no model.
+    pub roles: Vec<ModelRole>,
+    /// Bytes of its weight files (the memory it takes when resident).
+    pub weight_bytes: u64,
+    /// Of those, bytes shared with another resident model (byte-identical files loaded once).
+    pub shared_bytes: u64,
+    /// Why its last load failed; empty when it did not.
+    pub load_error: String,
 }
 
 /// Everything the daemon can send.
@@ -298,6 +335,17 @@ pub enum DaemonMessage {
     Status(DaemonStatus),
     Models(Vec<ModelInfo>),
     ShuttingDown,
+    /// The request's model is being loaded (first use, or after it was unloaded): one message
+    /// per component as loading moves on, before `Progress`.
+    ModelLoading {
+        request_id: u64,
+        model: String,
+        /// Components loaded so far (0 = starting) of `total_steps`.
+        step: u32,
+        total_steps: u32,
+        /// What is being loaded now, e.g. "unet".
+        component: String,
+    },
 }
 
 impl RgbaImage {
@@ -411,6 +459,26 @@ impl fmt::Display for Spacing {
     }
 }
 
+impl ModelRole {
+    /// Every role, in wire order.
+    pub const ALL: [ModelRole; 3] = [ModelRole::Default, ModelRole::Inpaint, ModelRole::Live];
+
+    /// The name used in messages and by `livefill status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelRole::Default => "default",
+            ModelRole::Inpaint => "inpaint",
+            ModelRole::Live => "live",
+        }
+    }
+}
+
+impl fmt::Display for ModelRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl ClientHello {
     /// A hello speaking this crate's [`PROTOCOL_VERSION`].
     pub fn new(client_name: impl Into<String>) -> Self {
@@ -423,7 +491,7 @@ impl ClientHello {
 
 impl ErrorCode {
     /// Every code, in wire order (index = variant index on the wire).
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::BadFrame,
         ErrorCode::UnsupportedVersion,
         ErrorCode::FrameTooLarge,
@@ -435,6 +503,7 @@ impl ErrorCode {
         ErrorCode::Cancelled,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
+        ErrorCode::ModelLoadFailed,
     ];
 
     /// Stable snake_case name, for logs and user-facing messages.
@@ -451,6 +520,7 @@ impl ErrorCode {
             ErrorCode::Cancelled => "cancelled",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
+            ErrorCode::ModelLoadFailed => "model_load_failed",
         }
     }
 }
@@ -517,6 +587,7 @@ impl DaemonMessage {
             DaemonMessage::Status(_) => "Status",
             DaemonMessage::Models(_) => "Models",
             DaemonMessage::ShuttingDown => "ShuttingDown",
+            DaemonMessage::ModelLoading { .. } => "ModelLoading",
         }
     }
 
@@ -525,7 +596,8 @@ impl DaemonMessage {
         match self {
             DaemonMessage::Accepted { request_id, .. }
             | DaemonMessage::Progress { request_id, .. }
-            | DaemonMessage::Superseded { request_id, .. } => Some(*request_id),
+            | DaemonMessage::Superseded { request_id, .. }
+            | DaemonMessage::ModelLoading { request_id, .. } => Some(*request_id),
             DaemonMessage::Result(r) => Some(r.request_id),
             DaemonMessage::Error(e) => e.request_id,
             DaemonMessage::Hello(_)

@@ -151,6 +151,7 @@ fn large_image_round_trips() {
         offset_y: 0,
         seed: 9,
         timings: Vec::new(),
+        model: "tiny".into(),
     });
     let frame = encode_daemon(&msg);
     assert_eq!(frame.len(), HEADER_LEN + payload_len_of(&msg));

@@ -160,6 +160,10 @@ pub fn model_info(engine: &Engine) -> ModelInfo {
         .to_string(),
         taesd: components.taesd_decoder.is_some(),
         loaded: true,
+        roles: Vec::new(),
+        weight_bytes: 0,
+        shared_bytes: 0,
+        load_error: String::new(),
     }
 }
 

@@ -87,6 +87,7 @@ impl RequestRun<'_> {
             offset_x: placed.offset_x,
             offset_y: placed.offset_y,
             seed,
+            model: self.components.dir.name.clone(),
             timings: timings
                 .0
                 .iter()

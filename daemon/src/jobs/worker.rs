@@ -144,6 +144,7 @@ fn result_message(request_id: u64, output: GenerateOutput) -> DaemonMessage {
         offset_y: output.offset_y,
         seed: output.seed,
         timings: output.timings,
+        model: output.model,
     })
 }
 
@@ -244,6 +245,7 @@ mod tests {
                 offset_y: 0,
                 seed,
                 timings: Vec::new(),
+                model: "fake".into(),
             })
         }
     }

@@ -96,6 +96,10 @@ impl ModelSummary {
             dtype: self.dtype.clone(),
             taesd: self.taesd,
             loaded,
+            roles: Vec::new(),
+            weight_bytes: self.bytes,
+            shared_bytes: 0,
+            load_error: String::new(),
         }
     }
 }

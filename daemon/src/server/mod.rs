@@ -89,6 +89,10 @@ impl Context {
             connected_clients: self.clients().len() as u32,
             jobs_completed: queue.completed,
             uptime_ms: self.started.elapsed().as_millis() as u64,
+            resident_bytes: 0,
+            budget_bytes: 0,
+            max_resident_models: 0,
+            loading_model: String::new(),
         }
     }
 }

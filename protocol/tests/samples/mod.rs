@@ -72,6 +72,7 @@ pub fn samples() -> Vec<(&'static str, Sample)> {
                 sampler: Some(Sampler::Dpmpp2m),
                 spacing: Some(Spacing::Karras),
                 eta: Some(0.25),
+                model: "modèle-inpaint".into(),
             })),
         ),
         (
@@ -98,6 +99,7 @@ pub fn samples() -> Vec<(&'static str, Sample)> {
                 sampler: None,
                 spacing: None,
                 eta: None,
+                model: String::new(),
             })),
         ),
         (
@@ -129,6 +131,7 @@ pub fn samples() -> Vec<(&'static str, Sample)> {
                 sampler: Some(Sampler::EulerA),
                 spacing: Some(Spacing::Trailing),
                 eta: None,
+                model: "lcm-dreamshaper-v7".into(),
             })),
         ),
         (
@@ -208,6 +211,7 @@ pub fn samples() -> Vec<(&'static str, Sample)> {
                         millis: 0.125,
                     },
                 ],
+                model: "lcm-dreamshaper-v7".into(),
             })),
         ),
         (
@@ -244,6 +248,10 @@ pub fn samples() -> Vec<(&'static str, Sample)> {
                 connected_clients: 1,
                 jobs_completed: 17,
                 uptime_ms: 123_456_789,
+                resident_bytes: 2_132_000_000,
+                budget_bytes: 6_000_000_000,
+                max_resident_models: 0,
+                loading_model: "modèle-inpaint".into(),
             })),
         ),
         (
@@ -257,6 +265,10 @@ pub fn samples() -> Vec<(&'static str, Sample)> {
                 connected_clients: 0,
                 jobs_completed: 0,
                 uptime_ms: 5,
+                resident_bytes: 0,
+                budget_bytes: 0,
+                max_resident_models: 2,
+                loading_model: String::new(),
             })),
         ),
         (
@@ -270,6 +282,10 @@ pub fn samples() -> Vec<(&'static str, Sample)> {
                     dtype: "fp16".into(),
                     taesd: true,
                     loaded: true,
+                    roles: vec![ModelRole::Default, ModelRole::Live],
+                    weight_bytes: 2_132_000_000,
+                    shared_bytes: 430_000_000,
+                    load_error: String::new(),
                 },
                 ModelInfo {
                     name: "modèle-inpaint".into(),
@@ -279,6 +295,10 @@ pub fn samples() -> Vec<(&'static str, Sample)> {
                     dtype: "fp32".into(),
                     taesd: false,
                     loaded: false,
+                    roles: vec![ModelRole::Inpaint],
+                    weight_bytes: 4_265_000_000,
+                    shared_bytes: 0,
+                    load_error: "unet/model.onnx: truncated at byte 1048576 of 3438167536".into(),
                 },
             ])),
         ),
@@ -287,5 +307,15 @@ pub fn samples() -> Vec<(&'static str, Sample)> {
             Daemon(DaemonMessage::Models(Vec::new())),
         ),
         ("daemon_shutting_down", Daemon(DaemonMessage::ShuttingDown)),
+        (
+            "daemon_model_loading",
+            Daemon(DaemonMessage::ModelLoading {
+                request_id: 42,
+                model: "modèle-inpaint".into(),
+                step: 2,
+                total_steps: 5,
+                component: "unet".into(),
+            }),
+        ),
     ]
 }
