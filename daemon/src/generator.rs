@@ -1,9 +1,13 @@
 //! The seam between the job system and the inference engine.
 //!
-//! Exists so the server and job queue (`server`, `jobs`) depend on one small trait rather than on
-//! ONNX Runtime: the real implementation is `engine::Engine`; tests of the queue may use a
-//! stand-in, but end-to-end tests always run the real engine on the tiny fixture models.
+//! Exists so the server and job queue (`server`, `jobs`) depend on two small traits rather than
+//! on ONNX Runtime: [`ImageGenerator`] (one resident model running jobs; the real one is
+//! `engine::Engine`) and [`GeneratorLoader`] (brings a model folder up as an `ImageGenerator`;
+//! the real one is `engine::EngineLoader`, which loads byte-identical graphs once). Tests of the
+//! queue and of model residency may use stand-ins, but end-to-end tests always run the real
+//! engine on the tiny fixture models.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -107,4 +111,36 @@ pub trait ImageGenerator: Send + 'static {
         cancel: &CancelToken,
         on_step: &mut dyn FnMut(StepProgress),
     ) -> Result<GenerateOutput, GenerateError>;
+}
+
+/// One step of loading a model: `step` of `total` components done, `component` next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadStep {
+    pub step: u32,
+    pub total: u32,
+    pub component: String,
+}
+
+/// Brings model folders up as generators, off the job thread (jobs on resident models go on
+/// while one loads).
+pub trait GeneratorLoader: Send + Sync + 'static {
+    /// Load the model at `path` and warm it up, reporting each component. The error names the
+    /// file and what to do.
+    fn load(
+        &self,
+        path: &Path,
+        on_step: &mut dyn FnMut(LoadStep),
+    ) -> Result<Box<dyn ImageGenerator>, String>;
+
+    /// Bytes of the resident model at `path` that are shared with another resident model
+    /// (byte-identical graphs loaded once); 0 when nothing is shared.
+    fn shared_bytes(&self, _path: &Path) -> u64 {
+        0
+    }
+
+    /// Bytes saved by sharing across every resident model (what counting each model's weight
+    /// files in full overstates).
+    fn shared_savings(&self) -> u64 {
+        0
+    }
 }

@@ -21,7 +21,6 @@ use super::generate::{flatten, write_png};
 use super::runtime_args::RuntimeArgs;
 use super::serve::{DaemonSettings, run_daemon};
 use crate::client::DaemonClient;
-use crate::engine::EngineOptions;
 use crate::models::locate;
 use crate::paths::ProcessEnv;
 use crate::request::default_request;
@@ -82,11 +81,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     let settings = DaemonSettings {
-        engine: EngineOptions {
-            model: model.clone(),
-            runtime: args.runtime.options()?,
-            max_image_side: 8192,
-        },
+        models: vec![model.clone()],
+        runtime: args.runtime.options()?,
+        max_image_side: 8192,
+        budget: None,
         socket: socket.clone(),
         max_frame_bytes: livefill_protocol::DEFAULT_MAX_PAYLOAD,
     };

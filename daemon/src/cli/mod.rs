@@ -5,6 +5,7 @@ pub mod demo;
 pub mod doctor;
 pub mod generate;
 pub mod install_plugin;
+pub mod model_catalog;
 pub mod models;
 pub mod runtime_args;
 pub mod sampler_args;

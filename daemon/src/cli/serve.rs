@@ -1,39 +1,52 @@
-//! `livefill serve`: load the model once, warm it up, and serve plugins on the local socket.
+//! `livefill serve`: load the default model, warm it up, and serve plugins on the local socket;
+//! the other models load on first use.
 //!
-//! Exists as the daemon's entry point: it resolves the model (`--model`, else `model = "..."` in
-//! `$XDG_CONFIG_HOME/livefill/config.toml`) and the socket (`--socket`, else `LIVEFILL_SOCKET`,
-//! else the protocol's default path), claims the socket *before* the slow model load (so a second
-//! daemon fails fast with "livefill is already running on <path>"), loads and warms up the
-//! engine, and hands everything to `server::serve` on a multi-thread tokio runtime.
-//! [`run_daemon`] is the same thing as a function, used in process by `livefill demo`.
+//! Exists as the daemon's entry point: it gathers the models (`--model`, repeatable, then
+//! `model = "..."` and `models = [...]` of `$XDG_CONFIG_HOME/livefill/config.toml`; see
+//! `model_catalog`) and the socket (`--socket`, else `LIVEFILL_SOCKET`, else the protocol's
+//! default path), claims the socket *before* the slow model load (so a second daemon fails fast
+//! with "livefill is already running on <path>"), loads and warms up the first model that loads
+//! (the default), sets the memory budget (`--max-resident`, else derived from the memory left
+//! free after that load), and hands everything to `server::serve` on a multi-thread tokio
+//! runtime. [`run_daemon`] is the same thing as a function, used in process by `livefill demo`.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use livefill_protocol::{DEFAULT_MAX_PAYLOAD, ModelInfo, default_socket_path};
-use ort::value::TensorElementType;
+use livefill_protocol::{DEFAULT_MAX_PAYLOAD, default_socket_path};
 
+use super::model_catalog;
 use super::runtime_args::RuntimeArgs;
 use crate::config;
-use crate::engine::{Engine, EngineOptions};
-use crate::generator::ImageGenerator;
-use crate::models::locate;
+use crate::engine::Engine;
+use crate::engine::loader::EngineLoader;
+use crate::generator::{ImageGenerator, LoadStep};
+use crate::jobs::{Catalog, MemoryBudget, ModelEntry, free_device_memory};
+use crate::models::inspect::human_bytes;
+use crate::onnx::runtime::{ResolvedDevice, RuntimeOptions};
 use crate::paths::{self, ProcessEnv};
 use crate::server::{ServerOptions, Shutdown, SocketListener};
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Model folder (optimum's or diffusers' legacy ONNX layout), or the name of a model fetched
-    /// with `livefill models fetch` (e.g. lcm-dreamshaper-v7). Default: `model = "..."` in
-    /// $XDG_CONFIG_HOME/livefill/config.toml (~/.config/livefill/config.toml).
+    /// Model folder (optimum's or diffusers' legacy ONNX layout, or a hub snapshot folder), or
+    /// the name of a model fetched with `livefill models fetch` (e.g. lcm-dreamshaper-v7).
+    /// Repeat it to serve several models; the first that loads is the default. The config file's
+    /// `model` and `models` are served too ($XDG_CONFIG_HOME/livefill/config.toml,
+    /// ~/.config/livefill/config.toml).
     #[arg(long)]
-    pub model: Option<PathBuf>,
+    pub model: Vec<PathBuf>,
     /// Socket path. Default: $LIVEFILL_SOCKET, else $XDG_RUNTIME_DIR/livefill.sock, else
     /// /tmp/livefill-<uid>/livefill.sock.
     #[arg(long)]
     pub socket: Option<PathBuf>,
+    /// How many models stay resident: a count (`2`) or a size of weights (`6GiB`, `6G`,
+    /// `512MiB`); the least recently used model is unloaded beyond it. Default: 60% of the
+    /// memory free on the device once the default model is loaded.
+    #[arg(long)]
+    pub max_resident: Option<MemoryBudget>,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
     /// Largest accepted image side in pixels.
@@ -47,24 +60,24 @@ pub struct ServeArgs {
 /// Everything needed to run a daemon.
 #[derive(Debug, Clone)]
 pub struct DaemonSettings {
-    pub engine: EngineOptions,
+    /// Model values (folders, snapshot folders, catalog names), the default's candidates first.
+    pub models: Vec<PathBuf>,
+    pub runtime: RuntimeOptions,
+    pub max_image_side: u32,
+    /// `None` = derived from free memory.
+    pub budget: Option<MemoryBudget>,
     pub socket: PathBuf,
     pub max_frame_bytes: u32,
 }
 
 impl ServeArgs {
     pub fn settings(&self) -> anyhow::Result<DaemonSettings> {
-        let model = match &self.model {
-            Some(model) => model.clone(),
-            None => model_from_config()?,
-        };
-        let model = locate::resolve_model(&model, &ProcessEnv)?;
+        let from_config = models_from_config(self.model.is_empty())?;
         Ok(DaemonSettings {
-            engine: EngineOptions {
-                model,
-                runtime: self.runtime.options()?,
-                max_image_side: self.max_image_side,
-            },
+            models: model_catalog::model_values(&self.model, &from_config),
+            runtime: self.runtime.options()?,
+            max_image_side: self.max_image_side,
+            budget: self.max_resident,
             socket: self.socket.clone().unwrap_or_else(default_socket_path),
             max_frame_bytes: self.max_frame_bytes,
         })
@@ -77,8 +90,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Runs a daemon until `shutdown` is raised (or SIGINT/SIGTERM when `handle_signals`).
-/// `on_ready` is called once the model is loaded and warmed up, just before connections are
-/// served.
+/// `on_ready` is called once the default model is loaded and warmed up, just before
+/// connections are served.
 pub fn run_daemon(
     settings: DaemonSettings,
     shutdown: Shutdown,
@@ -94,19 +107,17 @@ pub fn run_daemon(
         let _context = runtime.enter();
         SocketListener::bind(&settings.socket)?
     };
-    let engine = match load_engine(&settings.engine) {
-        Ok(engine) => engine,
+    let catalog = match build_catalog(&settings) {
+        Ok(catalog) => catalog,
         Err(e) => {
             let _context = runtime.enter();
             drop(listener);
             return Err(e);
         }
     };
-    let models = vec![model_info(&engine)];
     let options = ServerOptions {
         max_frame_bytes: settings.max_frame_bytes,
-        max_image_side: settings.engine.max_image_side,
-        models,
+        max_image_side: settings.max_image_side,
     };
     let served = runtime.block_on(async {
         if handle_signals {
@@ -115,7 +126,7 @@ pub fn run_daemon(
                 .context("installing signal handlers")?;
         }
         on_ready();
-        crate::server::serve(listener, Box::new(engine), options, shutdown)
+        crate::server::serve(listener, catalog, options, shutdown)
             .await
             .map_err(anyhow::Error::from)
     });
@@ -123,48 +134,96 @@ pub fn run_daemon(
     served
 }
 
-fn load_engine(options: &EngineOptions) -> anyhow::Result<Engine> {
-    let mut engine = Engine::load(options)
-        .with_context(|| format!("loading model {}", options.model.display()))?;
-    let warm_start = Instant::now();
-    engine.warm_up().context("warming up the model")?;
+/// Checks every model, loads the first that loads as the default, and sets the budget.
+fn build_catalog(settings: &DaemonSettings) -> anyhow::Result<Catalog> {
+    let loader = EngineLoader::new(settings.runtime.clone(), settings.max_image_side);
+    let mut entries = model_catalog::entries(&settings.models, "", "");
+    let (default, engine) = load_default(&loader, &mut entries)?;
     let info = engine.info();
-    tracing::info!(
-        model = %info.model,
-        path = %options.model.display(),
-        device = %info.device,
-        provider = %info.execution_provider,
-        load_ms = engine.load_time.as_millis() as u64,
-        warm_up_ms = warm_start.elapsed().as_millis() as u64,
-        "model loaded and warmed up"
-    );
-    Ok(engine)
+    let device = &engine.runtime.device;
+    for entry in &mut entries {
+        if let Some(i) = entry.info.as_mut() {
+            i.device = info.device.clone();
+            i.execution_provider = info.execution_provider.clone();
+        }
+    }
+    let budget = settings.budget.unwrap_or_else(|| {
+        let cuda = matches!(device, ResolvedDevice::Cuda(_));
+        match free_device_memory(cuda) {
+            Some(free) => MemoryBudget::derived(Some(free)).plus(entries[default].weight_bytes),
+            None => MemoryBudget::derived(None),
+        }
+    });
+    log_catalog(&entries, default, &budget);
+    Ok(Catalog {
+        entries,
+        default,
+        default_generator: Box::new(engine),
+        budget,
+        loader: std::sync::Arc::new(loader),
+    })
 }
 
-/// What `ListModels` reports about the loaded model.
-pub fn model_info(engine: &Engine) -> ModelInfo {
-    let components = &engine.components;
-    let dir = &components.dir;
-    ModelInfo {
-        name: dir.name.clone(),
-        path: std::fs::canonicalize(&dir.root)
-            .unwrap_or_else(|_| dir.root.clone())
-            .display()
-            .to_string(),
-        unet_in_channels: dir.unet_config.in_channels as u32,
-        lcm_distilled: dir.unet_config.time_cond_proj_dim.is_some(),
-        dtype: match components.unet.float_type() {
-            TensorElementType::Float16 => "fp16",
-            _ => "fp32",
-        }
-        .to_string(),
-        taesd: components.taesd_decoder.is_some(),
-        loaded: true,
-        roles: Vec::new(),
-        weight_bytes: 0,
-        shared_bytes: 0,
-        load_error: String::new(),
+/// Loads the first model that loads; the ones before it keep their error.
+fn load_default(
+    loader: &EngineLoader,
+    entries: &mut [ModelEntry],
+) -> anyhow::Result<(usize, Engine)> {
+    if entries.is_empty() {
+        bail!("no model given: pass --model DIR (or a model name from `livefill models list`)");
     }
+    let mut failures = Vec::new();
+    for (index, entry) in entries.iter_mut().enumerate() {
+        if let Some(problem) = &entry.problem {
+            failures.push(format!("{}: {problem}", entry.name));
+            continue;
+        }
+        let mut on_step = |step: LoadStep| {
+            tracing::debug!(step = step.step, total = step.total, component = %step.component, "loading");
+        };
+        match loader.load_engine(&entry.path, &mut on_step) {
+            Ok(engine) => return Ok((index, engine)),
+            Err(e) => {
+                tracing::error!(model = %entry.name, error = %e, "model failed to load; trying the next");
+                failures.push(format!("{}: {e}", entry.name));
+                entry.listing.load_error = e.to_string();
+                entry.problem = Some(e.to_string());
+            }
+        }
+    }
+    bail!("no model could be loaded:\n  {}", failures.join("\n  "))
+}
+
+fn log_catalog(entries: &[ModelEntry], default: usize, budget: &MemoryBudget) {
+    for (i, entry) in entries.iter().enumerate() {
+        let state = match (&entry.problem, i == default) {
+            (Some(problem), _) => format!("cannot be served: {problem}"),
+            (None, true) => "default, resident".to_string(),
+            (None, false) => "loads on first use".to_string(),
+        };
+        tracing::info!(
+            model = %entry.name,
+            path = %entry.path.display(),
+            weights = %human_bytes(entry.weight_bytes),
+            "{state}"
+        );
+    }
+    tracing::info!(%budget, "memory budget for resident models");
+}
+
+/// The config file's models (`model`, then `models`). With no `--model` (`required`) a missing
+/// config file or an empty one is an error saying where to put one.
+fn models_from_config(required: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let env = ProcessEnv;
+    let found = config::load(&env)?;
+    let models = found
+        .as_ref()
+        .map(|c| c.model_folders())
+        .unwrap_or_default();
+    if required && models.is_empty() {
+        model_from_config()?;
+    }
+    Ok(models)
 }
 
 fn model_from_config() -> anyhow::Result<PathBuf> {

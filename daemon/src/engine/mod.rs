@@ -8,6 +8,7 @@
 //! between jobs. It implements `generator::ImageGenerator`, the trait the job queue drives.
 
 pub mod live_cache;
+pub mod loader;
 pub mod request_flow;
 pub mod text_cache;
 
@@ -23,6 +24,7 @@ use crate::noise::{NoiseSource, SeededNoise};
 use crate::onnx::configs::ModelDirError;
 use crate::onnx::model_dir::ModelDir;
 use crate::onnx::runtime::{self, Runtime, RuntimeError, RuntimeOptions};
+use crate::pipelines::shared::SharedParts;
 use crate::pipelines::{Components, PipelineError};
 use crate::request::{self, default_request};
 use crate::scheduler::ModelDefaults;
@@ -69,13 +71,30 @@ pub struct Engine {
 impl Engine {
     /// Load ONNX Runtime and every graph of the model.
     pub fn load(options: &EngineOptions) -> Result<Self, EngineError> {
+        Self::load_sharing(
+            options,
+            &std::sync::Mutex::new(SharedParts::default()),
+            &mut |_, _, _| {},
+        )
+    }
+
+    /// Load ONNX Runtime and every graph of the model, taking byte-identical parts from `shared`
+    /// (see [`Components::load_sharing`], which also says what `on_part` gets).
+    pub fn load_sharing(
+        options: &EngineOptions,
+        shared: &std::sync::Mutex<SharedParts>,
+        on_part: &mut dyn FnMut(u32, u32, &str),
+    ) -> Result<Self, EngineError> {
         let start = Instant::now();
         let runtime = runtime::init_runtime(&options.runtime)?;
         let dir = ModelDir::open(&options.model)?;
-        let components = Components::load(&runtime, dir).map_err(|source| EngineError::Load {
-            model: options.model.clone(),
-            source,
-        })?;
+        let components =
+            Components::load_sharing(&runtime, dir, shared, on_part).map_err(|source| {
+                EngineError::Load {
+                    model: options.model.clone(),
+                    source,
+                }
+            })?;
         let load_time = start.elapsed();
         tracing::info!(
             model = %options.model.display(),
@@ -154,24 +173,34 @@ impl Engine {
 
 /// What a loaded model can do, for the daemon's hello and status and for request validation.
 fn describe(runtime: &Runtime, components: &Components) -> GeneratorInfo {
-    let (w, h) = components.dir.native_size();
-    let modes = if components.vae_encoder.is_some() {
+    describe_dir(
+        &components.dir,
+        &runtime.device.describe(),
+        runtime.device.provider_name(),
+    )
+}
+
+/// What the model of a checked folder can do, known without loading it (a daemon validates
+/// requests for models it has not loaded yet against this).
+pub fn describe_dir(dir: &ModelDir, device: &str, execution_provider: &str) -> GeneratorInfo {
+    let (w, h) = dir.native_size();
+    let modes = if dir.vae_encoder.is_some() {
         vec![Mode::Txt2Img, Mode::Img2Img, Mode::Inpaint, Mode::Outpaint]
     } else {
         vec![Mode::Txt2Img]
     };
     GeneratorInfo {
-        model: components.dir.name.clone(),
-        device: runtime.device.describe(),
-        execution_provider: runtime.device.provider_name().to_string(),
+        model: dir.name.clone(),
+        device: device.to_string(),
+        execution_provider: execution_provider.to_string(),
         native_width: w,
         native_height: h,
         modes,
-        inpainting_unet: components.dir.is_inpainting_unet(),
-        taesd_previews: components.taesd_decoder.is_some(),
+        inpainting_unet: dir.is_inpainting_unet(),
+        taesd_previews: dir.taesd_decoder.is_some(),
         sampling: ModelDefaults::for_model(
-            &components.dir.scheduler_config,
-            components.dir.unet_config.time_cond_proj_dim.is_some(),
+            &dir.scheduler_config,
+            dir.unet_config.time_cond_proj_dim.is_some(),
         ),
     }
 }

@@ -1,12 +1,17 @@
-//! Generation jobs: who asked for what, in which order the GPU runs them, and who gets told.
+//! Generation jobs: who asked for what, on which model, in which order the GPU runs them, and
+//! who gets told.
 //!
-//! Exists because the engine is one stateful object that must run one job at a time on one OS
+//! Exists because each engine is one stateful object that must run one job at a time on one OS
 //! thread, while any number of connections submit, cancel and abandon jobs concurrently. The
 //! connection side talks to a [`JobQueue`] (`queue`: ordering, per-client coalescing of
-//! live previews, cancellation, status counters); a single worker thread (`worker`) takes jobs
-//! from it and drives the [`crate::generator::ImageGenerator`]. Replies go straight from the
-//! queue or the worker into the submitting connection's [`Outbox`].
+//! live previews, cancellation, status counters) and resolves each request's model in the
+//! [`ModelSet`] (`models`: the catalog, residency within a [`MemoryBudget`] (`budget`), loading on
+//! first use on a thread of its own); a single worker thread (`worker`) takes the first job whose
+//! model is resident and drives that model's [`crate::generator::ImageGenerator`]. Replies go
+//! straight from the queue, the loader or the worker into the submitting connection's [`Outbox`].
 
+mod budget;
+mod models;
 mod queue;
 mod worker;
 
@@ -15,6 +20,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::noise::random_seed;
 
+pub use budget::{BudgetParseError, MemoryBudget, free_device_memory};
+pub use models::{Catalog, ChoiceError, ModelEntry, ModelSet, Residency, role_of};
 pub use queue::{JobQueue, QueueStatus, SubmitError};
 pub use worker::{WorkerHandle, spawn_worker};
 
@@ -38,6 +45,8 @@ pub struct Job {
     /// The client's name from its hello, for logs.
     pub client: String,
     pub request: GenerateRequest,
+    /// The model it runs on (resolved before queueing: the request's, or its role's).
+    pub model: String,
     /// Resolved before queueing (`request.seed` or a random one) and reported in the result.
     pub seed: u64,
     pub outbox: Outbox,
@@ -48,6 +57,7 @@ impl Job {
         connection: ConnectionId,
         client: impl Into<String>,
         request: GenerateRequest,
+        model: impl Into<String>,
         outbox: Outbox,
     ) -> Self {
         let seed = request.seed.unwrap_or_else(random_seed);
@@ -58,6 +68,7 @@ impl Job {
             },
             client: client.into(),
             request,
+            model: model.into(),
             seed,
             outbox,
         }

@@ -263,15 +263,32 @@ impl JobQueue {
         }
     }
 
-    /// Worker side: blocks until a job is available and marks it running; `None` once the queue
-    /// is shut down.
-    pub(super) fn next_job(&self) -> Option<(Job, CancelToken)> {
+    /// Worker side: blocks until a job whose model `acquire` pins is available and marks it
+    /// running; `None` once the queue is shut down. Jobs are taken in order among those whose
+    /// model is resident: a job waiting for its model to load does not hold up the others.
+    /// `acquire` is asked about each waiting job's model (it starts loading those that are not
+    /// resident) and is called with the queue's lock held.
+    pub(super) fn next_job(&self, acquire: &dyn Fn(&str) -> bool) -> Option<(Job, CancelToken)> {
         let mut state = self.lock();
         loop {
             if state.shutting_down {
                 return None;
             }
-            if let Some(Pending { job, cancel }) = state.pending.pop_front() {
+            let mut asked: Vec<&str> = Vec::new();
+            let mut runnable = None;
+            for (i, pending) in state.pending.iter().enumerate() {
+                let model = pending.job.model.as_str();
+                if asked.contains(&model) {
+                    continue;
+                }
+                if acquire(model) {
+                    runnable = Some(i);
+                    break;
+                }
+                asked.push(model);
+            }
+            let taken = runnable.and_then(|i| state.pending.remove(i));
+            if let Some(Pending { job, cancel }) = taken {
                 state.running = Some(Running {
                     key: job.key,
                     priority: job.request.priority,
@@ -286,6 +303,34 @@ impl JobQueue {
                 .wait(state)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
+    }
+
+    /// Wakes the worker to look at the waiting jobs again (a model became resident).
+    pub fn wake(&self) {
+        // Taking the lock orders this after a worker that is between `acquire` and its wait.
+        drop(self.lock());
+        self.shared.wake.notify_all();
+    }
+
+    /// Sends `message(request_id)` to every job waiting for `model`.
+    pub fn notify_pending(&self, model: &str, message: impl Fn(u64) -> DaemonMessage) {
+        let state = self.lock();
+        for pending in state.pending.iter().filter(|p| p.job.model == model) {
+            pending.job.send(message(pending.job.key.request_id));
+        }
+    }
+
+    /// Fails every job waiting for `model` with `code` and `message` (its load failed).
+    pub fn fail_model(&self, model: &str, code: ErrorCode, message: &str) {
+        let mut state = self.lock();
+        let (failed, kept): (VecDeque<Pending>, VecDeque<Pending>) =
+            state.pending.drain(..).partition(|p| p.job.model == model);
+        state.pending = kept;
+        drop(state);
+        for pending in failed {
+            pending.job.send_error(code, message);
+        }
+        self.shared.wake.notify_all();
     }
 
     /// Worker side: the running job ended (`succeeded` = with a result). Returns why it was
@@ -328,7 +373,7 @@ mod tests {
         let mut request = default_request(Mode::Txt2Img);
         request.request_id = id;
         request.priority = priority;
-        (Job::new(connection, "test", request, tx), rx)
+        (Job::new(connection, "test", request, "m", tx), rx)
     }
 
     fn drain(rx: &mut UnboundedReceiver<DaemonMessage>) -> Vec<DaemonMessage> {
@@ -360,12 +405,12 @@ mod tests {
                 queue_position: 1
             }]
         );
-        let (first, _) = q.next_job().unwrap();
+        let (first, _) = q.next_job(&|_| true).unwrap();
         assert_eq!(first.key.connection, 1);
         assert_eq!(q.status().running_request, Some(10));
         assert_eq!(q.status().queued, 1);
         assert_eq!(q.finish(first.key, true), None);
-        let (second, _) = q.next_job().unwrap();
+        let (second, _) = q.next_job(&|_| true).unwrap();
         assert_eq!(second.key.connection, 2);
         q.finish(second.key, true);
         assert_eq!(q.status().completed, 2);
@@ -421,7 +466,7 @@ mod tests {
         let q = JobQueue::new();
         let (l1, _r1) = job(1, 1, Priority::LivePreview);
         q.submit(l1).unwrap();
-        let (running, cancel) = q.next_job().unwrap();
+        let (running, cancel) = q.next_job(&|_| true).unwrap();
         let (l2, _r2) = job(1, 2, Priority::LivePreview);
         q.submit(l2).unwrap();
         assert!(cancel.is_cancelled());
@@ -436,7 +481,7 @@ mod tests {
         let q = JobQueue::new();
         let (f, _rf) = job(1, 1, Priority::Final);
         q.submit(f).unwrap();
-        let (_running, cancel) = q.next_job().unwrap();
+        let (_running, cancel) = q.next_job(&|_| true).unwrap();
         let (l2, _r2) = job(1, 2, Priority::LivePreview);
         q.submit(l2).unwrap();
         assert!(!cancel.is_cancelled());
@@ -449,7 +494,7 @@ mod tests {
         let (b, mut rb) = job(1, 2, Priority::Final);
         q.submit(a).unwrap();
         q.submit(b).unwrap();
-        let (running, cancel) = q.next_job().unwrap();
+        let (running, cancel) = q.next_job(&|_| true).unwrap();
         assert!(q.cancel(JobKey {
             connection: 1,
             request_id: 2
@@ -478,7 +523,7 @@ mod tests {
         q.submit(a).unwrap();
         q.submit(b).unwrap();
         q.submit(c).unwrap();
-        let (_running, cancel) = q.next_job().unwrap();
+        let (_running, cancel) = q.next_job(&|_| true).unwrap();
         q.disconnect(1);
         assert!(cancel.is_cancelled());
         assert_eq!(q.status().queued, 1);
@@ -491,7 +536,7 @@ mod tests {
         let (b, mut rb) = job(1, 2, Priority::Final);
         q.submit(a).unwrap();
         q.submit(b).unwrap();
-        let (running, cancel) = q.next_job().unwrap();
+        let (running, cancel) = q.next_job(&|_| true).unwrap();
         q.shutdown();
         assert!(cancel.is_cancelled());
         assert!(matches!(
@@ -499,7 +544,7 @@ mod tests {
             Some(DaemonMessage::Error(e)) if e.code == ErrorCode::ShuttingDown
         ));
         assert_eq!(q.finish(running.key, false), Some(StopReason::ShuttingDown));
-        assert!(q.next_job().is_none());
+        assert!(q.next_job(&|_| true).is_none());
         let (c, _rc) = job(1, 3, Priority::Final);
         assert_eq!(q.submit(c), Err(SubmitError::ShuttingDown));
     }

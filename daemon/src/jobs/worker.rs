@@ -1,10 +1,11 @@
-//! The one OS thread that owns the image generator and runs jobs on it.
+//! The one OS thread that runs jobs on the resident models.
 //!
-//! Exists because the engine (ONNX Runtime sessions, caches) is neither shared nor moved between
-//! threads while serving, and the device runs one job at a time anyway. The worker takes jobs
-//! from the [`JobQueue`], forwards per-step progress, turns the outcome into the job's final
-//! message (`Result`, `Error` or `Superseded`), and survives a panicking job: the panic is caught
-//! and reported as `Error{Internal}`.
+//! Exists because an engine (ONNX Runtime sessions, caches) runs one job at a time, and the device
+//! runs one job at a time anyway. The worker takes the first job whose model is resident from
+//! the [`JobQueue`] (pinning that model in the [`ModelSet`] so it is not unloaded under the job),
+//! forwards per-step progress, turns the outcome into the job's final message (`Result`, `Error`
+//! or `Superseded`), and survives a panicking job: the panic is caught and reported as
+//! `Error{Internal}`.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread::JoinHandle;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use livefill_protocol::{DaemonMessage, ErrorCode, GenerateResult};
 
 use super::queue::StopReason;
-use super::{Job, JobQueue};
+use super::{Job, JobQueue, ModelSet};
 use crate::generator::{CancelToken, GenerateError, GenerateOutput, ImageGenerator, StepProgress};
 
 /// The running worker thread.
@@ -47,17 +48,25 @@ impl WorkerHandle {
     }
 }
 
-/// Starts the worker thread: it runs jobs from `queue` on `generator` until the queue is shut
-/// down.
-pub fn spawn_worker(
-    mut generator: Box<dyn ImageGenerator>,
-    queue: JobQueue,
-) -> std::io::Result<WorkerHandle> {
+/// Starts the worker thread: it runs jobs from `queue` on the models of `models` until the queue
+/// is shut down.
+pub fn spawn_worker(models: ModelSet, queue: JobQueue) -> std::io::Result<WorkerHandle> {
     let thread = std::thread::Builder::new()
         .name("livefill-worker".into())
         .spawn(move || {
-            while let Some((job, cancel)) = queue.next_job() {
-                run_job(generator.as_mut(), &queue, job, &cancel);
+            while let Some((job, cancel)) = queue.next_job(&|model| models.acquire(model)) {
+                let model = job.model.clone();
+                match models.generator(&model) {
+                    Some(generator) => {
+                        let mut generator = generator.lock().unwrap_or_else(|p| p.into_inner());
+                        run_job(generator.as_mut(), &queue, job, &cancel);
+                    }
+                    None => {
+                        queue.finish(job.key, false);
+                        job.send_error(ErrorCode::Internal, format!("model {model} is gone"));
+                    }
+                }
+                models.release(&model);
             }
             tracing::debug!("job worker stopped");
         })?;
@@ -71,6 +80,7 @@ fn run_job(generator: &mut dyn ImageGenerator, queue: &JobQueue, job: Job, cance
     let span = tracing::info_span!(
         "job",
         request_id = request.request_id,
+        model = %job.model,
         client = %job.client,
         mode = ?request.mode,
         priority = ?request.priority,
@@ -264,7 +274,7 @@ mod tests {
         request.steps = steps;
         request.prompt = prompt.into();
         request.seed = Some(7);
-        (Job::new(connection, "test", request, tx), rx)
+        (Job::new(connection, "test", request, "fake", tx), rx)
     }
 
     /// Collects messages until the final one for `id` (bounded wait).
@@ -294,7 +304,11 @@ mod tests {
     #[test]
     fn runs_jobs_and_survives_panics() {
         let q = JobQueue::new();
-        let worker = spawn_worker(Box::new(Fake::new(1)), q.clone()).unwrap();
+        let worker = spawn_worker(
+            ModelSet::single(Box::new(Fake::new(1)), q.clone()).unwrap(),
+            q.clone(),
+        )
+        .unwrap();
         let (a, mut ra) = job(1, 1, Priority::Final, 3, "panic");
         let (b, mut rb) = job(1, 2, Priority::Final, 3, "ok");
         q.submit(a).unwrap();
@@ -321,7 +335,11 @@ mod tests {
         let q = JobQueue::new();
         let fake = Fake::new(1);
         let gate = fake.gate.clone();
-        let worker = spawn_worker(Box::new(fake), q.clone()).unwrap();
+        let worker = spawn_worker(
+            ModelSet::single(Box::new(fake), q.clone()).unwrap(),
+            q.clone(),
+        )
+        .unwrap();
         // Job 0 holds the worker at its first step while 1..=19 arrive: each newer one replaces
         // the pending one and supersedes the running one, so only the last can run to the end.
         let (first, first_rx) = job(1, 0, Priority::LivePreview, 4, "gated");
@@ -355,7 +373,11 @@ mod tests {
     #[test]
     fn cancel_running_job() {
         let q = JobQueue::new();
-        let worker = spawn_worker(Box::new(Fake::new(20)), q.clone()).unwrap();
+        let worker = spawn_worker(
+            ModelSet::single(Box::new(Fake::new(20)), q.clone()).unwrap(),
+            q.clone(),
+        )
+        .unwrap();
         let (a, mut ra) = job(1, 1, Priority::Final, 50, "long");
         q.submit(a).unwrap();
         while q.status().running_request.is_none() {

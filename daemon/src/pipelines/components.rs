@@ -3,6 +3,7 @@
 //! Exists so pipelines speak in latents and embeddings, never in tensor names: the text encoder,
 //! UNet and VAE calls below read names, ranks and dtypes from the graphs (see `onnx_model`).
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ndarray::{ArrayD, IxDyn};
@@ -13,6 +14,7 @@ use crate::onnx::runtime::Runtime;
 use crate::onnx::session::{InputData, OnnxError, OnnxModel, array};
 use crate::tokenizer::ClipTokenizer;
 
+use super::shared::{SharedGraph, SharedParts};
 use super::unet_buffers::{UnetBuffers, UnetShape};
 use super::{PipelineError, Timings};
 
@@ -74,17 +76,18 @@ pub struct UnetJob {
     guidance: Option<f32>,
 }
 
-/// The loaded model.
+/// The loaded model. The UNet is its own; the other parts may be shared with other loaded models
+/// whose files are byte-identical (see [`super::shared`]).
 pub struct Components {
     pub dir: ModelDir,
-    pub tokenizer: ClipTokenizer,
-    pub text_encoder: OnnxModel,
+    pub tokenizer: Arc<ClipTokenizer>,
+    pub text_encoder: SharedGraph,
     pub unet: OnnxModel,
-    pub vae_encoder: Option<OnnxModel>,
-    pub vae_decoder: OnnxModel,
-    pub taesd_decoder: Option<OnnxModel>,
+    pub vae_encoder: Option<SharedGraph>,
+    pub vae_decoder: SharedGraph,
+    pub taesd_decoder: Option<SharedGraph>,
     /// TAESD's encoder: live frames' image latents (image in [-1, 1], latents out, unscaled).
-    pub taesd_encoder: Option<OnnxModel>,
+    pub taesd_encoder: Option<SharedGraph>,
     /// The UNet's `sample` batch dimension is fixed at 1 (CFG then runs two passes).
     unet_batch_fixed: bool,
     /// The UNet's `timestep` is rank 0.
@@ -94,36 +97,73 @@ pub struct Components {
 }
 
 impl Components {
-    /// Load every graph of a checked model folder.
+    /// Load every graph of a checked model folder (nothing shared).
     pub fn load(runtime: &Runtime, dir: ModelDir) -> Result<Self, PipelineError> {
-        let tokenizer = ClipTokenizer::from_dir(&dir.tokenizer_dir)?;
-        let text_encoder = OnnxModel::load(runtime, &dir.text_encoder)?;
+        Self::load_sharing(
+            runtime,
+            dir,
+            &Mutex::new(SharedParts::default()),
+            &mut |_, _, _| {},
+        )
+    }
+
+    /// The number of parts [`Components::load_sharing`] reports for `dir`.
+    pub fn part_count(dir: &ModelDir) -> u32 {
+        let optional = [&dir.vae_encoder, &dir.taesd_decoder, &dir.taesd_encoder];
+        4 + optional.iter().filter(|p| p.is_some()).count() as u32
+    }
+
+    /// Load every graph of a checked model folder, taking byte-identical text encoder, VAE,
+    /// TAESD and tokenizer from `shared` when another model loaded them. `on_part(done, total,
+    /// next)` is called before each part and once at the end (`next` = "warm-up").
+    pub fn load_sharing(
+        runtime: &Runtime,
+        dir: ModelDir,
+        shared: &Mutex<SharedParts>,
+        on_part: &mut dyn FnMut(u32, u32, &str),
+    ) -> Result<Self, PipelineError> {
+        let total = Self::part_count(&dir);
+        let mut done = 0;
+        let mut step = |what: &str| {
+            on_part(done, total, what);
+            done += 1;
+        };
+        let root = dir.root.clone();
+        SharedParts::start_model(shared, &root);
+        step("tokenizer");
+        let tokenizer = SharedParts::tokenizer(shared, &root, &dir.tokenizer_dir, || {
+            ClipTokenizer::from_dir(&dir.tokenizer_dir)
+        })?;
+        let mut graph = |path: &std::path::Path, what: &str| {
+            step(what);
+            SharedParts::graph(shared, &root, path, || OnnxModel::load(runtime, path))
+        };
+        let text_encoder = graph(&dir.text_encoder, "text_encoder")?;
+        let vae_decoder = graph(&dir.vae_decoder, "vae_decoder")?;
+        let vae_encoder = match dir.vae_encoder.as_deref() {
+            Some(p) => Some(graph(p, "vae_encoder")?),
+            None => None,
+        };
+        let taesd_decoder = match dir.taesd_decoder.as_deref() {
+            Some(p) => Some(graph(p, "taesd_decoder")?),
+            None => None,
+        };
+        let taesd_encoder = match dir.taesd_encoder.as_deref() {
+            Some(p) => Some(graph(p, "taesd_encoder")?),
+            None => None,
+        };
+        step("unet");
         let unet = OnnxModel::load_with(runtime, &dir.unet, runtime.cuda_graph)?;
-        let vae_decoder = OnnxModel::load(runtime, &dir.vae_decoder)?;
-        let vae_encoder = dir
-            .vae_encoder
-            .as_deref()
-            .map(|p| OnnxModel::load(runtime, p))
-            .transpose()?;
-        let taesd_decoder = dir
-            .taesd_decoder
-            .as_deref()
-            .map(|p| OnnxModel::load(runtime, p))
-            .transpose()?;
-        let taesd_encoder = dir
-            .taesd_encoder
-            .as_deref()
-            .map(|p| OnnxModel::load(runtime, p))
-            .transpose()?;
-        contract::check_text_encoder(&dir.text_encoder, &text_encoder)?;
+        on_part(total, total, "warm-up");
+        contract::check_text_encoder(&dir.text_encoder, &*text_encoder.lock())?;
         contract::check_unet(&dir.unet, &unet, &dir.unet_config)?;
-        contract::check_vae_decoder(&dir.vae_decoder, &vae_decoder)?;
+        contract::check_vae_decoder(&dir.vae_decoder, &*vae_decoder.lock())?;
         for (path, encoder) in [
             (&dir.vae_encoder, &vae_encoder),
             (&dir.taesd_encoder, &taesd_encoder),
         ] {
             if let (Some(path), Some(encoder)) = (path, encoder) {
-                contract::check_vae_encoder(path, encoder)?;
+                contract::check_vae_encoder(path, &*encoder.lock())?;
             }
         }
         let sample = unet.input_named_any(&["sample"])?.clone();
@@ -158,18 +198,14 @@ impl Components {
 
     /// Time spent inside ONNX Runtime's `Run` by every graph since the last call.
     pub fn take_onnxruntime_time(&mut self) -> std::time::Duration {
-        let mut total = self.text_encoder.take_run_time()
+        let mut total = self.text_encoder.lock().take_run_time()
             + self.unet.take_run_time()
-            + self.vae_decoder.take_run_time();
-        for model in [
-            &mut self.vae_encoder,
-            &mut self.taesd_decoder,
-            &mut self.taesd_encoder,
-        ]
-        .into_iter()
-        .flatten()
+            + self.vae_decoder.lock().take_run_time();
+        for model in [&self.vae_encoder, &self.taesd_decoder, &self.taesd_encoder]
+            .into_iter()
+            .flatten()
         {
-            total += model.take_run_time();
+            total += model.lock().take_run_time();
         }
         total
     }
@@ -200,6 +236,7 @@ impl Components {
         let input = ArrayD::from_shape_vec(IxDyn(&[1, tokens]), ids).expect("shape");
         let outputs = self
             .text_encoder
+            .lock()
             .run(vec![("input_ids", InputData::Int(input))])?;
         let hidden = outputs.into_iter().next().ok_or_else(|| {
             PipelineError::Model(format!(
@@ -338,13 +375,14 @@ impl Components {
         let scaling = self.dir.vae_config.scaling_factor;
         let channels = self.latent_channels();
         let scale = self.vae_scale();
-        let encoder = self.vae_encoder.as_mut().ok_or_else(|| {
+        let encoder = self.vae_encoder.as_ref().ok_or_else(|| {
             PipelineError::Model(
                 "this model has no vae_encoder/: it can only do text-to-image".into(),
             )
         })?;
+        let mut encoder = encoder.lock();
         let out = encoder.run(vec![("sample", image_tensor(image))])?;
-        let moments = first_output(out, encoder)?;
+        let moments = first_output(out, &encoder)?;
         let (h, w) = (image.height / scale, image.width / scale);
         let plane = h * w;
         if moments.len() != plane * channels && moments.len() != plane * channels * 2 {
@@ -374,14 +412,13 @@ impl Components {
         let scaling = self.dir.vae_config.scaling_factor;
         let data: Vec<f32> = latents.data.iter().map(|v| v / scaling).collect();
         let array = ArrayD::from_shape_vec(IxDyn(&latents.shape4()), data).expect("shape");
-        let out = self
-            .vae_decoder
-            .run(vec![("latent_sample", InputData::Float(array))])?;
+        let mut decoder = self.vae_decoder.lock();
+        let out = decoder.run(vec![("latent_sample", InputData::Float(array))])?;
         let scale = self.vae_scale();
         Ok(ModelImage {
             height: latents.height * scale,
             width: latents.width * scale,
-            data: first_output(out, &self.vae_decoder)?,
+            data: first_output(out, &decoder)?,
         })
     }
 
@@ -404,10 +441,14 @@ impl Components {
     fn encode_taesd(&mut self, image: &ModelImage) -> Result<Latents, PipelineError> {
         let channels = self.latent_channels();
         let scale = self.vae_scale();
-        let encoder = self.taesd_encoder.as_mut().expect("checked by encode_for");
+        let mut encoder = self
+            .taesd_encoder
+            .as_ref()
+            .expect("checked by encode_for")
+            .lock();
         // `sample`: the input the VAE-encoder contract requires (checked at load).
         let out = encoder.run(vec![("sample", image_tensor(image))])?;
-        let data = first_output(out, encoder)?;
+        let data = first_output(out, &encoder)?;
         let (h, w) = (image.height / scale, image.width / scale);
         if data.len() != channels * h * w {
             return Err(PipelineError::Model(format!(
@@ -442,7 +483,9 @@ impl Components {
     /// A cheap preview of latents: TAESD when present (input = the UNet's latents, output in
     /// [-1, 1]), otherwise a fixed linear map from SD latents to RGB at latent resolution.
     pub fn preview(&mut self, latents: &Latents) -> Result<ModelImage, PipelineError> {
-        if let Some(taesd) = self.taesd_decoder.as_mut() {
+        let scale = self.vae_scale();
+        if let Some(taesd) = self.taesd_decoder.as_ref() {
+            let mut taesd = taesd.lock();
             let array = ArrayD::from_shape_vec(IxDyn(&latents.shape4()), latents.data.clone())
                 .expect("shape");
             let name = taesd
@@ -451,11 +494,10 @@ impl Components {
                 .map(|i| i.name.clone())
                 .unwrap_or_default();
             let out = taesd.run(vec![(name.as_str(), InputData::Float(array))])?;
-            let scale = self.vae_scale();
             return Ok(ModelImage {
                 height: latents.height * scale,
                 width: latents.width * scale,
-                data: first_output(out, self.taesd_decoder.as_ref().expect("present"))?,
+                data: first_output(out, &taesd)?,
             });
         }
         Ok(linear_preview(latents))

@@ -11,6 +11,7 @@
 pub mod components;
 pub mod img2img;
 pub mod inpaint;
+pub mod shared;
 pub mod txt2img;
 pub mod unet_buffers;
 

@@ -211,7 +211,7 @@ impl Connection {
             }
             ClientMessage::Status => self.send(DaemonMessage::Status(self.ctx.status())),
             ClientMessage::ListModels => {
-                self.send(DaemonMessage::Models(self.ctx.models.clone()));
+                self.send(DaemonMessage::Models(self.ctx.models.list()));
             }
             ClientMessage::Shutdown => {
                 tracing::info!(client = self.client.as_deref(), "shutdown requested");
@@ -271,16 +271,20 @@ impl Connection {
 
     fn generate(&mut self, request: GenerateRequest) {
         let request_id = request.request_id;
-        if let Err((code, message)) = self.check(&request) {
-            tracing::info!(request_id, %code, %message, "request refused");
-            self.send(DaemonMessage::Error(ErrorReply::for_request(
-                request_id, code, message,
-            )));
-            return;
-        }
+        let model = match self.check(&request) {
+            Ok(model) => model,
+            Err((code, message)) => {
+                tracing::info!(request_id, %code, %message, "request refused");
+                self.send(DaemonMessage::Error(ErrorReply::for_request(
+                    request_id, code, message,
+                )));
+                return;
+            }
+        };
         let client = self.client.clone().unwrap_or_default();
-        let job = Job::new(self.id, client, request, self.outbox.clone());
+        let job = Job::new(self.id, client, request, model, self.outbox.clone());
         let (mode, priority, seed) = (job.request.mode, job.request.priority, job.seed);
+        let model = job.model.clone();
         match self.ctx.queue.submit(job) {
             Ok(position) => tracing::info!(
                 request_id,
@@ -288,6 +292,7 @@ impl Connection {
                 ?mode,
                 ?priority,
                 seed,
+                %model,
                 position,
                 "queued"
             ),
@@ -299,9 +304,17 @@ impl Connection {
         }
     }
 
-    /// Everything that can be refused before queueing: the same checks the engine makes.
-    fn check(&self, request: &GenerateRequest) -> Result<(), (ErrorCode, String)> {
-        request::validate(request, &self.ctx.info, self.ctx.max_image_side)
-            .map_err(|e| (e.code(), e.to_string()))
+    /// Everything that can be refused before queueing: the model (named, or the one for the
+    /// request's role), then the same checks the engine makes against that model. Returns the
+    /// model's name.
+    fn check(&self, request: &GenerateRequest) -> Result<String, (ErrorCode, String)> {
+        let (model, info) = self
+            .ctx
+            .models
+            .resolve(request)
+            .map_err(|e| (e.code(), e.to_string()))?;
+        request::validate(request, &info, self.ctx.max_image_side)
+            .map_err(|e| (e.code(), e.to_string()))?;
+        Ok(model)
     }
 }

@@ -14,14 +14,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use livefill_protocol::{DaemonMessage, DaemonStatus, ModelInfo};
+use livefill_protocol::{DaemonMessage, DaemonStatus};
 use tokio::task::JoinSet;
 
 pub use listener::{BindError, SocketListener};
 pub use shutdown::Shutdown;
 
-use crate::generator::{GeneratorInfo, ImageGenerator};
-use crate::jobs::{ConnectionId, JobQueue, Outbox, spawn_worker};
+use crate::generator::GeneratorInfo;
+use crate::jobs::{Catalog, ConnectionId, JobQueue, ModelSet, Outbox, spawn_worker};
 
 /// How long shutdown waits for the running job to reach a step boundary.
 const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,8 +35,6 @@ pub struct ServerOptions {
     pub max_frame_bytes: u32,
     /// Largest accepted image side in pixels (announced in the hello, checked per request).
     pub max_image_side: u32,
-    /// What `ListModels` answers.
-    pub models: Vec<ModelInfo>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,13 +43,16 @@ pub enum ServerError {
     Bind(#[from] BindError),
     #[error("cannot start the job worker thread: {0}")]
     Worker(#[source] std::io::Error),
+    #[error("cannot start the model loader thread: {0}")]
+    Loader(#[source] std::io::Error),
 }
 
 /// State shared by the accept loop and every connection.
 pub(crate) struct Context {
     queue: JobQueue,
+    /// The default model's description (the hello; device and provider for status).
     info: GeneratorInfo,
-    models: Vec<ModelInfo>,
+    models: ModelSet,
     max_frame_bytes: u32,
     max_image_side: u32,
     started: Instant,
@@ -80,6 +81,7 @@ impl Context {
 
     fn status(&self) -> DaemonStatus {
         let queue = self.queue.status();
+        let residency = self.models.residency();
         DaemonStatus {
             model: self.info.model.clone(),
             device: self.info.device.clone(),
@@ -89,30 +91,31 @@ impl Context {
             connected_clients: self.clients().len() as u32,
             jobs_completed: queue.completed,
             uptime_ms: self.started.elapsed().as_millis() as u64,
-            resident_bytes: 0,
-            budget_bytes: 0,
-            max_resident_models: 0,
-            loading_model: String::new(),
+            resident_bytes: residency.resident_bytes,
+            budget_bytes: residency.budget_bytes,
+            max_resident_models: residency.max_resident_models,
+            loading_model: residency.loading_model,
         }
     }
 }
 
-/// Serves `listener` with `generator` until `shutdown` is raised (by a signal handler the caller
+/// Serves `listener` with the models of `catalog` until `shutdown` is raised (by a signal handler the caller
 /// installed, or by a client's `Shutdown` message), then shuts down in order and returns. The
 /// socket file is gone when this returns.
 pub async fn serve(
     listener: SocketListener,
-    generator: Box<dyn ImageGenerator>,
+    catalog: Catalog,
     options: ServerOptions,
     shutdown: Shutdown,
 ) -> Result<(), ServerError> {
     let queue = JobQueue::new();
-    let info = generator.info();
-    let worker = spawn_worker(generator, queue.clone()).map_err(ServerError::Worker)?;
+    let models = ModelSet::start(catalog, queue.clone()).map_err(ServerError::Loader)?;
+    let info = models.default_info();
+    let worker = spawn_worker(models.clone(), queue.clone()).map_err(ServerError::Worker)?;
     let ctx = Arc::new(Context {
         queue: queue.clone(),
         info,
-        models: options.models,
+        models,
         max_frame_bytes: options.max_frame_bytes,
         max_image_side: options.max_image_side,
         started: Instant::now(),
