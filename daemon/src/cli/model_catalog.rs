@@ -24,9 +24,8 @@ use crate::paths::ProcessEnv;
 pub fn model_values(command_line: &[PathBuf], config: &[PathBuf]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     for value in command_line.iter().chain(config) {
-        let same = |p: &PathBuf| {
-            p == value || canonical(p).is_some_and(|c| Some(c) == canonical(value))
-        };
+        let same =
+            |p: &PathBuf| p == value || canonical(p).is_some_and(|c| Some(c) == canonical(value));
         if !out.iter().any(same) {
             out.push(value.clone());
         }

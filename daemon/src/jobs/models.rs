@@ -55,8 +55,11 @@ impl ModelEntry {
         match role {
             ModelRole::Default => true,
             ModelRole::Inpaint => info.inpainting_unet && info.modes.contains(&Mode::Inpaint),
+            // An inpainting UNet's img2img is a whole-image inpaint: Live wants a plain one.
             ModelRole::Live => {
-                info.sampling.choice.sampler == Sampler::Lcm && info.modes.contains(&Mode::Img2Img)
+                info.sampling.choice.sampler == Sampler::Lcm
+                    && info.modes.contains(&Mode::Img2Img)
+                    && !info.inpainting_unet
             }
         }
     }
@@ -520,5 +523,156 @@ impl GeneratorLoader for NothingToLoad {
             "{}: this daemon cannot load models",
             path.display()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{Receiver, sync_channel};
+    use std::time::Duration;
+
+    use livefill_protocol::{GenerateRequest, RgbaImage};
+    use tokio::sync::mpsc::unbounded_channel;
+
+    use super::*;
+    use crate::generator::{CancelToken, GenerateError, GenerateOutput, StepProgress};
+    use crate::jobs::{Job, spawn_worker};
+    use crate::request::default_request;
+
+    /// Answers every job at once with its model's name.
+    struct Named(String);
+
+    impl ImageGenerator for Named {
+        fn info(&self) -> GeneratorInfo {
+            GeneratorInfo {
+                model: self.0.clone(),
+                device: "cpu".into(),
+                execution_provider: "none".into(),
+                native_width: 8,
+                native_height: 8,
+                modes: vec![Mode::Txt2Img],
+                inpainting_unet: false,
+                taesd_previews: false,
+                sampling: Default::default(),
+            }
+        }
+
+        fn generate(
+            &mut self,
+            _request: &GenerateRequest,
+            seed: u64,
+            _cancel: &CancelToken,
+            _on_step: &mut dyn FnMut(StepProgress),
+        ) -> Result<GenerateOutput, GenerateError> {
+            Ok(GenerateOutput {
+                image: RgbaImage::new(1, 1, vec![0; 4]),
+                offset_x: 0,
+                offset_y: 0,
+                seed,
+                timings: Vec::new(),
+                model: self.0.clone(),
+            })
+        }
+    }
+
+    /// Loads only when the test lets it (one `()` per load).
+    struct GatedLoader(Mutex<Receiver<()>>);
+
+    impl GeneratorLoader for GatedLoader {
+        fn load(
+            &self,
+            path: &std::path::Path,
+            on_step: &mut dyn FnMut(LoadStep),
+        ) -> Result<Box<dyn ImageGenerator>, String> {
+            on_step(LoadStep {
+                step: 1,
+                total: 2,
+                component: "unet".into(),
+            });
+            self.0.lock().unwrap().recv().map_err(|e| e.to_string())?;
+            Ok(Box::new(Named(path.display().to_string())))
+        }
+    }
+
+    fn entry(name: &str) -> ModelEntry {
+        let generator = Named(name.into());
+        ModelEntry {
+            name: name.into(),
+            path: PathBuf::from(name),
+            info: Some(generator.info()),
+            listing: ModelInfo {
+                name: name.into(),
+                path: name.into(),
+                unet_in_channels: 4,
+                lcm_distilled: false,
+                dtype: "fp32".into(),
+                taesd: false,
+                loaded: false,
+                roles: Vec::new(),
+                weight_bytes: 10,
+                shared_bytes: 0,
+                load_error: String::new(),
+            },
+            weight_bytes: 10,
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn a_load_does_not_hold_up_jobs_on_resident_models() {
+        let queue = JobQueue::new();
+        let (let_load, gate) = sync_channel(1);
+        let catalog = Catalog {
+            entries: vec![entry("a"), entry("b")],
+            default: 0,
+            default_generator: Box::new(Named("a".into())),
+            budget: MemoryBudget::Bytes(100),
+            loader: Arc::new(GatedLoader(Mutex::new(gate))),
+        };
+        let models = ModelSet::start(catalog, queue.clone()).unwrap();
+        let worker = spawn_worker(models.clone(), queue.clone()).unwrap();
+        let submit = |id: u64, model: &str| {
+            let (tx, rx) = unbounded_channel();
+            let mut request = default_request(Mode::Txt2Img);
+            request.request_id = id;
+            queue.submit(Job::new(1, "t", request, model, tx)).unwrap();
+            rx
+        };
+        let final_of = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<DaemonMessage>| {
+            let mut seen = Vec::new();
+            loop {
+                let msg = rx.blocking_recv().expect("an answer");
+                let done = matches!(msg, DaemonMessage::Result(_) | DaemonMessage::Error(_));
+                seen.push(msg);
+                if done {
+                    return seen;
+                }
+            }
+        };
+        let mut on_b = submit(1, "b");
+        let mut on_a = submit(2, "a");
+        // "b" is loading (held by the gate); the job on resident "a", queued behind it, runs.
+        let answer = final_of(&mut on_a);
+        assert!(matches!(answer.last(), Some(DaemonMessage::Result(r)) if r.model == "a"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while models.residency().loading_model != "b" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "b is reported loading"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let_load.send(()).unwrap();
+        let answer = final_of(&mut on_b);
+        assert!(
+            answer
+                .iter()
+                .any(|m| matches!(m, DaemonMessage::ModelLoading { model, .. } if model == "b")),
+            "{answer:?}"
+        );
+        assert!(matches!(answer.last(), Some(DaemonMessage::Result(r)) if r.model == "b"));
+        assert_eq!(models.resident(), ["a", "b"]);
+        queue.shutdown();
+        assert!(worker.join_timeout(Duration::from_secs(5)));
     }
 }

@@ -72,6 +72,10 @@ pub fn serve_command(model: &Path, socket: &Path, extra: &[&str]) -> Command {
         .arg(socket)
         .args(["--device", "cpu", "--threads", "1"])
         .args(extra);
+    // No models from the user's own config file.
+    if let Some(dir) = socket.parent() {
+        cmd.env("XDG_CONFIG_HOME", dir.join("no-config"));
+    }
     cmd
 }
 
