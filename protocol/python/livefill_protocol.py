@@ -116,6 +116,8 @@ class ErrorCode(IntEnum):
     SHUTTING_DOWN = 9
     INTERNAL = 10
     MODEL_LOAD_FAILED = 11
+    QUEUE_FULL = 12
+    TOO_MANY_CONNECTIONS = 13
 
 
 class ModelRole(IntEnum):

@@ -246,6 +246,10 @@ pub enum ErrorCode {
     Internal,
     /// The request's model could not be loaded (the message names the file and what to do).
     ModelLoadFailed,
+    /// The client has as many unfinished final jobs queued as the daemon takes from one client.
+    QueueFull,
+    /// The daemon serves as many clients as it takes; the connection is closed.
+    TooManyConnections,
 }
 
 /// A failed request (or a connection-level problem when `request_id` is `None`).
@@ -491,7 +495,7 @@ impl ClientHello {
 
 impl ErrorCode {
     /// Every code, in wire order (index = variant index on the wire).
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadFrame,
         ErrorCode::UnsupportedVersion,
         ErrorCode::FrameTooLarge,
@@ -504,6 +508,8 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
         ErrorCode::ModelLoadFailed,
+        ErrorCode::QueueFull,
+        ErrorCode::TooManyConnections,
     ];
 
     /// Stable snake_case name, for logs and user-facing messages.
@@ -521,6 +527,8 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
             ErrorCode::ModelLoadFailed => "model_load_failed",
+            ErrorCode::QueueFull => "queue_full",
+            ErrorCode::TooManyConnections => "too_many_connections",
         }
     }
 }

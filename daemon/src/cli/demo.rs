@@ -87,6 +87,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         budget: None,
         socket: socket.clone(),
         max_frame_bytes: livefill_protocol::DEFAULT_MAX_PAYLOAD,
+        max_connections: crate::server::DEFAULT_MAX_CLIENTS,
+        frame_timeout: crate::server::FRAME_TIMEOUT,
     };
 
     println!(

@@ -27,7 +27,10 @@ use crate::jobs::{Catalog, MemoryBudget, ModelEntry, free_device_memory};
 use crate::models::inspect::human_bytes;
 use crate::onnx::runtime::{ResolvedDevice, RuntimeOptions};
 use crate::paths::{self, ProcessEnv};
-use crate::server::{ServerOptions, Shutdown, SocketListener};
+use crate::server::{
+    DEFAULT_MAX_CLIENTS, FRAME_TIMEOUT, HELLO_TIMEOUT, ServerLimits, ServerOptions, Shutdown,
+    SocketListener,
+};
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -55,6 +58,13 @@ pub struct ServeArgs {
     /// Largest accepted frame payload in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_PAYLOAD)]
     pub max_frame_bytes: u32,
+    /// Most clients served at once; the next one is told `too_many_connections`.
+    #[arg(long, default_value_t = DEFAULT_MAX_CLIENTS)]
+    pub max_connections: u32,
+    /// Seconds a frame may take to arrive once its first byte did (and a new connection to send
+    /// its hello, at most 10 s); a client stalled longer is disconnected.
+    #[arg(long, default_value_t = FRAME_TIMEOUT.as_secs_f64())]
+    pub frame_timeout: f64,
 }
 
 /// Everything needed to run a daemon.
@@ -68,6 +78,8 @@ pub struct DaemonSettings {
     pub budget: Option<MemoryBudget>,
     pub socket: PathBuf,
     pub max_frame_bytes: u32,
+    pub max_connections: u32,
+    pub frame_timeout: Duration,
 }
 
 impl ServeArgs {
@@ -80,13 +92,53 @@ impl ServeArgs {
             budget: self.max_resident,
             socket: self.socket.clone().unwrap_or_else(default_socket_path),
             max_frame_bytes: self.max_frame_bytes,
+            max_connections: self.max_connections,
+            frame_timeout: frame_timeout(self.frame_timeout)?,
         })
     }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
+    raise_open_file_limit();
     run_daemon(settings, Shutdown::new(), true, || {})
+}
+
+fn frame_timeout(seconds: f64) -> anyhow::Result<Duration> {
+    if !(seconds.is_finite() && seconds > 0.0) {
+        bail!("--frame-timeout {seconds}: give a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Every connection is a file descriptor: lift the soft limit (1024 on most systems) to the
+/// hard one, so the connection limits (`server::limits`) are what bounds clients, not `EMFILE`.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
+                let wanted = libc::rlimit {
+                    rlim_cur: limit.rlim_max.min(65536),
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                    tracing::debug!(
+                        from = limit.rlim_cur,
+                        to = wanted.rlim_cur,
+                        "open file limit raised"
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Runs a daemon until `shutdown` is raised (or SIGINT/SIGTERM when `handle_signals`).
@@ -118,6 +170,12 @@ pub fn run_daemon(
     let options = ServerOptions {
         max_frame_bytes: settings.max_frame_bytes,
         max_image_side: settings.max_image_side,
+        limits: ServerLimits {
+            max_clients: settings.max_connections,
+            frame_timeout: settings.frame_timeout,
+            hello_timeout: settings.frame_timeout.min(HELLO_TIMEOUT),
+            ..ServerLimits::default()
+        },
     };
     let served = runtime.block_on(async {
         if handle_signals {

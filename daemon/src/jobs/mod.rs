@@ -12,24 +12,22 @@
 
 mod budget;
 mod models;
+mod outbox;
 mod queue;
 mod worker;
 
 use livefill_protocol::{DaemonMessage, ErrorCode, ErrorReply, GenerateRequest};
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::noise::random_seed;
 
 pub use budget::{BudgetParseError, MemoryBudget, free_device_memory};
 pub use models::{Catalog, ChoiceError, ModelEntry, ModelSet, Residency, role_of};
-pub use queue::{JobQueue, QueueStatus, SubmitError};
+pub use outbox::{Outbox, OutboxReceiver, PREVIEW_DROP_BYTES, Written};
+pub use queue::{JobQueue, MAX_QUEUED_FINAL_PER_CLIENT, QueueStatus, SubmitError};
 pub use worker::{WorkerHandle, spawn_worker};
 
 /// Identifies one client connection for the lifetime of the daemon.
 pub type ConnectionId = u64;
-
-/// Where messages for one connection go; the connection's writer task drains it in order.
-pub type Outbox = UnboundedSender<DaemonMessage>;
 
 /// Request ids are chosen by clients and unique only per connection, so jobs are keyed by both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -532,11 +532,10 @@ mod tests {
     use std::time::Duration;
 
     use livefill_protocol::{GenerateRequest, RgbaImage};
-    use tokio::sync::mpsc::unbounded_channel;
 
     use super::*;
     use crate::generator::{CancelToken, GenerateError, GenerateOutput, StepProgress};
-    use crate::jobs::{Job, spawn_worker};
+    use crate::jobs::{Job, Outbox, OutboxReceiver, spawn_worker};
     use crate::request::default_request;
 
     /// Answers every job at once with its model's name.
@@ -632,16 +631,16 @@ mod tests {
         let models = ModelSet::start(catalog, queue.clone()).unwrap();
         let worker = spawn_worker(models.clone(), queue.clone()).unwrap();
         let submit = |id: u64, model: &str| {
-            let (tx, rx) = unbounded_channel();
+            let (tx, rx) = Outbox::channel();
             let mut request = default_request(Mode::Txt2Img);
             request.request_id = id;
             queue.submit(Job::new(1, "t", request, model, tx)).unwrap();
             rx
         };
-        let final_of = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<DaemonMessage>| {
+        let final_of = |rx: &mut OutboxReceiver| {
             let mut seen = Vec::new();
             loop {
-                let msg = rx.blocking_recv().expect("an answer");
+                let msg = rx.blocking_recv_message().expect("an answer");
                 let done = matches!(msg, DaemonMessage::Result(_) | DaemonMessage::Error(_));
                 seen.push(msg);
                 if done {

@@ -22,6 +22,10 @@ use livefill_protocol::{DaemonMessage, ErrorCode, Priority};
 use super::{ConnectionId, Job, JobKey};
 use crate::generator::CancelToken;
 
+/// Final jobs one connection may have waiting (not counting its running one); the next is
+/// refused with `QueueFull`. Live previews are coalesced to one waiting per connection.
+pub const MAX_QUEUED_FINAL_PER_CLIENT: usize = 16;
+
 /// Why a generate request was not queued.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SubmitError {
@@ -29,6 +33,11 @@ pub enum SubmitError {
     DuplicateRequest(u64),
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    #[error(
+        "this client already has {0} jobs waiting (the most the daemon queues for one client): \
+         wait for one to finish, or cancel one"
+    )]
+    QueueFull(usize),
 }
 
 impl SubmitError {
@@ -36,6 +45,7 @@ impl SubmitError {
         match self {
             SubmitError::DuplicateRequest(_) => ErrorCode::InvalidRequest,
             SubmitError::ShuttingDown => ErrorCode::ShuttingDown,
+            SubmitError::QueueFull(_) => ErrorCode::QueueFull,
         }
     }
 }
@@ -140,6 +150,19 @@ impl JobQueue {
             return Err(SubmitError::DuplicateRequest(key.request_id));
         }
         let live = job.request.priority == Priority::LivePreview;
+        if !live {
+            let waiting = state
+                .pending
+                .iter()
+                .filter(|p| {
+                    p.job.key.connection == key.connection
+                        && p.job.request.priority == Priority::Final
+                })
+                .count();
+            if waiting >= MAX_QUEUED_FINAL_PER_CLIENT {
+                return Err(SubmitError::QueueFull(waiting));
+            }
+        }
         let entry = Pending {
             job,
             cancel: CancelToken::new(),
@@ -360,25 +383,21 @@ fn accept(job: &Job, position: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::{Outbox, OutboxReceiver};
     use crate::request::default_request;
     use livefill_protocol::Mode;
-    use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-    fn job(
-        connection: ConnectionId,
-        id: u64,
-        priority: Priority,
-    ) -> (Job, UnboundedReceiver<DaemonMessage>) {
-        let (tx, rx) = unbounded_channel();
+    fn job(connection: ConnectionId, id: u64, priority: Priority) -> (Job, OutboxReceiver) {
+        let (tx, rx) = Outbox::channel();
         let mut request = default_request(Mode::Txt2Img);
         request.request_id = id;
         request.priority = priority;
         (Job::new(connection, "test", request, "m", tx), rx)
     }
 
-    fn drain(rx: &mut UnboundedReceiver<DaemonMessage>) -> Vec<DaemonMessage> {
+    fn drain(rx: &mut OutboxReceiver) -> Vec<DaemonMessage> {
         let mut out = Vec::new();
-        while let Ok(msg) = rx.try_recv() {
+        while let Some(msg) = rx.try_recv_message() {
             out.push(msg);
         }
         out

@@ -173,9 +173,9 @@ mod tests {
     use super::*;
     use crate::generator::GeneratorInfo;
     use crate::jobs::{Job, JobKey};
+    use crate::jobs::{Outbox, OutboxReceiver};
     use crate::request::default_request;
     use livefill_protocol::{GenerateRequest, Mode, Priority, RgbaImage};
-    use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
     /// Stand-in generator: `steps` steps of `step_ms` each; prompt "panic" panics; prompt
     /// "gated" holds its first step until the test opens `gate`.
@@ -266,8 +266,8 @@ mod tests {
         priority: Priority,
         steps: u32,
         prompt: &str,
-    ) -> (Job, UnboundedReceiver<DaemonMessage>) {
-        let (tx, rx) = unbounded_channel();
+    ) -> (Job, OutboxReceiver) {
+        let (tx, rx) = Outbox::channel();
         let mut request = default_request(Mode::Txt2Img);
         request.request_id = id;
         request.priority = priority;
@@ -278,13 +278,13 @@ mod tests {
     }
 
     /// Collects messages until the final one for `id` (bounded wait).
-    fn until_final(rx: &mut UnboundedReceiver<DaemonMessage>) -> Vec<DaemonMessage> {
+    fn until_final(rx: &mut OutboxReceiver) -> Vec<DaemonMessage> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut out = Vec::new();
         loop {
             assert!(Instant::now() < deadline, "no final message; got {out:?}");
-            match rx.try_recv() {
-                Ok(msg) => {
+            match rx.try_recv_message() {
+                Some(msg) => {
                     let last = matches!(
                         msg,
                         DaemonMessage::Result(_)
@@ -296,7 +296,7 @@ mod tests {
                         return out;
                     }
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                None => std::thread::sleep(Duration::from_millis(2)),
             }
         }
     }

@@ -17,14 +17,13 @@ use livefill_protocol::{
     FrameError, GenerateRequest, PROTOCOL_VERSION, encode_error_for_version,
     read_client_frame_async, write_frame_async,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use super::Context;
 use super::shutdown::Shutdown;
-use crate::jobs::{ConnectionId, Job, JobKey, Outbox};
+use crate::jobs::{ConnectionId, Job, JobKey, Outbox, OutboxReceiver};
 use crate::request;
 
 /// How long a connection closed for a protocol error keeps reading (and discarding) what the
@@ -50,7 +49,7 @@ pub(super) async fn serve_connection(
 
 async fn run(ctx: Arc<Context>, id: ConnectionId, stream: Stream, closing: Shutdown) {
     let stream = Arc::new(stream);
-    let (outbox, inbox) = unbounded_channel();
+    let (outbox, inbox) = Outbox::channel();
     let (close_writer, writer_closed) = oneshot::channel();
     let writer = tokio::spawn(write_loop(stream.clone(), inbox, writer_closed).in_current_span());
     ctx.register(id, outbox.clone());
@@ -61,8 +60,9 @@ async fn run(ctx: Arc<Context>, id: ConnectionId, stream: Stream, closing: Shutd
         ctx: ctx.clone(),
         outbox,
         client: None,
+        counted: false,
     };
-    let mut reader = &*stream;
+    let mut reader = BufReader::new(&*stream);
     // An outdated client's "update the plugin" error, framed in its own version; written after
     // the writer task has finished.
     let mut outdated: Option<Vec<u8>> = None;
@@ -70,7 +70,17 @@ async fn run(ctx: Arc<Context>, id: ConnectionId, stream: Stream, closing: Shutd
         let frame = tokio::select! {
             biased;
             () = closing.wait() => break false,
-            frame = read_client_frame_async(&mut reader, ctx.max_frame_bytes) => frame,
+            frame = conn.next_frame(&mut reader) => frame,
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(stop) => {
+                tracing::warn!(reason = %stop, "closing the connection");
+                if let Stop::Report(reply) = stop {
+                    conn.send(DaemonMessage::Error(reply));
+                }
+                break true;
+            }
         };
         match frame {
             Ok(Some(msg)) => {
@@ -102,6 +112,9 @@ async fn run(ctx: Arc<Context>, id: ConnectionId, stream: Stream, closing: Shutd
 
     ctx.queue.disconnect(id);
     ctx.unregister(id);
+    if conn.counted {
+        ctx.leave();
+    }
     let _ = close_writer.send(());
     drop(conn);
     let _ = writer.await;
@@ -130,19 +143,20 @@ fn update_the_plugin(version: u16) -> ErrorReply {
 }
 
 /// Drains the outbox into the socket, in order, until told to close (then flushes what is left)
-/// or the peer is gone.
+/// or the peer is gone. Each message counts as written (for the outbox's byte count) once its
+/// frame is written.
 async fn write_loop(
     stream: Arc<Stream>,
-    mut inbox: UnboundedReceiver<DaemonMessage>,
+    mut inbox: OutboxReceiver,
     mut closed: oneshot::Receiver<()>,
 ) {
     let mut writer = &*stream;
     let mut closing = false;
     loop {
-        let msg = if closing {
+        let (msg, _written) = if closing {
             match inbox.try_recv() {
-                Ok(msg) => msg,
-                Err(_) => break,
+                Some(msg) => msg,
+                None => break,
             }
         } else {
             tokio::select! {
@@ -166,7 +180,7 @@ async fn write_loop(
 }
 
 /// Reads and discards input for a short while, until the peer closes or `LINGER` passes.
-async fn linger(reader: &mut &Stream) {
+async fn linger(reader: &mut (impl AsyncRead + Unpin)) {
     let mut sink = [0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
         let mut total = 0usize;
@@ -186,9 +200,85 @@ struct Connection {
     outbox: Outbox,
     /// The client's name, once it said hello.
     client: Option<String>,
+    /// Counted against the daemon's client limit (said hello and was let in).
+    counted: bool,
+}
+
+/// Why a connection is closed before its next frame.
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    /// Told to the client (if it still listens) before closing.
+    #[error("{0}")]
+    Report(ErrorReply),
+    /// The client does not read its replies: nothing can be told.
+    #[error("the client left {0} bytes of replies unread for {1:?}")]
+    NotReading(usize, Duration),
 }
 
 impl Connection {
+    /// The next frame: waits (without limit after the hello, `hello_timeout` before it) for its
+    /// first byte, then allows `frame_timeout` for the rest; first, while more than
+    /// `unread_high_water` bytes of replies wait to be written, reads nothing (backpressure) for
+    /// at most `unread_timeout`.
+    async fn next_frame<R: AsyncBufRead + AsyncRead + Unpin>(
+        &self,
+        reader: &mut R,
+    ) -> Result<Result<Option<ClientMessage>, FrameError>, Stop> {
+        let limits = self.ctx.limits;
+        let high_water = limits.unread_high_water;
+        if self.outbox.pending_bytes() > high_water {
+            tracing::debug!(
+                unread = self.outbox.pending_bytes(),
+                "client slow to read: backpressure"
+            );
+            if tokio::time::timeout(
+                limits.unread_timeout,
+                self.outbox.drained_below(high_water / 2),
+            )
+            .await
+            .is_err()
+            {
+                return Err(Stop::NotReading(
+                    self.outbox.pending_bytes(),
+                    limits.unread_timeout,
+                ));
+            }
+        }
+        let first_byte = reader.fill_buf();
+        let started = if self.client.is_none() {
+            match tokio::time::timeout(limits.hello_timeout, first_byte).await {
+                Ok(r) => r.map(|b| !b.is_empty()),
+                Err(_) => {
+                    return Err(Stop::Report(ErrorReply::connection(
+                        ErrorCode::InvalidRequest,
+                        format!("no Hello within {:?} of connecting", limits.hello_timeout),
+                    )));
+                }
+            }
+        } else {
+            first_byte.await.map(|b| !b.is_empty())
+        };
+        match started {
+            Ok(false) => return Ok(Ok(None)),
+            Err(e) => return Ok(Err(FrameError::Io(e))),
+            Ok(true) => {}
+        }
+        tokio::time::timeout(
+            limits.frame_timeout,
+            read_client_frame_async(reader, self.ctx.max_frame_bytes),
+        )
+        .await
+        .map_err(|_| {
+            Stop::Report(ErrorReply::connection(
+                ErrorCode::BadFrame,
+                format!(
+                    "incomplete frame: the rest did not arrive within {:?} of its first byte",
+                    limits.frame_timeout
+                ),
+            ))
+        })
+    }
+
     fn send(&self, msg: DaemonMessage) {
         let _ = self.outbox.send(msg);
     }
@@ -243,6 +333,19 @@ impl Connection {
             self.send(DaemonMessage::Error(reply));
             return Flow::Close;
         }
+        if !self.counted && !self.ctx.join() {
+            tracing::warn!(client = %hello.client_name, "too many clients: refused");
+            self.send(DaemonMessage::Error(ErrorReply::connection(
+                ErrorCode::TooManyConnections,
+                format!(
+                    "the daemon already serves {} clients (its --max-connections): close another \
+                     editor window or plugin, or restart the daemon with a higher limit",
+                    self.ctx.limits.max_clients
+                ),
+            )));
+            return Flow::Close;
+        }
+        self.counted = true;
         tracing::info!(client = %hello.client_name, "hello");
         self.client = Some(hello.client_name);
         let info = &self.ctx.info;

@@ -7,16 +7,19 @@
 //! `ShuttingDown`, close). Generation itself runs on the worker thread of [`crate::jobs`].
 
 mod connection;
+mod limits;
 mod listener;
 mod shutdown;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use livefill_protocol::{DaemonMessage, DaemonStatus};
 use tokio::task::JoinSet;
 
+pub use limits::{DEFAULT_MAX_CLIENTS, FRAME_TIMEOUT, HELLO_TIMEOUT, ServerLimits};
 pub use listener::{BindError, SocketListener};
 pub use shutdown::Shutdown;
 
@@ -35,6 +38,7 @@ pub struct ServerOptions {
     pub max_frame_bytes: u32,
     /// Largest accepted image side in pixels (announced in the hello, checked per request).
     pub max_image_side: u32,
+    pub limits: ServerLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +61,9 @@ pub(crate) struct Context {
     max_image_side: u32,
     started: Instant,
     clients: Mutex<HashMap<ConnectionId, Outbox>>,
+    /// Clients let in past their hello (at most `limits.max_clients`).
+    greeted: AtomicU32,
+    limits: ServerLimits,
     shutdown: Shutdown,
 }
 
@@ -71,6 +78,21 @@ impl Context {
 
     fn unregister(&self, id: ConnectionId) {
         self.clients().remove(&id);
+    }
+
+    /// Lets one more client in, unless the daemon serves `max_clients` already.
+    fn join(&self) -> bool {
+        let max = self.limits.max_clients;
+        self.greeted
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A client let in by [`Context::join`] left.
+    fn leave(&self) {
+        self.greeted.fetch_sub(1, Ordering::SeqCst);
     }
 
     fn broadcast(&self, msg: &DaemonMessage) {
@@ -120,6 +142,8 @@ pub async fn serve(
         max_image_side: options.max_image_side,
         started: Instant::now(),
         clients: Mutex::new(HashMap::new()),
+        greeted: AtomicU32::new(0),
+        limits: options.limits,
         shutdown: shutdown.clone(),
     });
     let closing = Shutdown::new();
@@ -131,6 +155,10 @@ pub async fn serve(
         tokio::select! {
             () = shutdown.wait() => break,
             accepted = listener.accept() => match accepted {
+                Ok(stream) if connections.len() >= limits::MAX_OPEN_CONNECTIONS => {
+                    tracing::warn!(open = connections.len(), "too many open connections: closing a new one");
+                    drop(stream);
+                }
                 Ok(stream) => {
                     next_id += 1;
                     connections.spawn(connection::serve_connection(
