@@ -114,6 +114,13 @@ impl Connection {
         stream.inner().shutdown(std::net::Shutdown::Write)
     }
 
+    /// A second handle on the same socket (a test writing from one thread while another reads).
+    #[cfg(unix)]
+    pub fn try_clone_stream(&self) -> std::io::Result<std::os::unix::net::UnixStream> {
+        let Stream::UdSocket(stream) = &self.stream;
+        stream.inner().try_clone()
+    }
+
     /// The next message; the daemon closing the connection is an error here.
     pub fn recv(&mut self) -> Result<DaemonMessage, ClientError> {
         self.recv_or_eof()?.ok_or(ClientError::Closed)

@@ -235,6 +235,13 @@ impl Client {
         self.connection.send(msg).expect("send frame");
     }
 
+    /// A second handle on the socket, for writing from another thread.
+    pub fn raw_stream(&self) -> std::os::unix::net::UnixStream {
+        self.connection
+            .try_clone_stream()
+            .expect("clone the socket")
+    }
+
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.connection.send_bytes(bytes).expect("send raw bytes");
     }
