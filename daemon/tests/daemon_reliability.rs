@@ -437,7 +437,7 @@ fn a_long_run_keeps_memory_flat() {
          tenth {:+.1} MiB",
         started.elapsed().as_secs_f64(),
         shown.join(", "),
-        mib(last) as f64 - mib(warmed)
+        mib(last) - mib(warmed)
     );
     // Stated bound: after the first tenth (caches and arenas warm), at most 16 MiB of growth.
     assert!(
