@@ -63,7 +63,10 @@ pub enum GenerateError {
     ImageTooLarge(String),
     #[error("mask size does not match the image: {0}")]
     MaskSizeMismatch(String),
-    #[error("out of GPU memory: {0}")]
+    #[error(
+        "not enough memory on the device for this request (make the image or selection smaller, \
+         or keep fewer models resident with --max-resident): {0}"
+    )]
     OutOfMemory(String),
     #[error("{0}")]
     Internal(String),

@@ -447,3 +447,65 @@ fn a_long_run_keeps_memory_flat() {
         mib(peak)
     );
 }
+
+#[test]
+fn sigterm_fails_queued_jobs_with_shutting_down_and_removes_the_socket() {
+    let mut daemon = Daemon::start("tiny-sd");
+    let (mut client, _) = daemon.client("sigterm");
+    let ids: Vec<u64> = (1..=5).collect();
+    for &id in &ids {
+        client.send(&ClientMessage::Generate(txt2img(id, 256, 30)));
+    }
+    // Wait until the first job runs, so the others are queued behind it.
+    while !matches!(client.recv(), DaemonMessage::Progress { .. }) {}
+    // SAFETY: plain kill(2) on our own child's pid.
+    assert_eq!(
+        unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let mut shutting_down = 0;
+    let mut finals = 0;
+    while let Some(msg) = client.recv_or_eof() {
+        if is_final(&msg) {
+            finals += 1;
+            assert_eq!(error_code(&msg), Some(ErrorCode::ShuttingDown), "{msg:?}");
+            shutting_down += 1;
+        }
+    }
+    assert_eq!(
+        finals,
+        ids.len(),
+        "every job, running or queued, was answered"
+    );
+    assert_eq!(shutting_down, ids.len());
+    let status = daemon.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}");
+    assert!(!daemon.socket.exists(), "socket removed");
+}
+
+#[test]
+fn an_allocation_the_device_cannot_satisfy_is_out_of_memory_and_the_daemon_stays_up() {
+    let daemon = Daemon::start("tiny-sd");
+    // A 4096² txt2img on the tiny model: its first attention layer asks ONNX Runtime for
+    // 512 GiB, more than any machine running this test has.
+    let (mut client, _) = daemon.client("oom");
+    let big = run_one(&mut client, txt2img(1, 4096, 1));
+    match &big {
+        DaemonMessage::Error(e) => {
+            assert_eq!(e.code, ErrorCode::OutOfMemory, "{e}");
+            println!("out of memory: {e}");
+        }
+        other => panic!("expected OutOfMemory, got {other:?}"),
+    }
+    let small = run_one(&mut client, txt2img(2, 64, 1));
+    assert!(
+        matches!(small, DaemonMessage::Result(_)),
+        "still serving: {small:?}"
+    );
+}
+
+fn run_one(client: &mut Client, request: GenerateRequest) -> DaemonMessage {
+    let id = request.request_id;
+    client.send(&ClientMessage::Generate(request));
+    client.until_final(id, &mut Vec::new()).pop().unwrap()
+}
