@@ -36,19 +36,6 @@ fn in_process(model: &Path, request: &GenerateRequest) -> RgbaImage {
         .image
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// A copy of fixture `name` at `dir/new_name`.
 fn fixture_copy(name: &str, dir: &Path, new_name: &str) -> PathBuf {
     let to = dir.join(new_name);

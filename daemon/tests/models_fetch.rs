@@ -610,3 +610,89 @@ fn a_catalog_name_that_was_not_fetched_says_how_to_fetch_it() {
     );
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+/// `livefill models fetch` of the stand-in's repo as a separate process, writing at most
+/// `file_limit` bytes per file when given (RLIMIT_FSIZE: a disk that fills up mid-download,
+/// without needing a small file system).
+fn fetch_process(hub: &StandInHub, home: &Path, file_limit: Option<u64>) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_livefill"));
+    cmd.args(["models", "fetch", REPO, "--quiet"])
+        .env("HF_ENDPOINT", &hub.url)
+        .env("HF_HOME", home.join("hf"))
+        .env("HOME", home)
+        .env_remove("HF_HUB_CACHE");
+    if let Some(limit) = file_limit {
+        // SAFETY: only async-signal-safe calls (setrlimit, signal) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let cap = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &cap) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Past the limit a write fails with EFBIG instead of killing the process.
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_disk_that_fills_up_mid_download_is_explained_and_the_rerun_resumes() {
+    let hub = StandInHub::start();
+    let home = temp_dir("full-disk");
+    let failed = fetch_process(&hub, &home, Some(256 << 10));
+    let text = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{text}");
+    assert!(text.contains("is full"), "says the disk is full: {text}");
+    assert!(text.contains("run the same command again"), "{text}");
+    println!("full disk: {text}");
+    // No incomplete file is in the snapshot: what did not fit is a .part blob only.
+    let repo_dir = home.join("hf/hub/models--livefill-test--tiny-sd-onnx");
+    let snapshot = repo_dir.join("snapshots").join(COMMIT);
+    let mut snapshot_files = Vec::new();
+    collect(&snapshot, "", &mut snapshot_files);
+    for (name, _) in &snapshot_files {
+        let expected = std::fs::metadata(fixture().join(name)).unwrap().len();
+        let got = std::fs::metadata(snapshot.join(name)).unwrap().len();
+        assert_eq!(got, expected, "{name} in the snapshot is complete");
+    }
+    assert!(
+        snapshot_files.len() < expected_files().len(),
+        "the limit stopped the fetch"
+    );
+    let parts = std::fs::read_dir(repo_dir.join("blobs"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "part")
+        })
+        .count();
+    assert_eq!(
+        parts, 1,
+        "the file that did not fit is kept as a .part blob"
+    );
+
+    let again = fetch_process(&hub, &home, None);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let dir = ModelDir::open(&snapshot).expect("the resumed snapshot opens");
+    assert_eq!(dir.root, snapshot);
+    for name in expected_files() {
+        let want = std::fs::read(fixture().join(&name)).unwrap();
+        let got = std::fs::read(snapshot.join(&name)).unwrap();
+        assert!(want == got, "{name} identical after the resumed fetch");
+    }
+    std::fs::remove_dir_all(&home).unwrap();
+}

@@ -194,6 +194,8 @@ pub fn run_daemon(
 
 /// Checks every model, loads the first that loads as the default, and sets the budget.
 fn build_catalog(settings: &DaemonSettings) -> anyhow::Result<Catalog> {
+    // The runtime first: a missing or wrong library is one error, not one per model.
+    crate::onnx::runtime::init_runtime(&settings.runtime)?;
     let loader = EngineLoader::new(settings.runtime.clone(), settings.max_image_side);
     let mut entries = model_catalog::entries(&settings.models, "", "");
     let (default, engine) = load_default(&loader, &mut entries)?;

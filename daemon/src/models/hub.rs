@@ -22,6 +22,7 @@ use serde::Deserialize;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
+use super::inspect::human_bytes;
 use crate::paths::{self, Env};
 
 /// The hub livefill talks to unless `HF_ENDPOINT` or `--endpoint` says otherwise.
@@ -233,14 +234,26 @@ pub fn fetch(options: &FetchOptions) -> anyhow::Result<Fetched> {
         .join(&listing.sha);
     let mut downloaded = 0;
     let mut model_dir = snapshot.clone();
+    let missing: Vec<&&Sibling> = needed
+        .iter()
+        .filter(|s| {
+            let existing = snapshot.join(&s.rfilename);
+            !(existing.is_file() && verify(&existing, s).is_ok())
+        })
+        .collect();
+    check_free_space(
+        &options.cache,
+        missing.iter().filter_map(|s| s.expected_size()).sum(),
+    )?;
     for sibling in &needed {
-        let existing = snapshot.join(&sibling.rfilename);
-        if existing.is_file() && verify(&existing, sibling).is_ok() {
+        if !missing.iter().any(|m| m.rfilename == sibling.rfilename) {
             bar.inc(sibling.expected_size().unwrap_or(0));
             continue;
         }
         let path = repo
             .download_with_progress(&sibling.rfilename, BarProgress { bar: bar.clone() })
+            .map_err(anyhow::Error::from)
+            .map_err(|e| explain_full_disk(e, &options.cache))
             .with_context(|| format!("downloading {} from {where_}", sibling.rfilename))?;
         if let Err(e) = verify(&path, sibling) {
             // Remove the bad blob (the snapshot entry is a symlink to it) so a rerun re-downloads.
@@ -267,6 +280,59 @@ pub fn fetch(options: &FetchOptions) -> anyhow::Result<Fetched> {
         downloaded,
         bytes: total,
     })
+}
+
+/// Refuses to start a download that cannot fit: `needed` bytes against the space free where
+/// `cache` is (its nearest existing folder), when that can be read.
+fn check_free_space(cache: &Path, needed: u64) -> anyhow::Result<()> {
+    let Some(free) = free_bytes(cache) else {
+        return Ok(());
+    };
+    if needed > free {
+        bail!(
+            "the download needs {} but only {} is free where the hub cache is ({}): free some \
+             space, or fetch into another folder with --cache-dir (or HF_HUB_CACHE)",
+            human_bytes(needed),
+            human_bytes(free),
+            cache.display()
+        );
+    }
+    Ok(())
+}
+
+/// Bytes free to this user on the file system holding `path` (or its nearest existing parent).
+fn free_bytes(path: &Path) -> Option<u64> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    let c_path = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is a valid C string.
+    let stat = unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c_path.as_ptr(), &mut stat) == 0).then_some(stat)
+    }?;
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+/// A write that failed because the disk (or a quota, or a file-size limit) is full says so and
+/// what to do; the partial download is kept as a `.part` blob that the next run resumes.
+fn explain_full_disk(error: anyhow::Error, cache: &Path) -> anyhow::Error {
+    let full = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|code| matches!(code, libc::ENOSPC | libc::EDQUOT | libc::EFBIG))
+    }) || {
+        let text = format!("{error:#}");
+        text.contains("No space left") || text.contains("File too large")
+    };
+    if !full {
+        return error;
+    }
+    error.context(format!(
+        "the disk holding the hub cache ({}) is full (or a quota or file-size limit was hit): \
+         free some space and run the same command again — the download resumes where it stopped \
+         and nothing incomplete is used",
+        cache.display()
+    ))
 }
 
 fn strip_suffix_path(path: &Path, rel: &str) -> Option<PathBuf> {

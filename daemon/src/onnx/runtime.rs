@@ -79,7 +79,11 @@ pub enum RuntimeError {
         version: &'static str,
         reason: String,
     },
-    #[error("could not load ONNX Runtime from {path}: {reason}")]
+    #[error(
+        "could not load ONNX Runtime from {path}: {reason}. Point --ort-lib (or ORT_DYLIB_PATH) \
+         at the libonnxruntime.so of the onnxruntime {ORT_VERSION} wheel (onnxruntime-gpu for \
+         CUDA), or unset both and livefill fetches it with pip"
+    )]
     Load { path: PathBuf, reason: String },
     #[error("ONNX Runtime environment: {0}")]
     Environment(String),
@@ -220,7 +224,7 @@ fn process_environment(library_path: &Path) -> Result<Environment, RuntimeError>
     }
     let builder = ort::init_from(library_path).map_err(|e| RuntimeError::Load {
         path: library_path.to_path_buf(),
-        reason: e.to_string(),
+        reason: load_failure(library_path, e.to_string()),
     })?;
     let environment = builder
         .with_name("livefill")
@@ -228,6 +232,41 @@ fn process_environment(library_path: &Path) -> Result<Environment, RuntimeError>
         .map_err(|e| RuntimeError::Environment(e.to_string()))?;
     *slot = Some((library_path.to_path_buf(), environment.clone()));
     Ok(environment)
+}
+
+/// Why the library at `path` did not load: it is missing, or the dynamic loader's own reason
+/// (`ort` only says "dlopen failed"), else `ort`'s message.
+fn load_failure(path: &Path, ort_message: String) -> String {
+    if !path.exists() {
+        return "the file does not exist".to_string();
+    }
+    #[cfg(unix)]
+    if let Some(reason) = dlopen_error(path) {
+        return reason;
+    }
+    ort_message
+}
+
+/// The dynamic loader's error for `path`, if it cannot be loaded.
+#[cfg(unix)]
+fn dlopen_error(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: dlopen/dlerror/dlclose on a valid C string; the handle is closed before return,
+    // and the error string is copied before any other dl* call.
+    unsafe {
+        let handle = libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        if handle.is_null() {
+            let err = libc::dlerror();
+            return Some(if err.is_null() {
+                "the dynamic loader refused it".to_string()
+            } else {
+                std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned()
+            });
+        }
+        libc::dlclose(handle);
+    }
+    None
 }
 
 fn resolve_device(request: DeviceRequest) -> ResolvedDevice {
