@@ -402,6 +402,8 @@ class DaemonConnection:
                 self._route(msg)
         except (OSError, proto.ProtocolError) as e:
             reason = e
+        except Exception as e:  # anything else a hostile reply provokes ends the connection too
+            reason = proto.DecodeError("undecodable reply from the daemon: %r" % e)
         finally:
             with self._send_lock:
                 was_closed = self._closed

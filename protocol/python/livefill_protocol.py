@@ -639,8 +639,27 @@ BOOL = (_enc_bool, _dec_bool)
 STR = (_enc_str, _dec_str)
 BYTES = (_enc_bytes, _dec_bytes)
 
-_RGBA = _struct(RgbaImage, [("width", U32), ("height", U32), ("pixels", BYTES)])
-_MASK = _struct(Mask, [("width", U32), ("height", U32), ("pixels", BYTES)])
+def _pixels(cls: type, channels: int) -> Tuple[Encoder, Decoder]:
+    """An image or mask whose buffer must hold exactly width × height × channels bytes: a reply
+    that says otherwise is refused here, before a plugin hands it to the editor."""
+    enc, dec = _struct(cls, [("width", U32), ("height", U32), ("pixels", BYTES)])
+
+    def checked(buf: memoryview, pos: int) -> Tuple[Any, int]:
+        start = pos
+        value, pos = dec(buf, pos)
+        want = value.width * value.height * channels
+        if len(value.pixels) != want:
+            raise DecodeError(
+                "%s at offset %d is %d×%d but holds %d bytes, not %d"
+                % (cls.__name__, start, value.width, value.height, len(value.pixels), want)
+            )
+        return value, pos
+
+    return enc, checked
+
+
+_RGBA = _pixels(RgbaImage, 4)
+_MASK = _pixels(Mask, 1)
 _EXTEND = _struct(Extend, [("left", U32), ("top", U32), ("right", U32), ("bottom", U32)])
 _TIMING = _struct(StageTiming, [("stage", STR), ("millis", F32)])
 _CAPS = _struct(
@@ -913,6 +932,10 @@ def _read_into(src: Any, view: memoryview) -> int:
     return got
 
 
+#: The first read of a payload; later reads double it (see ``read_frame``).
+READ_CHUNK = 1 << 20
+
+
 def read_frame(src: Any, max_payload: int = DEFAULT_MAX_PAYLOAD) -> Optional[bytearray]:
     """Reads one frame from a socket (``recv_into``) or binary file and returns its payload.
 
@@ -927,10 +950,17 @@ def read_frame(src: Any, max_payload: int = DEFAULT_MAX_PAYLOAD) -> Optional[byt
     if got < HEADER_LEN:
         raise Truncated(HEADER_LEN, got)
     length = parse_header(header, max_payload).payload_len
-    payload = bytearray(length)
-    got = _read_into(src, memoryview(payload))
-    if got < length:
-        raise Truncated(length, got)
+    # Grown as bytes arrive (doubling from 1 MiB), never allocated at the size the header
+    # claims: a peer that announces hundreds of megabytes and sends a few costs a few.
+    payload = bytearray()
+    while len(payload) < length:
+        start = len(payload)
+        want = min(length - start, max(READ_CHUNK, start))
+        payload.extend(bytes(want))
+        with memoryview(payload) as view:
+            got = _read_into(src, view[start:])
+        if got < want:
+            raise Truncated(length, start + got)
     return payload
 
 
