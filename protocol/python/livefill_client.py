@@ -405,15 +405,16 @@ class DaemonConnection:
         except Exception as e:  # anything else a hostile reply provokes ends the connection too
             reason = proto.DecodeError("undecodable reply from the daemon: %r" % e)
         finally:
+            err = self._connection_error
             with self._send_lock:
                 was_closed = self._closed
+                # The reason is in place before anyone can see the connection closed.
+                if err is not None:
+                    # The daemon said why before closing (e.g. BAD_FRAME): that is the real reason.
+                    self.closed_reason = DaemonError(err.code, err.message, None)
+                elif reason is not None and not was_closed:
+                    self.closed_reason = reason
                 self._closed = True
-            err = self._connection_error
-            if err is not None:
-                # The daemon said why before closing (e.g. BAD_FRAME): that is the real reason.
-                self.closed_reason = DaemonError(err.code, err.message, None)
-            elif reason is not None and not was_closed:
-                self.closed_reason = reason
             with self._lock:
                 waiters = list(self._waiters.values()) + self._status_waiters + self._models_waiters
                 self._status_waiters.clear()
