@@ -146,6 +146,9 @@ class HostileReplies(unittest.TestCase):
     def assert_closed_with(self, conn: lc.DaemonConnection, error: type) -> None:
         with self.assertRaises(lc.ConnectionClosed):
             conn.list_models(timeout=10.0)
+        # The reader thread puts None on `messages` when it has ended (with its reason set).
+        while conn.messages.get(timeout=10.0) is not None:
+            pass
         self.assertIsInstance(conn.closed_reason, error, repr(conn.closed_reason))
 
     def test_a_model_list_claiming_2_to_the_60_entries(self) -> None:
