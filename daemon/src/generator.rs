@@ -101,6 +101,24 @@ pub struct GeneratorInfo {
     pub sampling: ModelDefaults,
 }
 
+#[cfg(test)]
+impl GeneratorInfo {
+    /// A txt2img-only 8×8 model called `name` on the CPU (the job layer's stand-in generators).
+    pub fn stand_in(name: &str) -> Self {
+        Self {
+            model: name.into(),
+            device: "cpu".into(),
+            execution_provider: "none".into(),
+            native_width: 8,
+            native_height: 8,
+            modes: vec![Mode::Txt2Img],
+            inpainting_unet: false,
+            taesd_previews: false,
+            sampling: Default::default(),
+        }
+    }
+}
+
 /// Something that turns a request into pixels, one job at a time.
 pub trait ImageGenerator: Send + 'static {
     fn info(&self) -> GeneratorInfo;

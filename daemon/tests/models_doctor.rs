@@ -1,6 +1,9 @@
 //! `livefill doctor` on the fixtures, with a temporary HOME: every check is reported, the exit
 //! status follows the essential ones, and each failure comes with a fix.
 
+mod daemon_support;
+
+use daemon_support::copy_dir;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -319,17 +322,4 @@ fn binary_exit_status() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stdout).contains("✗ model"));
     std::fs::remove_dir_all(&home).unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }

@@ -2,6 +2,9 @@
 //! is wrong — never a panic. Each case copies `tests/fixtures/tiny-sd` (or the inpainting one) to a
 //! temporary folder, breaks it one way, and checks `Engine::load`'s message.
 
+mod daemon_support;
+
+use daemon_support::copy_dir;
 use std::path::{Path, PathBuf};
 
 use livefill::engine::{Engine, EngineOptions};
@@ -39,19 +42,6 @@ impl TempModel {
 impl Drop for TempModel {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

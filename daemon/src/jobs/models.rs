@@ -543,17 +543,7 @@ mod tests {
 
     impl ImageGenerator for Named {
         fn info(&self) -> GeneratorInfo {
-            GeneratorInfo {
-                model: self.0.clone(),
-                device: "cpu".into(),
-                execution_provider: "none".into(),
-                native_width: 8,
-                native_height: 8,
-                modes: vec![Mode::Txt2Img],
-                inpainting_unet: false,
-                taesd_previews: false,
-                sampling: Default::default(),
-            }
+            GeneratorInfo::stand_in(&self.0)
         }
 
         fn generate(

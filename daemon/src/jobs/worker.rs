@@ -212,17 +212,7 @@ mod tests {
 
     impl ImageGenerator for Fake {
         fn info(&self) -> GeneratorInfo {
-            GeneratorInfo {
-                model: "fake".into(),
-                device: "cpu".into(),
-                execution_provider: "none".into(),
-                native_width: 8,
-                native_height: 8,
-                modes: vec![Mode::Txt2Img],
-                inpainting_unet: false,
-                taesd_previews: false,
-                sampling: Default::default(),
-            }
+            GeneratorInfo::stand_in("fake")
         }
 
         fn generate(
