@@ -1,5 +1,5 @@
-//! The blocking client of the daemon, used by `status`, `demo`, `bench`, `doctor` and the
-//! integration tests.
+//! The blocking client of the daemon, used by `status`, `generate --socket`, `demo`, `bench`,
+//! `doctor` and the integration tests.
 //!
 //! Exists so everything that talks to a daemon goes through the real socket and the real
 //! protocol, exactly like a plugin, with one copy of the socket code: [`Connection`] is a framed
@@ -15,7 +15,8 @@ use interprocess::local_socket::prelude::*;
 use interprocess::local_socket::{GenericFilePath, Stream};
 use livefill_protocol::{
     ClientHello, ClientMessage, DEFAULT_MAX_PAYLOAD, DaemonHello, DaemonMessage, DaemonStatus,
-    ErrorReply, FrameError, GenerateRequest, GenerateResult, read_daemon_frame, write_frame,
+    ErrorReply, FrameError, GenerateRequest, GenerateResult, ModelInfo, read_daemon_frame,
+    write_frame,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -25,14 +26,30 @@ pub enum ClientError {
         socket: PathBuf,
         source: std::io::Error,
     },
+    /// Nothing listens at the socket (no file, or a stale one).
     #[error(
-        "cannot connect to the livefill daemon at {} (is `livefill serve` running?): {source}",
+        "no daemon on {}: start it with `livefill serve` (a daemon on another machine: start \
+         the ssh tunnel to it)",
         socket.display()
     )]
+    NoDaemon {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the livefill daemon at {}", socket.display())]
     Connect {
         socket: PathBuf,
         source: std::io::Error,
     },
+    /// The socket accepted the connection but closed it before any answer: what an ssh-forwarded
+    /// socket does when the daemon at the other end is not running.
+    #[error(
+        "{} accepted the connection but closed it before the daemon's hello: an ssh-forwarded \
+         socket whose remote daemon is not running, or a daemon refusing another user (see \
+         the daemon's log)",
+        socket.display()
+    )]
+    ClosedBeforeHello { socket: PathBuf },
     #[error("setting the socket timeout: {0}")]
     Timeout(std::io::Error),
     #[error("sending to the daemon: {0}")]
@@ -59,6 +76,7 @@ pub enum ClientError {
 /// A framed connection to a daemon, with or without the handshake done.
 pub struct Connection {
     stream: Stream,
+    socket: PathBuf,
 }
 
 impl Connection {
@@ -70,11 +88,11 @@ impl Connection {
                 source,
             }
         })?;
-        let stream = Stream::connect(name).map_err(|source| ClientError::Connect {
+        let stream = Stream::connect(name).map_err(|source| connect_error(socket, source))?;
+        let connection = Self {
+            stream,
             socket: socket.to_path_buf(),
-            source,
-        })?;
-        let connection = Self { stream };
+        };
         connection.set_timeout(timeout)?;
         Ok(connection)
     }
@@ -130,16 +148,58 @@ impl Connection {
 
     /// Says hello as `client_name` and returns the daemon's answer.
     pub fn hello(&mut self, client_name: &str) -> Result<DaemonHello, ClientError> {
-        self.send(&ClientMessage::Hello(ClientHello::new(client_name)))?;
-        match self.recv()? {
-            DaemonMessage::Hello(hello) => Ok(hello),
-            DaemonMessage::Error(e) => Err(ClientError::Refused(e)),
-            other => Err(ClientError::Unexpected {
+        let closed = |socket: &Path| ClientError::ClosedBeforeHello {
+            socket: socket.to_path_buf(),
+        };
+        match self.send(&ClientMessage::Hello(ClientHello::new(client_name))) {
+            Err(ClientError::Send(FrameError::Io(e))) if is_closed(&e) => {
+                return Err(closed(&self.socket));
+            }
+            other => other?,
+        }
+        match self.recv_or_eof()? {
+            None => Err(closed(&self.socket)),
+            Some(DaemonMessage::Hello(hello)) => Ok(hello),
+            Some(DaemonMessage::Error(e)) => Err(ClientError::Refused(e)),
+            Some(other) => Err(ClientError::Unexpected {
                 expected: "Hello",
                 got: other.kind(),
             }),
         }
     }
+}
+
+/// The peer closed the connection (a write found it gone).
+fn is_closed(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// `NoDaemon` when nothing listens at `socket`, else `Connect`.
+fn connect_error(socket: &Path, source: std::io::Error) -> ClientError {
+    let socket = socket.to_path_buf();
+    match source.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            ClientError::NoDaemon { socket, source }
+        }
+        _ => ClientError::Connect { socket, source },
+    }
+}
+
+/// What the daemon reports about a request before its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobUpdate<'a> {
+    /// The request's model is being loaded: `component` now, `step` of `total_steps` done.
+    ModelLoading {
+        model: &'a str,
+        step: u32,
+        total_steps: u32,
+        component: &'a str,
+    },
+    /// Denoising step `step` of `total_steps` finished.
+    Step { step: u32, total_steps: u32 },
 }
 
 /// One connection to a daemon, past the handshake.
@@ -176,6 +236,14 @@ impl DaemonClient {
         })
     }
 
+    /// The models the daemon serves (`ListModels`).
+    pub fn list_models(&mut self) -> Result<Vec<ModelInfo>, ClientError> {
+        self.ask(&ClientMessage::ListModels, |msg| match msg {
+            DaemonMessage::Models(models) => Some(models),
+            _ => None,
+        })
+    }
+
     /// Sends `msg` and reads until `answer` picks the reply (or the daemon sends an error).
     fn ask<T>(
         &mut self,
@@ -195,22 +263,34 @@ impl DaemonClient {
         }
     }
 
-    /// Runs one request to its end; `on_progress(step, total)` is called for each step.
+    /// Runs one request to its end; `on_update` sees its model loading and each step.
     pub fn generate(
         &mut self,
         request: &GenerateRequest,
-        mut on_progress: impl FnMut(u32, u32),
+        mut on_update: impl FnMut(JobUpdate<'_>),
     ) -> Result<GenerateResult, ClientError> {
         let id = request.request_id;
         self.send(&ClientMessage::Generate(request.clone()))?;
         loop {
             match self.recv()? {
+                DaemonMessage::ModelLoading {
+                    request_id,
+                    model,
+                    step,
+                    total_steps,
+                    component,
+                } if request_id == id => on_update(JobUpdate::ModelLoading {
+                    model: &model,
+                    step,
+                    total_steps,
+                    component: &component,
+                }),
                 DaemonMessage::Progress {
                     request_id,
                     step,
                     total_steps,
                     ..
-                } if request_id == id => on_progress(step, total_steps),
+                } if request_id == id => on_update(JobUpdate::Step { step, total_steps }),
                 DaemonMessage::Result(result) if result.request_id == id => return Ok(result),
                 DaemonMessage::Error(e) if e.request_id.is_none_or(|r| r == id) => {
                     return Err(ClientError::Failed(e));
