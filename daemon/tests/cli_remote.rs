@@ -1,7 +1,7 @@
 //! `livefill generate --socket` / `--daemon` and `livefill status` against the real daemon:
 //! the daemon's result is the in-process run's, byte for byte, for the same seed and flags; the
 //! model that served is printed; unknown models, missing daemons, flags a daemon decides and the
-//! daemon's own refusals are errors that say so. Runs the
+//! daemon's own refusals are errors that say so; `status` lists the daemon's models. Runs the
 //! real binary on the tiny fixture model, CPU only.
 
 #![cfg(unix)]
@@ -232,5 +232,41 @@ fn generate_without_a_daemon_or_with_in_process_flags_says_why() {
     assert!(err.contains("--noise works in process only"), "{err}");
     let err = livefill_err(&["generate", "--mode", "txt2img", "--out", "unused.png"]);
     assert!(err.contains("--model"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn status_lists_the_daemon_s_models_and_residency() {
+    let daemon = Daemon::start("tiny-sd");
+    let dir = temp_dir("remote-status");
+    let out_png = dir.join("out.png");
+    // A job first, so the model is resident however the daemon loads its models.
+    livefill_ok(&[
+        "generate",
+        "--mode",
+        "txt2img",
+        "--steps",
+        "1",
+        "--socket",
+        s(&daemon.socket),
+        "--out",
+        s(&out_png),
+    ]);
+    let (out, _) = livefill_ok(&["status", "--socket", s(&daemon.socket)]);
+    for needle in [
+        "model:           tiny-sd",
+        "jobs done:       1",
+        "resident:        1 model",
+        "loading now:     none",
+        "models (1):",
+        "  tiny-sd [resident]",
+        "    kind:        4-ch UNet, plain or LCM-LoRA fused, fp32, TAESD",
+        "    weights:     ",
+        "    roles:       ",
+        "    path:        ",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    assert!(!out.contains("load failed"), "{out}");
     let _ = std::fs::remove_dir_all(dir);
 }
