@@ -156,43 +156,27 @@ fn generate_names_the_model_and_refuses_what_the_daemon_cannot_do() {
     let base = [
         "generate", "--mode", "txt2img", "--steps", "1", "--seed", "3",
     ];
+    let out = s(&out_png);
     let socket = s(&daemon.socket);
+    let args =
+        |extra: &[&'static str]| [&base[..], &["--socket", socket, "--out", out], extra].concat();
 
-    let named = [
-        &base[..],
-        &[
-            "--socket",
-            socket,
-            "--model",
-            "tiny-sd",
-            "--out",
-            s(&out_png),
-        ],
-    ];
-    let (out, _) = livefill_ok(&named.concat());
-    assert!(out.contains("model tiny-sd;"), "{out}");
+    let (stdout, _) = livefill_ok(&args(&["--model", "tiny-sd"]));
+    assert!(stdout.contains("model tiny-sd;"), "{stdout}");
 
-    let unknown = [
-        &base[..],
-        &["--socket", socket, "--model", "nope", "--out", s(&out_png)],
-    ];
-    let err = livefill_err(&unknown.concat());
+    let err = livefill_err(&args(&["--model", "nope"]));
     assert!(err.contains("serves no model \"nope\""), "{err}");
     assert!(err.contains("it serves: tiny-sd"), "{err}");
 
     // The daemon's own refusal, with its code.
-    let refused = [
-        &base[..],
-        &["--socket", socket, "--guidance", "99", "--out", s(&out_png)],
-    ];
-    let err = livefill_err(&refused.concat());
+    let err = livefill_err(&args(&["--guidance", "99"]));
     assert!(err.contains("invalid_request"), "{err}");
     assert!(err.contains("guidance"), "{err}");
 
     // --daemon: the default socket, here through LIVEFILL_SOCKET.
     let output = livefill_command()
         .args(base)
-        .args(["--daemon", "--out", s(&out_png)])
+        .args(["--daemon", "--out", out])
         .env("LIVEFILL_SOCKET", &daemon.socket)
         .output()
         .unwrap();
