@@ -316,3 +316,180 @@ impl DaemonClient {
         }
     }
 }
+
+/// Wire values for unit tests of the daemon's clients (this module and `cli/`).
+#[cfg(test)]
+pub(crate) mod test_samples {
+    use livefill_protocol::{Capabilities, DaemonHello, Mode, ModelInfo, Sampler};
+
+    /// A daemon's hello for `model`: LCM defaults, 3 steps, guidance 1.5.
+    pub fn hello(model: &str) -> DaemonHello {
+        DaemonHello {
+            daemon_version: "0".into(),
+            protocol_version: livefill_protocol::PROTOCOL_VERSION,
+            device: "cpu".into(),
+            execution_provider: "CPUExecutionProvider".into(),
+            model: model.into(),
+            native_width: 64,
+            native_height: 64,
+            capabilities: Capabilities {
+                modes: vec![Mode::Txt2Img, Mode::Inpaint],
+                inpainting_unet: false,
+                taesd_previews: false,
+                max_image_side: 8192,
+                max_frame_bytes: 1 << 20,
+                default_sampler: Sampler::Lcm,
+                default_spacing: None,
+                default_steps: 3,
+                default_guidance: 1.5,
+            },
+        }
+    }
+
+    /// A 4-channel fp32 model with nothing reported: not resident, no roles, no sizes.
+    pub fn model_info(name: &str) -> ModelInfo {
+        ModelInfo {
+            name: name.into(),
+            path: format!("/models/{name}"),
+            unet_in_channels: 4,
+            lcm_distilled: false,
+            dtype: "fp32".into(),
+            taesd: false,
+            loaded: false,
+            roles: Vec::new(),
+            weight_bytes: 0,
+            shared_bytes: 0,
+            load_error: String::new(),
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::net::UnixListener;
+    use std::path::PathBuf;
+
+    use livefill_protocol::{ErrorCode, Mode, RgbaImage, read_client_frame};
+
+    use super::test_samples::hello;
+    use super::*;
+
+    /// A fresh socket path in a private temp folder.
+    fn socket_path(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lf-client-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("d.sock")
+    }
+
+    /// A one-connection stand-in daemon: answers the hello, then plays `script` — for each
+    /// Generate it reads, the next list of messages.
+    fn stand_in(socket: &Path, script: Vec<Vec<DaemonMessage>>) -> std::thread::JoinHandle<()> {
+        let listener = UnixListener::bind(socket).unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let hello_frame = read_client_frame(&mut stream, DEFAULT_MAX_PAYLOAD).unwrap();
+            assert!(matches!(hello_frame, Some(ClientMessage::Hello(_))));
+            write_frame(&mut stream, &DaemonMessage::Hello(hello("m"))).unwrap();
+            for replies in script {
+                let request = read_client_frame(&mut stream, DEFAULT_MAX_PAYLOAD).unwrap();
+                assert!(matches!(request, Some(ClientMessage::Generate(_))));
+                for reply in replies {
+                    write_frame(&mut stream, &reply).unwrap();
+                }
+            }
+        })
+    }
+
+    fn loading(request_id: u64, step: u32, component: &str) -> DaemonMessage {
+        DaemonMessage::ModelLoading {
+            request_id,
+            model: "big".into(),
+            step,
+            total_steps: 2,
+            component: component.into(),
+        }
+    }
+
+    fn request(id: u64) -> GenerateRequest {
+        let mut request = crate::request::default_request(Mode::Txt2Img);
+        request.request_id = id;
+        request
+    }
+
+    #[test]
+    fn generate_reports_model_loading_and_steps_then_the_result() {
+        let socket = socket_path("updates");
+        let result = GenerateResult {
+            request_id: 1,
+            image: RgbaImage::new(1, 1, vec![1, 2, 3, 4]),
+            offset_x: 0,
+            offset_y: 0,
+            seed: 9,
+            timings: Vec::new(),
+            model: "big".into(),
+        };
+        let failed =
+            ErrorReply::for_request(2, ErrorCode::ModelLoadFailed, "unet/model.onnx: gone");
+        let daemon = stand_in(
+            &socket,
+            vec![
+                vec![
+                    loading(1, 0, "text_encoder"),
+                    loading(7, 0, "someone else's"),
+                    loading(1, 1, "unet"),
+                    DaemonMessage::Progress {
+                        request_id: 1,
+                        step: 1,
+                        total_steps: 1,
+                        preview: None,
+                    },
+                    DaemonMessage::Result(result.clone()),
+                ],
+                vec![loading(2, 0, "unet"), DaemonMessage::Error(failed)],
+            ],
+        );
+        let mut client = DaemonClient::connect(&socket, "test", Duration::from_secs(10)).unwrap();
+        let mut seen = Vec::new();
+        let got = client
+            .generate(&request(1), |u| seen.push(crate::cli::describe_update(&u)))
+            .unwrap();
+        assert_eq!(got, result);
+        assert_eq!(
+            seen,
+            [
+                "loading model big: text_encoder (0/2)",
+                "loading model big: unet (1/2)",
+                "step 1/1",
+            ]
+        );
+        let err = client.generate(&request(2), |_| {}).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("model_load_failed: unet/model.onnx: gone"),
+            "{text}"
+        );
+        daemon.join().unwrap();
+    }
+
+    #[test]
+    fn a_socket_that_closes_before_the_hello_and_a_missing_one_say_so() {
+        let socket = socket_path("closed");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let closer = std::thread::spawn(move || drop(listener.accept().unwrap()));
+        let err = DaemonClient::connect(&socket, "test", Duration::from_secs(10))
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, ClientError::ClosedBeforeHello { .. }),
+            "{err}"
+        );
+        closer.join().unwrap();
+        let missing = socket.with_file_name("none.sock");
+        let err = DaemonClient::connect(&missing, "test", Duration::from_secs(10))
+            .err()
+            .unwrap();
+        assert!(matches!(err, ClientError::NoDaemon { .. }), "{err}");
+        let _ = std::fs::remove_dir_all(socket.parent().unwrap());
+    }
+}

@@ -164,51 +164,21 @@ fn output_of(result: GenerateResult) -> GenerateOutput {
 
 #[cfg(test)]
 mod tests {
-    use livefill_protocol::{Capabilities, Sampler, Spacing};
+    use livefill_protocol::{Sampler, Spacing};
 
     use super::*;
+    use crate::client::test_samples::{hello, model_info};
     use crate::request::default_request;
 
     fn socket() -> &'static Path {
         Path::new("/run/x.sock")
     }
 
-    fn hello(model: &str) -> DaemonHello {
-        DaemonHello {
-            daemon_version: "0".into(),
-            protocol_version: livefill_protocol::PROTOCOL_VERSION,
-            device: "cpu".into(),
-            execution_provider: "CPUExecutionProvider".into(),
-            model: model.into(),
-            native_width: 64,
-            native_height: 64,
-            capabilities: Capabilities {
-                modes: vec![Mode::Txt2Img, Mode::Inpaint],
-                inpainting_unet: false,
-                taesd_previews: false,
-                max_image_side: 8192,
-                max_frame_bytes: 1 << 20,
-                default_sampler: Sampler::Lcm,
-                default_spacing: None,
-                default_steps: 3,
-                default_guidance: 1.5,
-            },
-        }
-    }
-
     fn model(name: &str, lcm_distilled: bool, roles: &[ModelRole]) -> ModelInfo {
         ModelInfo {
-            name: name.into(),
-            path: format!("/models/{name}"),
-            unet_in_channels: 4,
             lcm_distilled,
-            dtype: "fp32".into(),
-            taesd: false,
-            loaded: false,
             roles: roles.to_vec(),
-            weight_bytes: 0,
-            shared_bytes: 0,
-            load_error: String::new(),
+            ..model_info(name)
         }
     }
 

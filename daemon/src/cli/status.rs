@@ -142,6 +142,7 @@ mod tests {
     use livefill_protocol::ModelRole;
 
     use super::*;
+    use crate::client::test_samples::model_info;
 
     #[test]
     fn uptime() {
@@ -152,17 +153,9 @@ mod tests {
 
     fn model(name: &str, loaded: bool) -> ModelInfo {
         ModelInfo {
-            name: name.into(),
-            path: format!("/models/{name}"),
-            unet_in_channels: 4,
-            lcm_distilled: false,
             dtype: "fp16".into(),
-            taesd: false,
             loaded,
-            roles: Vec::new(),
-            weight_bytes: 0,
-            shared_bytes: 0,
-            load_error: String::new(),
+            ..model_info(name)
         }
     }
 
