@@ -470,6 +470,7 @@ mod tests {
             "{text}"
         );
         daemon.join().unwrap();
+        let _ = std::fs::remove_dir_all(socket.parent().unwrap());
     }
 
     #[test]
