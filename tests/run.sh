@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every livefill test: Rust (unit, golden frames, diffusers parity, daemon end-to-end),
-# the shared Python codec, and the plugins inside real Krita and real GIMP 3.
+# the shared Python codec, the daemon through an ssh-forwarded socket (a real sshd on
+# 127.0.0.1), and the plugins inside real Krita and real GIMP 3.
 # Installs what it needs (ONNX Runtime's library from PyPI via pip, Krita from Debian, a Debian
 # trixie tree with GIMP 3) and caches it under .cache/ and /var/cache/livefill-*.
 #
 #   tests/run.sh            everything
-#   tests/run.sh --quick    Rust + Python only (no editors)
+#   tests/run.sh --quick    Rust + Python + ssh forwarding only (no editors)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -62,6 +63,8 @@ step "cargo build" cargo build --workspace --quiet
 export LIVEFILL_BIN=$root/target/debug/livefill
 step "cargo test" cargo test --workspace
 step "python codec tests" bash protocol/python/run_tests.sh
+# A real sshd on 127.0.0.1 forwarding the daemon's socket (fails, saying so, without sshd).
+step "daemon through an ssh-forwarded socket" bash tests/remote/test_ssh_forward.sh
 
 export_venv() {
     # The exporter's pinned toolchain (torch + diffusers + peft, ~7 GB with torch's CUDA wheels),

@@ -13,7 +13,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one request in process and write the result image.
+    /// Run one request (in process, or through a running daemon with --socket / --daemon) and
+    /// write the result image.
     Generate(cli::generate::GenerateArgs),
     /// Keep a model loaded and serve editor plugins on the local socket.
     Serve(cli::serve::ServeArgs),

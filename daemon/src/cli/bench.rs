@@ -21,14 +21,14 @@ use livefill_protocol::{Context, GenerateRequest, Mask, Mode, Priority, RgbaImag
 use serde_json::{Value, json};
 
 use super::generate::{EngineArgs, read_rgba};
-use super::sampler_args::SamplerArgs;
+use super::sampler_args::{SamplerArgs, announced_defaults};
 use crate::client::DaemonClient;
 use crate::engine::Engine;
 use crate::generator::{CancelToken, ImageGenerator};
 use crate::noise::SeededNoise;
 use crate::pipelines::Latents;
 use crate::request::{ONNXRUNTIME_STAGE, default_request};
-use crate::scheduler::{ModelDefaults, SamplerChoice};
+use crate::scheduler::ModelDefaults;
 
 /// Longest wait for one reply of the daemon (a whole request at the largest size on a CPU).
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(600);
@@ -395,19 +395,6 @@ fn time_taesd(engine: &mut Engine, args: &BenchArgs, size: u32) -> anyhow::Resul
     Ok(out)
 }
 
-/// The model defaults a daemon announces in its hello.
-fn announced_defaults(caps: &livefill_protocol::Capabilities) -> ModelDefaults {
-    ModelDefaults {
-        choice: SamplerChoice {
-            sampler: caps.default_sampler,
-            spacing: caps.default_spacing,
-            eta: None,
-        },
-        steps: caps.default_steps,
-        guidance: caps.default_guidance,
-    }
-}
-
 /// The same requests through a running daemon: request frame written → result frame read.
 fn run_mode_socket(
     client: &mut DaemonClient,
@@ -424,7 +411,7 @@ fn run_mode_socket(
         *next_id += 1;
         request.request_id = *next_id;
         let start = Instant::now();
-        client.generate(&request, |_, _| {})?;
+        client.generate(&request, |_| {})?;
         if i >= args.warmup {
             out.push(ms(start.elapsed()));
         }

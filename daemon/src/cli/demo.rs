@@ -159,8 +159,8 @@ fn talk_to_daemon(args: &DemoArgs, socket: &Path, startup: Duration) -> anyhow::
     request.context = Context::Auto;
     request.priority = Priority::Final;
     let request_start = Instant::now();
-    let result = client.generate(&request, |step, total| {
-        println!("  step {step}/{total}");
+    let result = client.generate(&request, |update| {
+        println!("  {}", super::describe_update(&update));
     })?;
     let round_trip = request_start.elapsed();
     let full = flatten(

@@ -387,7 +387,9 @@ fn check_socket(args: &DoctorArgs, env: &dyn Env) -> Check {
         Ok(connection) => connection,
         Err(e) => {
             let reason = match e {
-                ClientError::Connect { source, .. } => source.to_string(),
+                ClientError::Connect { source, .. } | ClientError::NoDaemon { source, .. } => {
+                    source.to_string()
+                }
                 other => other.to_string(),
             };
             return Check::fail(

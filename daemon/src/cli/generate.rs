@@ -1,23 +1,28 @@
-//! `livefill generate`: run one request through the engine in process, without a daemon.
+//! `livefill generate`: run one request through the engine in process, without a daemon, or
+//! (`--socket`, `--daemon`) through a running daemon (`generate_remote.rs`).
 //!
 //! Exists for scripting, for checking a model, and for parity with diffusers (`--noise` takes
-//! the exact noise diffusers used).
+//! the exact noise diffusers used). Both ways build the request from the same flags and write
+//! the same files and lines, so a daemon — local or forwarded from another machine — can be
+//! checked against the in-process run byte for byte.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
-use livefill_protocol::{Context, Extend, Mask, Mode, RgbaImage};
+use livefill_protocol::{
+    Context, Extend, GenerateRequest, Mask, Mode, RgbaImage, default_socket_path,
+};
 
 use super::runtime_args::RuntimeArgs;
 use super::sampler_args::SamplerArgs;
+use crate::client::JobUpdate;
 use crate::engine::{Engine, EngineOptions};
-use crate::generator::CancelToken;
-use crate::generator::ImageGenerator;
+use crate::generator::{CancelToken, GenerateOutput, ImageGenerator};
 use crate::models::locate;
 use crate::noise::{FileNoise, NoiseSource, SeededNoise, random_seed};
 use crate::paths::ProcessEnv;
-use crate::request::default_request;
+use crate::request::{DEFAULT_MAX_IMAGE_SIDE, default_request};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ModeArg {
@@ -55,18 +60,42 @@ pub struct EngineArgs {
 
 impl EngineArgs {
     pub fn engine_options(&self) -> anyhow::Result<EngineOptions> {
-        Ok(EngineOptions {
-            model: locate::resolve_model(&self.model, &ProcessEnv)?,
-            runtime: self.runtime.options()?,
-            max_image_side: self.max_image_side,
-        })
+        engine_options(&self.model, &self.runtime, self.max_image_side)
     }
+}
+
+/// The engine for `model` (a folder or a fetched model's name) with these runtime flags.
+fn engine_options(
+    model: &Path,
+    runtime: &RuntimeArgs,
+    max_image_side: u32,
+) -> anyhow::Result<EngineOptions> {
+    Ok(EngineOptions {
+        model: locate::resolve_model(model, &ProcessEnv)?,
+        runtime: runtime.options()?,
+        max_image_side,
+    })
 }
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
+    /// In process: a model folder (optimum's or diffusers' legacy ONNX layout) or the name of a
+    /// model fetched with `livefill models fetch`. With --socket or --daemon: the name of a model
+    /// the daemon serves (`livefill status` lists them; default: the daemon's choice).
+    #[arg(long, required_unless_present_any = ["socket", "daemon"])]
+    pub model: Option<PathBuf>,
     #[command(flatten)]
-    pub engine: EngineArgs,
+    pub runtime: RuntimeArgs,
+    /// Largest accepted image side in pixels (in process; a daemon has its own).
+    #[arg(long, default_value_t = DEFAULT_MAX_IMAGE_SIDE)]
+    pub max_image_side: u32,
+    /// Send the request to the daemon at this socket instead of loading the model here (a
+    /// local daemon, or one on another machine forwarded with `ssh -L`).
+    #[arg(long, conflicts_with = "daemon")]
+    pub socket: Option<PathBuf>,
+    /// Send the request to the daemon at the default socket (as `livefill status` finds it).
+    #[arg(long)]
+    pub daemon: bool,
     #[arg(long, value_enum)]
     pub mode: ModeArg,
     #[arg(long, default_value = "")]
@@ -193,13 +222,18 @@ pub fn flatten(
     }
 }
 
-pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+/// The request the flags describe, without the sampler fields (they need the model's defaults)
+/// and the seed.
+pub(crate) fn build_request(args: &GenerateArgs) -> anyhow::Result<GenerateRequest> {
     let mode = match args.mode {
         ModeArg::Txt2img => Mode::Txt2Img,
         ModeArg::Img2img => Mode::Img2Img,
         ModeArg::Inpaint => Mode::Inpaint,
         ModeArg::Outpaint => Mode::Outpaint,
     };
+    if mode != Mode::Txt2Img && args.image.is_none() {
+        bail!("--mode {:?} needs --image", args.mode);
+    }
     let mut request = default_request(mode);
     request.prompt = args.prompt.clone();
     request.negative_prompt = args.negative.clone();
@@ -217,9 +251,57 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     request.feather = args.feather;
     request.color_match = matches!(args.color_match, OnOff::On);
-    if mode != Mode::Txt2Img && request.image.is_none() {
-        bail!("--mode {:?} needs --image", args.mode);
+    Ok(request)
+}
+
+/// Writes the result composited onto the request's image to `--out` and prints what was
+/// written (one line, the same for the in-process run and a daemon's).
+pub(crate) fn write_result(
+    args: &GenerateArgs,
+    request: &GenerateRequest,
+    output: &GenerateOutput,
+) -> anyhow::Result<()> {
+    let full = flatten(
+        request.image.as_ref(),
+        &output.image,
+        output.offset_x,
+        output.offset_y,
+    );
+    write_png(&args.out, &full)?;
+    println!(
+        "wrote {} ({}×{}, seed {}, model {}; {})",
+        args.out.display(),
+        full.width,
+        full.height,
+        output.seed,
+        output.model,
+        super::format_timings(&output.timings)
+    );
+    Ok(())
+}
+
+/// The daemon this run goes to (`--socket`, or the default socket with `--daemon`), if any.
+fn daemon_socket(args: &GenerateArgs) -> Option<PathBuf> {
+    match (&args.socket, args.daemon) {
+        (Some(socket), _) => Some(socket.clone()),
+        (None, true) => Some(default_socket_path()),
+        (None, false) => None,
     }
+}
+
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    match daemon_socket(&args) {
+        Some(socket) => super::generate_remote::run(&args, &socket),
+        None => run_in_process(&args),
+    }
+}
+
+fn run_in_process(args: &GenerateArgs) -> anyhow::Result<()> {
+    let model = args
+        .model
+        .as_deref()
+        .context("--model is needed to run in process (or pass --socket / --daemon)")?;
+    let mut request = build_request(args)?;
     let seed = args.seed.unwrap_or_else(random_seed);
     let mut file_noise = match &args.noise {
         Some(path) => Some(FileNoise::new(crate::npy::read_f32(path)?)),
@@ -230,29 +312,20 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         Some(file) => file,
         None => &mut seeded,
     };
-    let mut engine = Engine::load(&args.engine.engine_options()?)?;
+    let mut engine = Engine::load(&engine_options(model, &args.runtime, args.max_image_side)?)?;
     let defaults = engine.info().sampling;
     args.sampling.apply(&mut request, &defaults);
     eprintln!("sampler: {}", args.sampling.describe(&defaults));
     let span = tracing::info_span!("job", mode = ?request.mode, seed);
     let _entered = span.enter();
     let output = engine.run(&request, seed, noise, &CancelToken::new(), &mut |p| {
-        eprintln!("step {}/{}", p.step, p.total_steps);
+        let step = JobUpdate::Step {
+            step: p.step,
+            total_steps: p.total_steps,
+        };
+        eprintln!("{}", super::describe_update(&step));
     })?;
-    let full = flatten(
-        request.image.as_ref(),
-        &output.image,
-        output.offset_x,
-        output.offset_y,
-    );
-    write_png(&args.out, &full)?;
-    println!(
-        "wrote {} ({}×{}, seed {seed}; {})",
-        args.out.display(),
-        full.width,
-        full.height,
-        super::format_timings(&output.timings)
-    );
+    write_result(args, &request, &output)?;
     if let Some(left) = file_noise.map(|f| f.remaining()).filter(|&n| n > 0) {
         eprintln!("warning: {left} entries of --noise were not used by this sampler");
     }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod demo;
 pub mod doctor;
 pub mod generate;
+pub mod generate_remote;
 pub mod install_plugin;
 pub mod model_catalog;
 pub mod models;
@@ -14,7 +15,22 @@ pub mod status;
 
 use livefill_protocol::StageTiming;
 
+use crate::client::JobUpdate;
 use crate::request::ONNXRUNTIME_STAGE;
+
+/// "step 2/4", or "loading model tiny-sd: unet (1/5)": one line of a job's progress, the same
+/// for the in-process run and a daemon's.
+pub(crate) fn describe_update(update: &JobUpdate<'_>) -> String {
+    match update {
+        JobUpdate::Step { step, total_steps } => format!("step {step}/{total_steps}"),
+        JobUpdate::ModelLoading {
+            model,
+            step,
+            total_steps,
+            component,
+        } => format!("loading model {model}: {component} ({step}/{total_steps})"),
+    }
+}
 
 /// "text_encode 1.2 ms, unet 7.5 ms, … (inside ONNX Runtime: 8.1 ms)": the stages of a job, with
 /// the ONNX Runtime share (a part of the stages, not one more) said apart.

@@ -30,6 +30,22 @@ pub struct RuntimeArgs {
 }
 
 impl RuntimeArgs {
+    /// The flags given away from their defaults, as typed (for refusing them where a daemon
+    /// decides instead).
+    pub fn given(&self) -> Vec<&'static str> {
+        let flags = [
+            ("--device", self.device != "auto"),
+            ("--threads", self.threads.is_some()),
+            ("--ort-lib", self.ort_lib.is_some()),
+            ("--cuda-graph", self.cuda_graph),
+            ("--ort-spinning", self.ort_spinning),
+        ];
+        flags
+            .into_iter()
+            .filter_map(|(name, given)| given.then_some(name))
+            .collect()
+    }
+
     pub fn options(&self) -> anyhow::Result<RuntimeOptions> {
         Ok(RuntimeOptions {
             library: self.ort_lib.clone(),

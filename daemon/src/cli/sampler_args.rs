@@ -6,9 +6,9 @@
 //! (`ModelDefaults`: LCM 4 / 1, DPM++ 2M Karras 20 / 7), as the daemon's hello announces them.
 
 use clap::Args;
-use livefill_protocol::{GenerateRequest, Sampler, Spacing};
+use livefill_protocol::{Capabilities, GenerateRequest, Sampler, Spacing};
 
-use crate::scheduler::ModelDefaults;
+use crate::scheduler::{ModelDefaults, SamplerChoice};
 
 #[derive(Debug, Clone, Args)]
 pub struct SamplerArgs {
@@ -43,6 +43,19 @@ fn parse_spacing(text: &str) -> Result<Spacing, String> {
         let names: Vec<&str> = Spacing::ALL.iter().map(|s| s.as_str()).collect();
         format!("unknown spacing {text:?} (one of {})", names.join(", "))
     })
+}
+
+/// The model defaults a daemon announces in its hello (those of the model its hello names).
+pub fn announced_defaults(caps: &Capabilities) -> ModelDefaults {
+    ModelDefaults {
+        choice: SamplerChoice {
+            sampler: caps.default_sampler,
+            spacing: caps.default_spacing,
+            eta: None,
+        },
+        steps: caps.default_steps,
+        guidance: caps.default_guidance,
+    }
 }
 
 impl SamplerArgs {

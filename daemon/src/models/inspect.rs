@@ -58,17 +58,10 @@ pub struct ModelSummary {
 impl ModelSummary {
     /// e.g. "9-ch inpainting UNet, LCM-LoRA fused / plain, fp16, TAESD".
     pub fn kind(&self) -> String {
-        let unet = match self.unet_in_channels {
-            9 => "9-ch inpainting UNet".to_string(),
-            4 => "4-ch UNet".to_string(),
-            n => format!("{n}-ch UNet"),
-        };
-        let distill = if self.lcm_distilled {
-            "LCM-distilled"
-        } else {
-            "plain or LCM-LoRA fused"
-        };
-        let mut parts = vec![unet, distill.to_string(), self.dtype.clone()];
+        let mut parts = vec![
+            unet_kind(self.unet_in_channels, self.lcm_distilled),
+            self.dtype.clone(),
+        ];
         if self.taesd_encoder {
             parts.push("TAESD (decoder + encoder)".into());
         } else if self.taesd {
@@ -102,6 +95,22 @@ impl ModelSummary {
             load_error: String::new(),
         }
     }
+}
+
+/// "9-ch inpainting UNet, LCM-distilled", "4-ch UNet, plain or LCM-LoRA fused": what the UNet
+/// is, from its input channels and its guidance embedding (for `models list` and, from a
+/// daemon's `ListModels`, `livefill status`).
+pub fn unet_kind(unet_in_channels: usize, lcm_distilled: bool) -> String {
+    let unet = match unet_in_channels {
+        9 => "9-ch inpainting UNet".to_string(),
+        n => format!("{n}-ch UNet"),
+    };
+    let distill = if lcm_distilled {
+        "LCM-distilled"
+    } else {
+        "plain or LCM-LoRA fused"
+    };
+    format!("{unet}, {distill}")
 }
 
 fn graph_err(path: &Path, problem: String) -> InspectError {
