@@ -240,7 +240,8 @@ fn status_lists_the_daemon_s_models_and_residency() {
     for needle in [
         "model:           tiny-sd",
         "jobs done:       1",
-        "resident:        1 model",
+        "resident:        ",
+        " budget, 1 model",
         "loading now:     none",
         "models (1):",
         "  tiny-sd [resident]",
