@@ -211,7 +211,9 @@ fi
 # each small reply frame (Progress, Result) behind the previous one's delayed ACK. The same forward
 # next to a session (`sleep`) shows the difference; each is timed against the direct socket alone.
 tunnel "$work/local/session.sock" "$remote_sock" 077 sleep 3600
-"$livefill" status --socket "$work/local/session.sock" | grep -qF "model:           tiny-sd" ||
+# (Captured first: `grep -q` stopping at its match would cut status's output short.)
+session_status=$("$livefill" status --socket "$work/local/session.sock")
+grep -qF "model:           tiny-sd" <<<"$session_status" ||
     fail "livefill status through the tunnel with a session failed"
 latency_n=$(python3 tests/remote/forward_client.py latency "$latency_runs" "$remote_sock" "ssh -N=$local_sock") ||
     fail "latency measurement (-N)"
