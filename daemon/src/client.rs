@@ -356,17 +356,9 @@ pub(crate) mod test_samples {
     /// A 4-channel fp32 model with nothing reported: not resident, no roles, no sizes.
     pub fn model_info(name: &str) -> ModelInfo {
         ModelInfo {
-            name: name.into(),
-            path: format!("/models/{name}"),
             unet_in_channels: 4,
-            lcm_distilled: false,
             dtype: "fp32".into(),
-            taesd: false,
-            loaded: false,
-            roles: Vec::new(),
-            weight_bytes: 0,
-            shared_bytes: 0,
-            load_error: String::new(),
+            ..ModelInfo::new(name, format!("/models/{name}"))
         }
     }
 }

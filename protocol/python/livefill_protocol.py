@@ -416,6 +416,11 @@ class ModelInfo:
     weight_bytes: int = 0
     shared_bytes: int = 0
     load_error: str = ""
+    #: What a request naming this model and no sampler runs.
+    default_sampler: Sampler = Sampler.LCM
+    default_spacing: Optional[Spacing] = None
+    default_steps: int = 4
+    default_guidance: float = 1.0
 
 
 @dataclass
@@ -690,6 +695,10 @@ _MODEL_INFO = _struct(
         ("weight_bytes", U64),
         ("shared_bytes", U64),
         ("load_error", STR),
+        ("default_sampler", _enum(Sampler)),
+        ("default_spacing", _option(_enum(Spacing))),
+        ("default_steps", U32),
+        ("default_guidance", F32),
     ],
 )
 

@@ -199,6 +199,10 @@ def golden_samples() -> List[Tuple[str, Any]]:
                         2132000000,
                         430000000,
                         "",
+                        p.Sampler.LCM,
+                        None,
+                        4,
+                        1.0,
                     ),
                     p.ModelInfo(
                         "mod\u00e8le-inpaint",
@@ -212,6 +216,10 @@ def golden_samples() -> List[Tuple[str, Any]]:
                         4265000000,
                         0,
                         "unet/model.onnx: truncated at byte 1048576 of 3438167536",
+                        p.Sampler.DPMPP_2M,
+                        p.Spacing.KARRAS,
+                        20,
+                        7.5,
                     ),
                 ]
             ),

@@ -166,7 +166,10 @@ class Errors(unittest.TestCase):
         bad_enum[8] = 9  # high byte of the code's variant index
         with self.assertRaises(p.DecodeError):
             p.decode_daemon_payload(bytes(bad_enum))
-        bad_bool = p.encode_daemon_payload(p.Models([p.ModelInfo()]))[:-1] + b"\x05"
+        unloaded = p.encode_daemon_payload(p.Models([p.ModelInfo(loaded=False)]))
+        loaded = p.encode_daemon_payload(p.Models([p.ModelInfo(loaded=True)]))
+        at = next(i for i, (x, y) in enumerate(zip(unloaded, loaded)) if x != y)  # the `loaded` bool
+        bad_bool = unloaded[:at] + b"\x05" + unloaded[at + 1 :]
         with self.assertRaises(p.DecodeError):
             p.decode_daemon_payload(bad_bool)
 

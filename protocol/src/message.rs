@@ -294,7 +294,7 @@ pub enum ModelRole {
 }
 
 /// A model the daemon serves (resident or loaded on first use).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     /// The name requests use (`GenerateRequest.model`).
     pub name: String,
@@ -314,6 +314,12 @@ pub struct ModelInfo {
     pub shared_bytes: u64,
     /// Why its last load failed; empty when it did not.
     pub load_error: String,
+    /// What a request naming this model and no sampler runs (as `Capabilities.default_*` for
+    /// the default model).
+    pub default_sampler: Sampler,
+    pub default_spacing: Option<Spacing>,
+    pub default_steps: u32,
+    pub default_guidance: f32,
 }
 
 /// Everything the daemon can send.
@@ -460,6 +466,30 @@ impl Spacing {
 impl fmt::Display for Spacing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl ModelInfo {
+    /// A model called `name` at `path` about which nothing else is known yet (not resident, no
+    /// roles, no sizes, DPM++ 2M Karras 20 / 7 — what a model without an LCM config runs).
+    pub fn new(name: impl Into<String>, path: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            path: path.into(),
+            unet_in_channels: 0,
+            lcm_distilled: false,
+            dtype: String::new(),
+            taesd: false,
+            loaded: false,
+            roles: Vec::new(),
+            weight_bytes: 0,
+            shared_bytes: 0,
+            load_error: String::new(),
+            default_sampler: Sampler::Dpmpp2m,
+            default_spacing: Some(Spacing::Karras),
+            default_steps: 20,
+            default_guidance: 7.0,
+        }
     }
 }
 

@@ -18,19 +18,11 @@ use super::sampler_args::announced_defaults;
 use crate::client::DaemonClient;
 use crate::generator::GenerateOutput;
 use crate::request::DEFAULT_MAX_IMAGE_SIDE;
-use crate::scheduler::ModelDefaults;
+use crate::scheduler::{ModelDefaults, SamplerChoice};
 
 /// Longest wait for one message of the daemon (a model load step, or a whole large request on a
 /// CPU).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// The defaults of the model a request will run on, as far as the daemon says them.
-#[derive(Debug, Clone, PartialEq)]
-struct ModelChoice {
-    defaults: ModelDefaults,
-    /// Set when the defaults are a guess (the daemon announces only its hello model's): why.
-    guess: Option<String>,
-}
 
 pub fn run(args: &GenerateArgs, socket: &Path) -> anyhow::Result<()> {
     refuse_in_process_flags(args)?;
@@ -45,13 +37,9 @@ pub fn run(args: &GenerateArgs, socket: &Path) -> anyhow::Result<()> {
     let models = client
         .list_models()
         .with_context(|| format!("asking the daemon at {} for its models", socket.display()))?;
-    let choice = choose_defaults(&client.hello, &models, &request, socket)?;
-    args.sampling.apply(&mut request, &choice.defaults);
-    if let Some(why) = &choice.guess {
-        pin_sampler(&mut request, &choice.defaults);
-        eprintln!("note: {why}");
-    }
-    eprintln!("sampler: {}", args.sampling.describe(&choice.defaults));
+    let defaults = choose_defaults(&client.hello, &models, &request, socket)?;
+    args.sampling.apply(&mut request, &defaults);
+    eprintln!("sampler: {}", args.sampling.describe(&defaults));
     let result = client
         .generate(&request, |update| {
             eprintln!("{}", super::describe_update(&update));
@@ -89,16 +77,15 @@ fn role_for(request: &GenerateRequest) -> ModelRole {
     }
 }
 
-/// The sampler defaults for `request` on this daemon: the named model (which must be one of
-/// `models`), else the one serving the request's role; the hello's announced defaults when that
-/// is the hello's model (or none is known), else what its `ListModels` entry says (an
-/// LCM-distilled UNet → LCM; otherwise a guess, since an LCM-LoRA fused model looks plain there).
+/// The sampler defaults for `request` on this daemon: those `ListModels` gives for the named
+/// model (which must be one of `models`), else for the one serving the request's role; the
+/// hello's announced defaults when no model is listed for it.
 fn choose_defaults(
     hello: &DaemonHello,
     models: &[ModelInfo],
     request: &GenerateRequest,
     socket: &Path,
-) -> anyhow::Result<ModelChoice> {
+) -> anyhow::Result<ModelDefaults> {
     let entry = if request.model.is_empty() {
         let role = role_for(request);
         models.iter().find(|m| m.roles.contains(&role))
@@ -106,27 +93,23 @@ fn choose_defaults(
         let found = models.iter().find(|m| m.name == request.model);
         Some(found.with_context(|| unknown_model(&request.model, models, socket))?)
     };
-    let announced = ModelChoice {
-        defaults: announced_defaults(&hello.capabilities),
-        guess: None,
-    };
     Ok(match entry {
-        None => announced,
-        Some(m) if m.name == hello.model => announced,
-        Some(m) if m.lcm_distilled => ModelChoice {
-            defaults: ModelDefaults::LCM,
-            guess: None,
-        },
-        Some(m) => ModelChoice {
-            defaults: ModelDefaults::QUALITY,
-            guess: Some(format!(
-                "the daemon announces defaults for {:?} only; {:?} has no LCM-distilled UNet, so \
-                 this runs the defaults of an ordinary model (an LCM-LoRA fused one needs \
-                 --sampler lcm --steps 4 --guidance 1)",
-                hello.model, m.name
-            )),
-        },
+        Some(m) => listed_defaults(m),
+        None => announced_defaults(&hello.capabilities),
     })
+}
+
+/// The defaults `ListModels` gives for a model.
+fn listed_defaults(model: &ModelInfo) -> ModelDefaults {
+    ModelDefaults {
+        choice: SamplerChoice {
+            sampler: model.default_sampler,
+            spacing: model.default_spacing,
+            eta: None,
+        },
+        steps: model.default_steps,
+        guidance: model.default_guidance,
+    }
 }
 
 fn unknown_model(name: &str, models: &[ModelInfo], socket: &Path) -> String {
@@ -143,14 +126,6 @@ fn unknown_model(name: &str, models: &[ModelInfo], socket: &Path) -> String {
     )
 }
 
-/// Names the guessed default sampler in the request, so that what runs is what was printed.
-fn pin_sampler(request: &mut GenerateRequest, defaults: &ModelDefaults) {
-    if request.sampler.is_none() {
-        request.sampler = Some(defaults.choice.sampler);
-        request.spacing = request.spacing.or(defaults.choice.spacing);
-    }
-}
-
 fn output_of(result: GenerateResult) -> GenerateOutput {
     GenerateOutput {
         image: result.image,
@@ -164,8 +139,6 @@ fn output_of(result: GenerateResult) -> GenerateOutput {
 
 #[cfg(test)]
 mod tests {
-    use livefill_protocol::{Sampler, Spacing};
-
     use super::*;
     use crate::client::test_samples::{hello, model_info};
     use crate::request::default_request;
@@ -174,10 +147,13 @@ mod tests {
         Path::new("/run/x.sock")
     }
 
-    fn model(name: &str, lcm_distilled: bool, roles: &[ModelRole]) -> ModelInfo {
+    fn model(name: &str, defaults: ModelDefaults, roles: &[ModelRole]) -> ModelInfo {
         ModelInfo {
-            lcm_distilled,
             roles: roles.to_vec(),
+            default_sampler: defaults.choice.sampler,
+            default_spacing: defaults.choice.spacing,
+            default_steps: defaults.steps,
+            default_guidance: defaults.guidance,
             ..model_info(name)
         }
     }
@@ -189,54 +165,31 @@ mod tests {
     }
 
     #[test]
-    fn the_hello_model_gets_the_announced_defaults() {
-        let announced = announced_defaults(&hello("a").capabilities);
-        let models = [model("a", false, &[ModelRole::Default])];
-        for name in ["", "a"] {
-            let choice = choose_defaults(
-                &hello("a"),
-                &models,
-                &request(Mode::Txt2Img, name),
-                socket(),
-            );
-            assert_eq!(choice.unwrap().defaults, announced, "model {name:?}");
-        }
-        // Today's daemon: one model, no roles.
-        let bare = [model("a", false, &[])];
+    fn each_model_gets_the_defaults_listed_for_it() {
+        let models = [
+            model("a", ModelDefaults::QUALITY, &[ModelRole::Default]),
+            model("fill", ModelDefaults::QUALITY, &[ModelRole::Inpaint]),
+            model("lcm", ModelDefaults::LCM, &[ModelRole::Live]),
+        ];
+        let pick =
+            |mode, name| choose_defaults(&hello("a"), &models, &request(mode, name), socket());
+        assert_eq!(pick(Mode::Txt2Img, "lcm").unwrap(), ModelDefaults::LCM);
+        assert_eq!(pick(Mode::Txt2Img, "").unwrap(), ModelDefaults::QUALITY);
+        assert_eq!(pick(Mode::Inpaint, "").unwrap(), ModelDefaults::QUALITY);
+        // A daemon listing no model for the role: the hello's announced defaults.
+        let bare = [model("a", ModelDefaults::LCM, &[])];
         let choice =
             choose_defaults(&hello("a"), &bare, &request(Mode::Inpaint, ""), socket()).unwrap();
-        assert_eq!((choice.defaults.steps, choice.guess), (3, None));
-    }
-
-    #[test]
-    fn other_models_get_their_kind_s_defaults_and_a_guess_is_said() {
-        let models = [
-            model("a", false, &[ModelRole::Default]),
-            model("fill", false, &[ModelRole::Inpaint]),
-            model("lcm", true, &[ModelRole::Live]),
-        ];
-        let lcm = choose_defaults(
-            &hello("a"),
-            &models,
-            &request(Mode::Txt2Img, "lcm"),
-            socket(),
-        )
-        .unwrap();
-        assert_eq!((lcm.defaults, lcm.guess), (ModelDefaults::LCM, None));
-        let fill =
-            choose_defaults(&hello("a"), &models, &request(Mode::Inpaint, ""), socket()).unwrap();
-        assert_eq!(fill.defaults, ModelDefaults::QUALITY);
-        assert!(fill.guess.unwrap().contains("\"fill\""));
-
-        let mut pinned = request(Mode::Inpaint, "");
-        pin_sampler(&mut pinned, &ModelDefaults::QUALITY);
-        assert_eq!(pinned.sampler, Some(Sampler::Dpmpp2m));
-        assert_eq!(pinned.spacing, Some(Spacing::Karras));
+        assert_eq!(choice, announced_defaults(&hello("a").capabilities));
+        assert_eq!(choice.steps, 3);
     }
 
     #[test]
     fn an_unknown_model_is_refused_naming_the_served_ones() {
-        let models = [model("a", false, &[]), model("b", true, &[])];
+        let models = [
+            model("a", ModelDefaults::QUALITY, &[]),
+            model("b", ModelDefaults::LCM, &[]),
+        ];
         let err = choose_defaults(&hello("a"), &models, &request(Mode::Txt2Img, "c"), socket())
             .unwrap_err();
         let text = err.to_string();

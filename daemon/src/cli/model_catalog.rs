@@ -85,17 +85,8 @@ fn broken(value: &Path, path: &Path, problem: String) -> ModelEntry {
         path: path.to_path_buf(),
         info: None,
         listing: ModelInfo {
-            name,
-            path: display_path(path),
-            unet_in_channels: 0,
-            lcm_distilled: false,
-            dtype: String::new(),
-            taesd: false,
-            loaded: false,
-            roles: Vec::new(),
-            weight_bytes: 0,
-            shared_bytes: 0,
             load_error: problem.clone(),
+            ..ModelInfo::new(name, display_path(path))
         },
         weight_bytes: 0,
         problem: Some(problem),

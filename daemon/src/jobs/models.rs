@@ -194,17 +194,10 @@ impl ModelSet {
             name: info.model.clone(),
             path: PathBuf::from(&info.model),
             listing: ModelInfo {
-                name: info.model.clone(),
-                path: String::new(),
                 unet_in_channels: if info.inpainting_unet { 9 } else { 4 },
                 lcm_distilled: info.sampling.choice.sampler == Sampler::Lcm,
-                dtype: String::new(),
                 taesd: info.taesd_previews,
-                loaded: true,
-                roles: Vec::new(),
-                weight_bytes: 0,
-                shared_bytes: 0,
-                load_error: String::new(),
+                ..ModelInfo::new(&info.model, "")
             },
             info: Some(info),
             weight_bytes: 0,
@@ -460,6 +453,7 @@ impl ModelSet {
             .map(|(i, entry)| {
                 let slot = &state.slots[i];
                 let loaded = slot.generator.is_some();
+                let defaults = entry.info.as_ref().map(|i| i.sampling).unwrap_or_default();
                 ModelInfo {
                     loaded,
                     roles: roles
@@ -473,6 +467,10 @@ impl ModelSet {
                         0
                     },
                     load_error: slot.load_error.clone().unwrap_or_default(),
+                    default_sampler: defaults.choice.sampler,
+                    default_spacing: defaults.choice.spacing,
+                    default_steps: defaults.steps,
+                    default_guidance: defaults.guidance,
                     ..entry.listing.clone()
                 }
             })
@@ -590,17 +588,8 @@ mod tests {
             path: PathBuf::from(name),
             info: Some(generator.info()),
             listing: ModelInfo {
-                name: name.into(),
-                path: name.into(),
-                unet_in_channels: 4,
-                lcm_distilled: false,
-                dtype: "fp32".into(),
-                taesd: false,
-                loaded: false,
-                roles: Vec::new(),
                 weight_bytes: 10,
-                shared_bytes: 0,
-                load_error: String::new(),
+                ..ModelInfo::new(name, name)
             },
             weight_bytes: 10,
             problem: None,

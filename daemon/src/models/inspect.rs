@@ -82,17 +82,13 @@ impl ModelSummary {
     /// The wire description the daemon sends for `ListModels`.
     pub fn to_model_info(&self, loaded: bool) -> livefill_protocol::ModelInfo {
         livefill_protocol::ModelInfo {
-            name: self.name.clone(),
-            path: self.root.display().to_string(),
             unet_in_channels: self.unet_in_channels as u32,
             lcm_distilled: self.lcm_distilled,
             dtype: self.dtype.clone(),
             taesd: self.taesd,
             loaded,
-            roles: Vec::new(),
             weight_bytes: self.bytes,
-            shared_bytes: 0,
-            load_error: String::new(),
+            ..livefill_protocol::ModelInfo::new(&self.name, self.root.display().to_string())
         }
     }
 }
