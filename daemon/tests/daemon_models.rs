@@ -244,9 +244,15 @@ fn requests_without_a_model_get_the_model_of_their_role() {
     assert_eq!(listed["tiny-lcm"].roles, vec![ModelRole::Live]);
     assert_eq!(listed["tiny-sd-inpaint"].roles, vec![ModelRole::Inpaint]);
     // Each model's own defaults: LCM for the LCM one, DPM++ 2M Karras for the plain one.
-    assert_eq!(listed["tiny-lcm"].default_sampler, livefill_protocol::Sampler::Lcm);
+    assert_eq!(
+        listed["tiny-lcm"].default_sampler,
+        livefill_protocol::Sampler::Lcm
+    );
     assert_eq!(listed["tiny-lcm"].default_steps, 4);
-    assert_eq!(listed["tiny-plain"].default_sampler, livefill_protocol::Sampler::Dpmpp2m);
+    assert_eq!(
+        listed["tiny-plain"].default_sampler,
+        livefill_protocol::Sampler::Dpmpp2m
+    );
     assert_eq!(listed["tiny-plain"].default_steps, 20);
 
     let (model, _) = result_of(&run(&mut client, txt2img(1, 64, 2)));
