@@ -23,7 +23,7 @@ of 0.1 s; a Cancel ends it with CANCELLED), ``__none__`` (no answer until cancel
 Models, as the real daemon serves several: ``ListModels`` answers the stand-in's model list (by
 default the one resident ``MODEL``, "standin", with every role; ``--models several`` or
 ``$LIVEFILL_STANDIN_MODELS=several`` gives ``SEVERAL``: a plain default, an inpainting model,
-an LCM model for live previews and a broken one; or a JSON file / inline JSON list of
+an LCM model for live previews, a plain one without a role and a broken one; or a JSON file / inline JSON list of
 ``ModelInfo`` fields, roles by name, and ``"broken": "why"``). A request naming a model runs on
 it, an empty name on the model whose role fits (inpaint/outpaint: ``inpaint``, live previews:
 ``live``, else ``default``; a role nobody has falls to ``default``) -- the stand-in's own copy
@@ -71,7 +71,8 @@ SLOW_STEP_S = 0.1
 TIMINGS = [proto.StageTiming("unet", 1.0)]
 _ROLES = (proto.ModelRole.DEFAULT, proto.ModelRole.INPAINT, proto.ModelRole.LIVE)
 MODEL = proto.ModelInfo("standin", "/models/standin", 4, True, "fp32", False, True, list(_ROLES), 1 << 20, 0, "")
-#: ``--models several``: one model per role, and one whose load fails.
+#: ``--models several``: one model per role, one with none (chosen by name only), one whose load
+#: fails.
 SEVERAL = [
     proto.ModelInfo("sd15-plain", "/models/sd15-plain", 4, False, "fp16", False, True,
                     [proto.ModelRole.DEFAULT], 2 << 30, 0, ""),
@@ -79,6 +80,7 @@ SEVERAL = [
                     [proto.ModelRole.INPAINT], 2 << 30, 1 << 20, ""),
     proto.ModelInfo("lcm-dreamshaper", "/models/lcm-dreamshaper", 4, True, "fp32", True, False,
                     [proto.ModelRole.LIVE], 4 << 30, 1 << 20, ""),
+    proto.ModelInfo("dreamshaper-8", "/models/dreamshaper-8", 4, False, "fp16", True, False, [], 2 << 30, 0, ""),
     proto.ModelInfo("broken-model", "/models/broken-model", 4, False, "fp32", False, False, [], 3 << 30, 0, ""),
 ]
 #: Why each of ``SEVERAL``'s broken models fails to load (the daemon names the file and the fix).

@@ -261,7 +261,8 @@ class ModelTests(unittest.TestCase):
 
     def test_entries(self):
         entries = core.model_entries(standin.SEVERAL, "", EDITOR)
-        self.assertEqual([e.name for e in entries], ["", "sd15-plain", "sd-inpaint", "lcm-dreamshaper", "broken-model"])
+        self.assertEqual([e.name for e in entries], ["", "sd15-plain", "sd-inpaint", "lcm-dreamshaper", "dreamshaper-8",
+                                                "broken-model"])
         self.assertTrue(entries[0].label.startswith("Automatic (fill: sd-inpaint"))
         self.assertEqual(entries[1].label, "sd15-plain (plain, fp16, resident)")
         self.assertEqual(entries[2].label, "sd-inpaint (inpainting, fp16, not loaded)")

@@ -129,7 +129,10 @@ run_kritarunner() { # label results module [env...]
 if [ "$gui_only" != 1 ]; then
 echo "=== Krita + stand-in daemon (tests/standin_daemon.py)"
 sock=$work/run/fake.sock
+# The stand-in serves several models (plain default, inpainting, LCM, broken) and records what
+# each request asked for, so the model picker's choices can be checked on the wire.
 run_kritarunner krita-fake "$work/fake.json" krita_e2e \
+    LIVEFILL_STANDIN_MODELS=several LIVEFILL_STANDIN_RECORD="$work/fake-requests.jsonl" \
     LIVEFILL_TEST_DAEMON=fake LIVEFILL_SOCKET="$sock" LIVEFILL_BIN="$here/fake_livefill.sh" \
     LIVEFILL_TEST_JOB_TIMEOUT=60 LIVEFILL_TEST_RESTART="'$here/fake_livefill.sh' serve --socket '$sock'"
 
