@@ -562,12 +562,13 @@ def role_for(mode: "proto.Mode", live: bool = False) -> "proto.ModelRole":
 
 def model_for(models: Sequence["proto.ModelInfo"], role: "proto.ModelRole") -> Optional["proto.ModelInfo"]:
     """The model the daemon runs ``role``'s requests on when they name none: the one listed with
-    that role, else the one with the DEFAULT role (the daemon's fallback), else None."""
+    that role, else the one with the DEFAULT role (the daemon's fallback), else the only model
+    when it lists one (a daemon that names no roles), else None."""
     for wanted in (role, proto.ModelRole.DEFAULT):
         for info in models:
             if wanted in info.roles:
                 return info
-    return None
+    return models[0] if len(models) == 1 else None
 
 
 def automatic_label(models: Optional[Sequence["proto.ModelInfo"]], editor: Editor) -> str:

@@ -244,7 +244,8 @@ class ModelTests(unittest.TestCase):
         models = [_info("plain", roles=[R.DEFAULT]), _info("inp", roles=[R.INPAINT])]
         self.assertEqual(core.model_for(models, R.INPAINT).name, "inp")
         self.assertEqual(core.model_for(models, R.LIVE).name, "plain")
-        self.assertIsNone(core.model_for([_info("x")], R.LIVE))
+        self.assertIsNone(core.model_for([_info("x"), _info("y")], R.LIVE))
+        self.assertEqual(core.model_for([_info("only")], R.LIVE).name, "only")  # a daemon naming no roles
 
     def test_automatic_label_names_each_actions_model(self):
         self.assertEqual(core.automatic_label(standin.SEVERAL, EDITOR),

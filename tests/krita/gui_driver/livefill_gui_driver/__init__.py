@@ -163,6 +163,8 @@ class Driver(Extension):
               [d.objectName() for d in app.dockers()])
         if dock is None:
             return None
+        # Room for the docker in the screenshot: keep only Layers beside it on the right.
+        state["dockers"] = [d.objectName() for d in app.dockers()]
         for other in app.dockers():
             if (other.objectName() not in ("KisLayerBox", "livefill_docker")
                     and qwin.dockWidgetArea(other) == Qt.RightDockWidgetArea):
@@ -170,9 +172,12 @@ class Driver(Extension):
         dock.show()
         dock.raise_()
         self.dock = dock
-        self.done = {}
-        dock.controller.job_done.connect(lambda rid, kind, node: self.done.__setitem__(rid, (kind, node)))
         return dock
+
+    def track_jobs(self):
+        """``self.done``: request id -> (kind, node) of every job that ended."""
+        self.done = {}
+        self.dock.controller.job_done.connect(lambda rid, kind, node: self.done.__setitem__(rid, (kind, node)))
 
     def fill_and_then(self, prompt, then):
         """Clicks Fill with ``prompt`` over a selection; ``then(node)`` once the job ended."""
@@ -196,6 +201,7 @@ class Driver(Extension):
         try:
             if self.open_document() is None:
                 return self.finish()
+            self.track_jobs()
             self.dock.steps.setValue(1)
             self.dock.connect_button.click()  # connect (start the stand-in) to fill the picker
             self.wait(lambda: self.dock.model_picker.count() == len(SEVERAL_LABELS), self.models_listed, 60)
@@ -268,6 +274,7 @@ class Driver(Extension):
         try:
             if self.open_document() is None:
                 return self.finish()
+            self.track_jobs()
             picker = self.dock.model_picker
             check("gui restart: the chosen model is still chosen (kritarc)",
                   picker.currentData() == REMEMBERED_MODEL, (picker.currentData(), self.picker_labels()))
@@ -305,33 +312,10 @@ class Driver(Extension):
         if PHASE == "restart":
             return self.start_restart()
         try:
-            app = Krita.instance()
-            window = app.activeWindow()
-            check("gui: main window exists", window is not None)
-            qwin = window.qwindow()
-            qwin.setGeometry(0, 0, 1600, 1000)  # Xvfb has no window manager to maximise it
-            doc = app.createDocument(W, H, "livefill demo", "RGBA", "U8", "", 300.0)
-            layer = doc.createNode("sketch", "paintlayer")
-            doc.rootNode().addChildNode(layer, None)
-            layer.setPixelData(scene(), 0, 0, W, H)
-            window.addView(doc)
-            doc.setActiveNode(layer)
-            doc.refreshProjection()
-            self.doc, self.layer = doc, layer
-            dock = self.docker()
-            check("gui: livefill docker registered (plugin enabled and loaded)", dock is not None,
-                  [d.objectName() for d in app.dockers()])
+            dock = self.open_document()
             if dock is None:
                 return self.finish()
-            # Room for the docker in the screenshot: keep only Layers beside it on the right.
-            state["dockers"] = [d.objectName() for d in app.dockers()]
-            for other in app.dockers():
-                if (other.objectName() not in ("KisLayerBox", "livefill_docker")
-                        and qwin.dockWidgetArea(other) == Qt.RightDockWidgetArea):
-                    other.hide()
-            dock.show()
-            dock.raise_()
-            self.dock = dock
+            doc = self.doc
             check("gui: docker has the livefill widgets", hasattr(dock, "fill_button"), type(dock).__name__)
             sel = Selection()
             sel.select(330, 60, 200, 150, 255)
