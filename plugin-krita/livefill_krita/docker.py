@@ -370,7 +370,8 @@ class LivefillDocker(DockWidget):
         if on:
             hello = self.controller.link.hello
             warning = core.live_warning(hello.capabilities if hello is not None else None,
-                                        self.controller.settings)
+                                        self.controller.settings, self.controller.models,
+                                        hello.model if hello is not None else "")
             if warning:
                 self.message.setText(warning)
 

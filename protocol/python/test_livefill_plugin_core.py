@@ -155,6 +155,19 @@ class SamplerTests(unittest.TestCase):
         slow = core.apply_preset(core.Settings(), "Quality (DPM++ 2M Karras)")
         self.assertIn("not be real time", core.live_warning(lcm, slow))
 
+    def test_live_warning_follows_the_model_live_gets(self):
+        # The hello (capabilities) describes the daemon's default, a plain model; Live's own model
+        # (the LIVE one under Automatic, or the chosen one) is what counts.
+        plain = proto.Capabilities(default_sampler=proto.Sampler.DPMPP_2M, default_steps=20)
+        several = standin.SEVERAL
+        self.assertIsNone(core.live_warning(plain, core.Settings(), several, "sd15-plain"))
+        self.assertIsNone(core.live_warning(plain, core.Settings(model="lcm-dreamshaper"), several, "sd15-plain"))
+        self.assertIn("not an LCM model",
+                      core.live_warning(plain, core.Settings(model="sd15-plain"), several, "sd15-plain"))
+        no_live = [m for m in several if proto.ModelRole.LIVE not in m.roles]
+        self.assertIn("not an LCM model", core.live_warning(plain, core.Settings(), no_live, "sd15-plain"))
+        self.assertIn("not an LCM model", core.live_warning(plain, core.Settings()))  # nothing listed
+
 
 class RequestTests(unittest.TestCase):
     def roundtrip(self, req):

@@ -538,6 +538,8 @@ def test_reconnect(doc, layer, controller, rec, logic):
     restart = os.environ.get("LIVEFILL_TEST_RESTART", "")
     import livefill_krita.livefill_protocol as proto
 
+    lists = []
+    controller.models_changed.connect(lists.append)
     conn.send(proto.Shutdown())
     gone = wait_until(lambda: not lf.is_connected, 60)
     check("reconnect: noticed the daemon went away", gone, lf.state)
@@ -547,6 +549,8 @@ def test_reconnect(doc, layer, controller, rec, logic):
         subprocess.Popen(restart, shell=True, start_new_session=True)
         back = wait_until(lambda: lf.is_connected, 180)
         check("reconnect: reconnected after an external restart", back, lf.last_error)
+        check("reconnect: the model list is asked for again on the new connection",
+              wait_until(lambda: len(lists) > 0, 30), len(lists))
         conn2 = lf.conn
         if back:
             conn2.send(proto.Shutdown())

@@ -143,7 +143,8 @@ def _dialog_connection(config):
 def _add_model_picker(dialog, config, conn, connect_error):
     """The Model list at the top of ``dialog``, bound to the ``model-name`` argument: Automatic
     and the daemon's models (the shared ``model_entries``). A remembered model the daemon no
-    longer offers falls back to Automatic, which a line under the list says."""
+    longer offers falls back to Automatic, which a line under the list says. Returns the models
+    listed (None when the daemon could not be asked)."""
     gi.require_version("Gtk", "3.0")
     from gi.repository import Gtk
 
@@ -182,6 +183,7 @@ def _add_model_picker(dialog, config, conn, connect_error):
         line.show()
     _dump("picker", labels=[e.label for e in entries], names=[e.name for e in entries],
           active=config.get_property("model-name"), note=note or "")
+    return models
 
 
 def _auto_respond(dialog):
@@ -596,7 +598,8 @@ def _live_dialog(procedure, config, image, drawable):
                                     title="livefill live preview")
     _prepare_dialog(dialog, "preview", config)
     dialog.fill(DIALOG_ARGS["preview"])
-    warning = core.live_warning(conn.hello.capabilities, _settings(config, "preview"))
+    models = _add_model_picker(dialog, config, conn, None)
+    warning = core.live_warning(conn.hello.capabilities, _settings(config, "preview"), models, conn.hello.model)
     status = Gtk.Label(label=warning or "Starting...")
     status.set_xalign(0.0)
     dialog.get_content_area().pack_end(status, False, False, 4)
@@ -622,7 +625,6 @@ def _live_dialog(procedure, config, image, drawable):
         return False
 
     source_id[0] = GLib.timeout_add(logic.LIVE_TICK_MS, tick_and_rearm)
-    _add_model_picker(dialog, config, conn, None)
     _auto_respond(dialog)
     try:
         keep = dialog.run()
