@@ -10,7 +10,8 @@
 # Environment: LIVEFILL_BIN (default target/debug/livefill), ORT_DYLIB_PATH (for the daemon),
 # LIVEFILL_GIMP_CHROOT (tree location, default /var/cache/livefill-gimp-chroot),
 # LIVEFILL_LIVE_BENCH (short|full|off: the live-latency benchmark, tests/gimp/gimp_live_bench.py,
-# written to target/live-bench-gimp.json).
+# written to target/live-bench-gimp.json). The dialogs of the interactive runs are saved as
+# target/gimp-dialogs/<run>/<procedure>.png.
 # The daemon runs on the host with its socket inside the tree (<tree>/tmp/livefill-test-PID/),
 # GIMP sees it as /tmp/livefill-test-PID/livefill.sock. The batch script writes its checks as
 # JSON; this script asserts on it (gimp-console's exit status does not reflect failures).
@@ -154,7 +155,7 @@ run_gimp() { # $1 = label, $2 = expectation (standin|daemon), $3 = tests to run 
     if [ -n "$answer" ]; then gimp="xvfb-run -a gimp-3.0"; minimum=8; fi
     [ -n "$3" ] && minimum=10
     [ -n "${6:-}" ] && minimum=$6
-    mkdir -p "$tree$home/.config/GIMP/3.0"
+    mkdir -p "$tree$home/.config/GIMP/3.0" "$work/shots-$label"
     install_plugin "$tree$home/.config/GIMP/3.0"
     cp tests/gimp/gimp_batch_test.py "$work/batch.py"
     log "running GIMP ($label)"
@@ -163,9 +164,15 @@ run_gimp() { # $1 = label, $2 = expectation (standin|daemon), $3 = tests to run 
         LIVEFILL_SOCKET="$inside/livefill.sock" LIVEFILL_TEST_OUT="$inside/results-$label.json" \
         LIVEFILL_TEST_EXPECT="$2" LIVEFILL_TEST_ONLY="$3" LIVEFILL_DIALOG_AUTORESPOND="$answer" \
         LIVEFILL_STANDIN_RECORD="$inside/requests.jsonl" LIVEFILL_DIALOG_DUMP="$inside/dump-$label.jsonl" \
+        LIVEFILL_DIALOG_SHOT="$inside/shots-$label" \
         sh -c "$gimp -idf --batch-interpreter python-fu-eval -b - --quit < $inside/batch.py" \
         >"$work/gimp-$label.log" 2>&1 || log "gimp-console exited with $? (checked through the JSON)"
     log "GIMP ($label) took $((SECONDS - t0)) s"
+    # Pictures of the dialogs (interactive runs): target/gimp-dialogs/<label>/<procedure>.png.
+    if compgen -G "$work/shots-$label/*.png" >/dev/null; then
+        mkdir -p "$root/target/gimp-dialogs/$label"
+        cp "$work/shots-$label"/*.png "$root/target/gimp-dialogs/$label/"
+    fi
     if ! python3 - "$out" "$minimum" <<'PY'; then
 import json, sys
 path, minimum = sys.argv[1], int(sys.argv[2])

@@ -188,18 +188,26 @@ def _add_model_picker(dialog, config, conn, connect_error):
 
 def _auto_respond(dialog):
     """Test hook: with LIVEFILL_DIALOG_AUTORESPOND=ok:MS (or cancel:MS) the dialog answers itself
-    after MS milliseconds, so the interactive paths can run unattended (tests/gimp). Unset in
-    normal use."""
+    after MS milliseconds, so the interactive paths can run unattended (tests/gimp); with
+    LIVEFILL_DIALOG_SHOT=DIR too, it first saves a picture of itself there (<procedure>.png).
+    Unset in normal use."""
     spec = os.environ.get("LIVEFILL_DIALOG_AUTORESPOND", "")
     if not spec:
         return
     gi.require_version("Gtk", "3.0")
-    from gi.repository import Gtk
+    gi.require_version("Gdk", "3.0")
+    from gi.repository import Gdk, Gtk
 
     answer, _, ms = spec.partition(":")
     response = Gtk.ResponseType.OK if answer == "ok" else Gtk.ResponseType.CANCEL
+    shots = os.environ.get("LIVEFILL_DIALOG_SHOT", "")
 
     def respond():
+        window = dialog.get_window()
+        if shots and window is not None:
+            shot = Gdk.pixbuf_get_from_window(window, 0, 0, window.get_width(), window.get_height())
+            if shot is not None:
+                shot.savev(os.path.join(shots, _CURRENT["procedure"] + ".png"), "png", [], [])
         dialog.response(response)
         return False
 
