@@ -20,19 +20,37 @@ of 0.1 s; a Cancel ends it with CANCELLED), ``__none__`` (no answer until cancel
 ``__supersede__`` (Superseded by the next request id), ``__drop__`` (the connection closes),
 ``__bad_frame__`` (a connection-level BAD_FRAME error, then the connection closes).
 
+Models, as the real daemon serves several: ``ListModels`` answers the stand-in's model list (by
+default the one resident ``MODEL``, "standin", with every role; ``--models several`` or
+``$LIVEFILL_STANDIN_MODELS=several`` gives ``SEVERAL``: a plain default, an inpainting model,
+an LCM model for live previews, a plain one without a role and a broken one; or a JSON file / inline JSON list of
+``ModelInfo`` fields, roles by name, and ``"broken": "why"``). A request naming a model runs on
+it, an empty name on the model whose role fits (inpaint/outpaint: ``inpaint``, live previews:
+``live``, else ``default``; a role nobody has falls to ``default``) -- the stand-in's own copy
+of the daemon's rule, not the plugins' -- and ``GenerateResult.model`` says which. The first job
+on a model that is not resident gets one ``ModelLoading`` per component (``LOAD_COMPONENTS``)
+after ``Accepted`` and before its ``Progress``; a broken model fails its load at the UNet with
+MODEL_LOAD_FAILED (and lists its ``load_error`` from then on); an unknown name is refused with
+NO_MODEL. ``--record PATH`` (or ``$LIVEFILL_STANDIN_RECORD``) appends one JSON line per
+generate request (request id, mode, prompt, model, live), so tests in another process can see
+what was sent.
+
 Usage (also the daemon's own command-line shape, so a wrapper script can stand in for the
 ``livefill`` executable): ``standin_daemon.py [serve] --socket PATH [--idle-exit SECONDS]
-[--fail-start] [other flags, ignored]`` or ``standin_daemon.py PATH``. Runs until sent Shutdown
-(or idle that long); ``--fail-start`` prints an error and exits with status 3 at once.
+[--models SPEC] [--record PATH] [--fail-start] [other flags, ignored]`` or
+``standin_daemon.py PATH``. Runs until sent Shutdown (or idle that long); ``--fail-start``
+prints an error and exits with status 3 at once.
 In-process: ``StandinDaemon(path).start()`` ... ``.stop()``.
 """
 
+import json
 import os
 import socket
 import sys
 import threading
 import time
-from typing import Any, List, Optional, Set
+from dataclasses import replace
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "protocol", "python"))
@@ -51,13 +69,67 @@ START_FAILURE = "error: model folder not found: /nowhere"
 SLOW_STEPS = 100
 SLOW_STEP_S = 0.1
 TIMINGS = [proto.StageTiming("unet", 1.0)]
-MODEL = proto.ModelInfo("standin", "/models/standin", 4, True, "fp32", False, True)
+_ROLES = (proto.ModelRole.DEFAULT, proto.ModelRole.INPAINT, proto.ModelRole.LIVE)
+MODEL = proto.ModelInfo("standin", "/models/standin", 4, True, "fp32", False, True, list(_ROLES), 1 << 20, 0, "")
+#: ``--models several``: one model per role, one with none (chosen by name only), one whose load
+#: fails.
+SEVERAL = [
+    proto.ModelInfo("sd15-plain", "/models/sd15-plain", 4, False, "fp16", False, True,
+                    [proto.ModelRole.DEFAULT], 2 << 30, 0, ""),
+    proto.ModelInfo("sd-inpaint", "/models/sd-inpaint", 9, False, "fp16", True, False,
+                    [proto.ModelRole.INPAINT], 2 << 30, 1 << 20, ""),
+    proto.ModelInfo("lcm-dreamshaper", "/models/lcm-dreamshaper", 4, True, "fp32", True, False,
+                    [proto.ModelRole.LIVE], 4 << 30, 1 << 20, ""),
+    proto.ModelInfo("dreamshaper-8", "/models/dreamshaper-8", 4, False, "fp16", True, False, [], 2 << 30, 0, ""),
+    proto.ModelInfo("broken-model", "/models/broken-model", 4, False, "fp32", False, False, [], 3 << 30, 0, ""),
+]
+#: Why each of ``SEVERAL``'s broken models fails to load (the daemon names the file and the fix).
+SEVERAL_BROKEN = {
+    "broken-model": "/models/broken-model/unet/model.onnx is truncated (12 MB of 3438 MB): fetch the model "
+                    "again (livefill models fetch) or remove it from config.toml",
+}
+#: What a model load reports, in order (``ModelLoading.component``).
+LOAD_COMPONENTS = ("tokenizer", "text_encoder", "unet", "vae_decoder", "vae_encoder")
+#: Where a broken model's load stops.
+BROKEN_AT = "unet"
 
 
-def hello() -> proto.DaemonHello:
+def load_models(spec: str) -> Tuple[List[proto.ModelInfo], Dict[str, str]]:
+    """The model list and broken models for ``--models SPEC``: "" (``MODEL`` alone), "several"
+    (``SEVERAL``), a JSON file or an inline JSON list of objects with ``ModelInfo``'s fields
+    (``roles`` by name: default, inpaint, live) and optionally ``"broken": "why it fails"``."""
+    spec = (spec or "").strip()
+    if not spec:
+        return [MODEL], {}
+    if spec == "several":
+        return list(SEVERAL), dict(SEVERAL_BROKEN)
+    text = spec if spec.startswith("[") else open(spec).read()
+    models, broken = [], {}
+    for item in json.loads(text):
+        item = dict(item)
+        why = item.pop("broken", "")
+        item["roles"] = [proto.ModelRole[r.upper()] for r in item.get("roles", [])]
+        info = proto.ModelInfo(**item)
+        models.append(info)
+        if why:
+            broken[info.name] = why
+    return models, broken
+
+
+def hello(model: str = "standin") -> proto.DaemonHello:
     caps = proto.Capabilities(list(proto.Mode), True, False, MAX_IMAGE_SIDE, proto.DEFAULT_MAX_PAYLOAD)
     return proto.DaemonHello("standin-0.1", proto.PROTOCOL_VERSION, "cpu (stand-in)", "CPUExecutionProvider",
-                             "standin", NATIVE, NATIVE, caps)
+                             model, NATIVE, NATIVE, caps)
+
+
+def model_role(req: proto.GenerateRequest) -> proto.ModelRole:
+    """The role whose model serves a request naming none (the daemon's rule, kept here on its
+    own so a plugin-side mistake shows)."""
+    if req.priority == proto.Priority.LIVE_PREVIEW:
+        return proto.ModelRole.LIVE
+    if req.mode in (proto.Mode.INPAINT, proto.Mode.OUTPAINT):
+        return proto.ModelRole.INPAINT
+    return proto.ModelRole.DEFAULT
 
 
 def _outpainted(img: proto.RgbaImage, e: proto.Extend) -> proto.RgbaImage:
@@ -93,11 +165,11 @@ def result_image(req: proto.GenerateRequest) -> proto.RgbaImage:
     return proto.RgbaImage(img.width, img.height, FILL * (img.width * img.height))
 
 
-def answer(req: proto.GenerateRequest) -> proto.GenerateResult:
+def answer(req: proto.GenerateRequest, model: str = "standin") -> proto.GenerateResult:
     image = result_image(req)
     offset_x, offset_y = (-req.extend.left, -req.extend.top) if req.mode == proto.Mode.OUTPAINT else (0, 0)
     seed = req.seed if req.seed is not None else DEFAULT_SEED
-    return proto.GenerateResult(req.request_id, image, offset_x, offset_y, seed, list(TIMINGS))
+    return proto.GenerateResult(req.request_id, image, offset_x, offset_y, seed, list(TIMINGS), model)
 
 
 _IMMEDIATE_ERRORS = {
@@ -137,7 +209,7 @@ class _Client:
         if self.daemon.refuse_version:
             self.send(proto.ErrorReply(None, proto.ErrorCode.UNSUPPORTED_VERSION, "stand-in speaks 99"))
             return
-        self.send(hello())
+        self.send(hello(self.daemon.default_model()))
         while True:
             msg = proto.read_client_message(self.conn)
             if msg is None:
@@ -158,10 +230,12 @@ class _Client:
         elif isinstance(msg, proto.Status):
             d = self.daemon
             uptime_ms = int((time.monotonic() - d.started) * 1000)
-            self.send(proto.DaemonStatus("standin", "cpu (stand-in)", "CPUExecutionProvider", 0, None,
-                                         d.connected, d.jobs_completed, uptime_ms))
+            models = d.list_models()
+            self.send(proto.DaemonStatus(d.default_model(), "cpu (stand-in)", "CPUExecutionProvider", 0, None,
+                                         d.connected, d.jobs_completed, uptime_ms,
+                                         sum(m.weight_bytes for m in models if m.loaded), 0, len(models), ""))
         elif isinstance(msg, proto.ListModels):
-            self.send(proto.Models([MODEL]))
+            self.send(proto.Models(self.daemon.list_models()))
         elif isinstance(msg, proto.Shutdown):
             self.send(proto.ShuttingDown())
             self.daemon.stop()
@@ -170,6 +244,13 @@ class _Client:
 
     def _generate(self, req: proto.GenerateRequest) -> bool:
         rid = req.request_id
+        self.daemon.record(req)
+        model = self.daemon.model_for(req)
+        if model is None:  # refused before queueing, as the daemon's request check does
+            names = ", ".join(m.name for m in self.daemon.models)
+            self.send(proto.ErrorReply(rid, proto.ErrorCode.NO_MODEL,
+                                       "no model named %r (the daemon offers: %s)" % (req.model, names)))
+            return True
         self.send(proto.Accepted(rid, 0))
         if req.prompt in _IMMEDIATE_ERRORS:
             code, text = _IMMEDIATE_ERRORS[req.prompt]
@@ -184,14 +265,18 @@ class _Client:
             self.send(proto.ErrorReply(None, proto.ErrorCode.BAD_FRAME, "undecodable payload"))
             return False
         else:
-            threading.Thread(target=self._run, args=(req,), daemon=True).start()
+            threading.Thread(target=self._run, args=(req, model.name), daemon=True).start()
         return True
 
-    def _run(self, req: proto.GenerateRequest) -> None:
+    def _run(self, req: proto.GenerateRequest, model: str) -> None:
         slow = req.prompt == "__slow__"
         total = SLOW_STEPS if slow else max(1, req.steps)
         preview = proto.RgbaImage(1, 1, FILL) if req.stream_previews else None
         try:
+            failure = self.daemon.ensure_loaded(model, lambda msg: self.send(replace(msg, request_id=req.request_id)))
+            if failure:
+                self.send(proto.ErrorReply(req.request_id, proto.ErrorCode.MODEL_LOAD_FAILED, failure))
+                return
             for step in range(1, total + 1):
                 if slow:
                     time.sleep(SLOW_STEP_S)
@@ -199,7 +284,7 @@ class _Client:
                     self.send(proto.ErrorReply(req.request_id, proto.ErrorCode.CANCELLED, "cancelled"))
                     return
                 self.send(proto.Progress(req.request_id, step, total, preview))
-            self.send(answer(req))
+            self.send(answer(req, model))
             self.daemon.jobs_completed += 1
         except OSError:
             pass
@@ -209,13 +294,23 @@ class StandinDaemon:
     """Listens on ``path`` (a Unix socket) and serves every connection on its own thread.
 
     ``refuse_version``: every handshake is refused with UNSUPPORTED_VERSION. ``idle_exit``: stop
-    after that many seconds without a new connection (None = never). ``received`` lists every
-    client message in arrival order."""
+    after that many seconds without a new connection (None = never). ``models`` / ``broken``:
+    what ``ListModels`` offers and the models whose load fails, with why (``load_models``; default
+    ``MODEL`` alone). ``record``: a file that gets one JSON line per generate request.
+    ``received`` lists every client message in arrival order."""
 
-    def __init__(self, path: str, refuse_version: bool = False, idle_exit: Optional[float] = None) -> None:
+    def __init__(self, path: str, refuse_version: bool = False, idle_exit: Optional[float] = None,
+                 models: Optional[Sequence[proto.ModelInfo]] = None, broken: Optional[Dict[str, str]] = None,
+                 record: str = "") -> None:
         self.path = path
         self.refuse_version = refuse_version
         self.idle_exit = idle_exit
+        self.models: List[proto.ModelInfo] = list(models) if models is not None else [MODEL]
+        self.broken: Dict[str, str] = dict(broken or {})
+        self.resident: Set[str] = {m.name for m in self.models if m.loaded}
+        self.load_errors: Dict[str, str] = {m.name: m.load_error for m in self.models if m.load_error}
+        self.record_path = record
+        self._models_lock = threading.Lock()
         self.received: List[Any] = []
         self.jobs_completed = 0
         self.connected = 0
@@ -229,6 +324,55 @@ class StandinDaemon:
         self.listener.bind(path)
         self.listener.listen(8)
         self._inode = os.stat(path).st_ino
+
+    # ---- models ----------------------------------------------------------------------------
+
+    def default_model(self) -> str:
+        for m in self.models:
+            if proto.ModelRole.DEFAULT in m.roles:
+                return m.name
+        return self.models[0].name if self.models else ""
+
+    def list_models(self) -> List[proto.ModelInfo]:
+        """The ``Models`` answer: residency and load errors as they are now."""
+        with self._models_lock:
+            return [replace(m, loaded=m.name in self.resident, load_error=self.load_errors.get(m.name, ""))
+                    for m in self.models]
+
+    def model_for(self, req: proto.GenerateRequest) -> Optional[proto.ModelInfo]:
+        """The model ``req`` runs on (None: it names one the stand-in does not offer)."""
+        if req.model:
+            return next((m for m in self.models if m.name == req.model), None)
+        for role in (model_role(req), proto.ModelRole.DEFAULT):
+            for m in self.models:
+                if role in m.roles:
+                    return m
+        return self.models[0] if self.models else None
+
+    def ensure_loaded(self, name: str, send: Any) -> str:
+        """Loads ``name`` unless resident, reporting each component through ``send`` (a
+        ``ModelLoading``); returns why the load failed ("" = resident now)."""
+        with self._models_lock:
+            if name in self.resident:
+                return ""
+            for i, component in enumerate(LOAD_COMPONENTS, 1):
+                send(proto.ModelLoading(0, name, i, len(LOAD_COMPONENTS), component))
+                if name in self.broken and component == BROKEN_AT:
+                    self.load_errors[name] = self.broken[name]
+                    return "cannot load model %s: %s" % (name, self.broken[name])
+            self.resident.add(name)
+            self.load_errors.pop(name, None)
+            return ""
+
+    def record(self, req: proto.GenerateRequest) -> None:
+        if not self.record_path:
+            return
+        line = json.dumps({"request_id": req.request_id, "mode": req.mode.name.lower(), "prompt": req.prompt,
+                           "model": req.model, "live": req.priority == proto.Priority.LIVE_PREVIEW})
+        with self._models_lock, open(self.record_path, "a") as f:
+            f.write(line + "\n")
+
+    # ---- serving ---------------------------------------------------------------------------
 
     def start(self) -> "StandinDaemon":
         threading.Thread(target=self.serve, daemon=True).start()
@@ -284,7 +428,10 @@ def main(argv: List[str]) -> int:
         return 3
     path = args[args.index("--socket") + 1] if "--socket" in args else args[0]
     idle = float(args[args.index("--idle-exit") + 1]) if "--idle-exit" in args else None
-    daemon = StandinDaemon(path, idle_exit=idle)
+    spec = args[args.index("--models") + 1] if "--models" in args else os.environ.get("LIVEFILL_STANDIN_MODELS", "")
+    record = args[args.index("--record") + 1] if "--record" in args else os.environ.get("LIVEFILL_STANDIN_RECORD", "")
+    models, broken = load_models(spec)
+    daemon = StandinDaemon(path, idle_exit=idle, models=models, broken=broken, record=record)
     print(LISTENING, path, flush=True)
     daemon.serve()
     return 0

@@ -17,7 +17,7 @@ layer.
 
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
@@ -58,6 +58,8 @@ class Job:
     resent: bool = False
     #: Live jobs: this frame's moments (``livefill_live``).
     frame: Optional["live.LiveFrame"] = field(default=None, repr=False)
+    #: The daemon loaded the job's model for it (``ModelLoading``): residency changed.
+    loaded_model: bool = False
 
     @property
     def live(self) -> bool:
@@ -72,6 +74,11 @@ class Controller(QObject):
       ``busy_changed(busy)``: whether final (non-live) jobs are in flight.
       ``live_changed(on)`` and ``preview_changed(has_preview)``.
       ``job_done(request_id, kind, node)``: a result became ``node`` (None when it failed).
+      ``models_changed(models)``: the daemon's ``ListModels`` answer (a list of
+      ``proto.ModelInfo``), asked for after each connection and whenever residency or a load
+      error may have changed; ``models`` holds the latest (None before the first).
+      ``model_fallback(text)``: the daemon does not offer the chosen model (any more): the
+      settings' model is back to Automatic, ``text`` says so.
     """
 
     connection_changed = pyqtSignal(str, str)
@@ -81,6 +88,8 @@ class Controller(QObject):
     live_changed = pyqtSignal(bool)
     preview_changed = pyqtSignal(bool)
     job_done = pyqtSignal(object, str, object)
+    models_changed = pyqtSignal(object)
+    model_fallback = pyqtSignal(str)
 
     def __init__(self, link: Optional[DaemonLink] = None, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
@@ -90,6 +99,8 @@ class Controller(QObject):
         #: () -> (doc, node): what the buttons act on (the active document and layer by default).
         self.target_provider: Callable[[], Tuple[Any, Any]] = kd.target
         self.jobs: Dict[int, Job] = {}
+        #: The daemon's models (``ListModels``); None until it answered.
+        self.models: Optional[List["proto.ModelInfo"]] = None
         self._pending: List[Job] = []
         self._progress_rid: Optional[int] = None
         self._busy = False
@@ -116,7 +127,7 @@ class Controller(QObject):
         self._preview_doc: Any = None
         self._preview_name = ""
         self._preview_bounds = core.Rect(0, 0, 0, 0)
-        #: The newest live result waiting for the writer: (job, doc, node, rect, write, seed).
+        #: The newest live result waiting for the writer: (job, doc, node, rect, write, seed, model).
         self._write_waiting: Optional[Tuple[Any, ...]] = None
         self.timeline = live.LiveTimeline()
         self.watcher = CanvasWatcher(self)
@@ -231,6 +242,12 @@ class Controller(QObject):
     def refresh_status(self) -> None:
         """Connects without starting the daemon, just to show its status."""
         self.link.connect_daemon(start=False)
+
+    def refresh_models(self) -> None:
+        """Asks the daemon for its models (answered through ``models_changed``); nothing while
+        not connected (every connection asks by itself)."""
+        if self.link.is_connected:
+            self.link.send(proto.ListModels())
 
     # ---- job set-up ------------------------------------------------------------------------
 
@@ -392,7 +409,7 @@ class Controller(QObject):
     def _settings_key(self) -> Tuple[Any, ...]:
         s = self.settings
         return (s.prompt, s.negative_prompt, round(s.strength, 3), s.steps, round(s.guidance, 3), s.seed,
-                s.feather, s.color_match)
+                s.feather, s.color_match, s.model)
 
     def _on_live_read(self, doc: Any, node: Any, plan: logic.Plan, frame: "live.LiveFrame",
                       res: Any, err: Optional[BaseException]) -> None:
@@ -457,6 +474,7 @@ class Controller(QObject):
         self.connection_changed.emit(state, text)
 
     def _on_connected(self, hello: Any) -> None:
+        self.link.send(proto.ListModels())  # the picker follows the daemon of this connection
         pending, self._pending = self._pending, []
         for job in pending:
             if job.request_id in self.jobs:
@@ -520,6 +538,15 @@ class Controller(QObject):
         if isinstance(msg, proto.Accepted):
             if job is not None and not job.live and msg.queue_position > 0:
                 self.message.emit("%s: queued (position %d)\u2026" % (job.plan.kind.capitalize(), msg.queue_position))
+        elif isinstance(msg, proto.ModelLoading):
+            if job is not None:
+                job.loaded_model = True
+                text = core.loading_text(msg)
+                if text != self._last_message:
+                    self.message.emit(text)
+        elif isinstance(msg, proto.Models):
+            self.models = list(msg.models)
+            self.models_changed.emit(self.models)
         elif isinstance(msg, proto.Progress):
             if job is not None and rid == self._progress_rid:
                 self.progress.emit(msg.step, msg.total_steps)
@@ -537,13 +564,21 @@ class Controller(QObject):
             self.message.emit("The livefill daemon is shutting down.")
 
     def _on_error(self, job: Optional[Job], err: "proto.ErrorReply") -> None:
-        text = core.error_text(err.code, err.message, logic.KRITA)
+        model = job.request.model if job is not None else ""
+        text = core.error_text(err.code, err.message, logic.KRITA, model)
         if job is None:
             self.message.emit(text)
             return
         if err.code == proto.ErrorCode.CANCELLED:
             self._finish(job, None, None if job.live else "%s: cancelled." % job.plan.kind.capitalize())
             return
+        if core.falls_back_to_automatic(err.code, model):
+            text = "%s %s" % (text, core.BACK_TO_AUTOMATIC)
+            if self.settings.model == model:
+                self.settings = replace(self.settings, model=core.AUTOMATIC)
+            self.model_fallback.emit(text)
+        if err.code in (proto.ErrorCode.MODEL_LOAD_FAILED, proto.ErrorCode.NO_MODEL):
+            self.refresh_models()  # the picker shows the load error / the models offered now
         if job.live and self.live:
             self.set_live(False)
             text = "Live stopped: " + text
@@ -577,8 +612,10 @@ class Controller(QObject):
             kd.resize_canvas(doc, *placement.resize)
         node = kd.add_layer(doc, name, placement.rect, placement.pixels, above=source)
         total_ms = result.total_millis()
-        self._finish(job, node, "Added layer \u201c%s\u201d (%.1f s)." % (
-            name, total_ms / 1000.0 if total_ms else time.monotonic() - job.started))
+        if job.loaded_model:
+            self.refresh_models()  # its model is resident now
+        self._finish(job, node, core.result_status(
+            name, total_ms / 1000.0 if total_ms else time.monotonic() - job.started, result.model))
 
     def _on_live_result(self, job: Job, result: "proto.GenerateResult") -> None:
         """A live frame came back: the next frame is read at once (if anything changed), while
@@ -622,14 +659,16 @@ class Controller(QObject):
             else:
                 def write(clear: Tuple[core.Rect, ...]) -> None:
                     kd.write_bgra(node, rect, proto.rgba_to_bgra(placement.pixels), clear)
-            self._queue_preview_write(job, doc, node, rect, write, result.seed)
+            if job.loaded_model:
+                self.refresh_models()
+            self._queue_preview_write(job, doc, node, rect, write, result.seed, result.model)
 
     def _queue_preview_write(self, job: Job, doc: Any, node: Any, rect: core.Rect,
-                             write: Callable[[Tuple[core.Rect, ...]], None], seed: int) -> None:
+                             write: Callable[[Tuple[core.Rect, ...]], None], seed: int, model: str) -> None:
         """Writes happen one at a time, newest first: a frame whose write has not started when
         a newer one arrives is dropped (its pixels would be overwritten anyway)."""
         waiting = self._write_waiting
-        self._write_waiting = (job, doc, node, rect, write, seed)
+        self._write_waiting = (job, doc, node, rect, write, seed, model)
         if waiting is not None:
             self._finish(waiting[0], None, None)
         if not self.writer.busy:
@@ -639,14 +678,14 @@ class Controller(QObject):
         item, self._write_waiting = self._write_waiting, None
         if item is None:
             return
-        job, doc, node, rect, write, seed = item
+        job, doc, node, rect, write, seed, model = item
         clear = logic.uncovered_bands(self._preview_bounds, rect)
         self._preview_bounds = rect
 
         # Only the pixel writes run on the worker: Document.refreshProjection (a whole-image
         # refresh that waits for Krita) on a worker thread deadlocked against Krita's own
         # waitForDone on the UI thread (its busy-wait dialog), so it runs on the UI thread.
-        self.writer.submit(lambda: write(clear), lambda _res, err: self._on_live_written(job, node, seed, err))
+        self.writer.submit(lambda: write(clear), lambda _res, err: self._on_live_written(job, node, seed, model, err))
 
     def _on_live_step(self, job: Job, image: "proto.RgbaImage") -> None:
         """A step preview of the live frame in flight: shown when the writer is free (a final
@@ -679,7 +718,7 @@ class Controller(QObject):
 
             self.writer.submit(write, done)
 
-    def _on_live_written(self, job: Job, node: Any, seed: int, err: Optional[BaseException]) -> None:
+    def _on_live_written(self, job: Job, node: Any, seed: int, model: str, err: Optional[BaseException]) -> None:
         with self.timeline.ui_slice("live: shown"):
             self._start_preview_write()
             if err is not None:
@@ -695,7 +734,7 @@ class Controller(QObject):
             self.preview_changed.emit(True)
             # While the artist has the preview selected, keep saying why their brush does nothing.
             text = (self._preview_selected_text() if kd.is_active(job.doc, node)
-                    else "Live preview updated (seed %d)." % seed)
+                    else core.live_status(seed, model))
             # The same line every frame would only cost UI time: say it when it changes.
             self._finish(job, node, text if text != self._last_message else None)
 

@@ -7,6 +7,7 @@ controller's signals (connection state, progress, messages) into widgets.
 
 from krita import DockWidget
 from PyQt5.QtCore import Qt
+from PyQt5.QtGui import QColor
 from PyQt5.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -71,6 +72,13 @@ class LivefillDocker(DockWidget):
         layout.addWidget(self.negative)
 
         form = QFormLayout()
+        # The model by its name in the daemon's list; "" = Automatic (the daemon's choice per
+        # action). Filled from ListModels after each connection (``_fill_models``); long labels
+        # are cut rather than widening the docker (the whole text is the tooltip).
+        self.model_picker = QComboBox(root)
+        self.model_picker.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.model_picker.setMinimumContentsLength(14)
+        self._model_choice = ""
         self.preset = QComboBox(root)
         for preset in core.PRESETS:
             self.preset.addItem(preset.name, preset.name)
@@ -101,6 +109,7 @@ class LivefillDocker(DockWidget):
         self.source = QComboBox(root)
         self.source.addItem("Current layer", core.SOURCE_LAYER)
         self.source.addItem("Visible image", core.SOURCE_IMAGE)
+        form.addRow("Model", self.model_picker)
         form.addRow("Sampler", self.preset)
         form.addRow("Strength", self.strength)
         form.addRow("Steps", self.steps)
@@ -206,6 +215,10 @@ class LivefillDocker(DockWidget):
         c.progress.connect(self._on_progress)
         c.message.connect(self.message.setText)
         c.live_changed.connect(self._on_live_changed)
+        c.models_changed.connect(self._fill_models)
+        c.model_fallback.connect(lambda _text: self._set_model_choice(core.AUTOMATIC))
+        self.model_picker.activated.connect(
+            lambda index: self._set_model_choice(self.model_picker.itemData(index) or core.AUTOMATIC))
         c.preview_changed.connect(self.apply_button.setEnabled)
         for widget in (self.strength, self.guidance, self.eta):
             widget.valueChanged.connect(self._push_settings)
@@ -237,6 +250,7 @@ class LivefillDocker(DockWidget):
         self._sampler = kd.read_setting("sampler", "")
         self._spacing = kd.read_setting("spacing", "")
         self._show_preset()
+        self._model_choice = kd.read_setting("model_choice", core.AUTOMATIC)
         self.random_seed.setChecked(kd.read_setting("random_seed", "true") == "true")
         self.seed.setValue(_setting_int("seed", 42))
         self.seed.setEnabled(not self.random_seed.isChecked())
@@ -248,6 +262,7 @@ class LivefillDocker(DockWidget):
             box.setChecked(side in sides.split(","))
         self.exe_path.setText(kd.read_setting("livefill_exe", ""))
         self.model_dir.setText(kd.read_setting("model_dir", ""))
+        self._fill_models(self.controller.models)  # last: a fallback writes every setting
 
     def _push_settings(self, *_args) -> None:
         """Copies the widgets into the controller and remembers them in kritarc."""
@@ -262,6 +277,7 @@ class LivefillDocker(DockWidget):
             sampler=self._sampler,
             spacing=self._spacing,
             eta=None if self.eta.value() <= self.eta.minimum() else self.eta.value(),
+            model=self._model_choice,
         )
         sides = logic.Sides(self.expand_amount.value(), **{k: b.isChecked() for k, b in self.side_boxes.items()})
         c = self.controller
@@ -276,10 +292,49 @@ class LivefillDocker(DockWidget):
             ("expand_sides", ",".join(k for k, b in self.side_boxes.items() if b.isChecked())),
             ("livefill_exe", self.exe_path.text().strip()), ("model_dir", self.model_dir.text().strip()),
             ("sampler", s.sampler), ("spacing", s.spacing), ("eta", self.eta.value()),
+            ("model_choice", s.model),
         ):
             kd.write_setting(key, str(value))
 
     # ---- controller -> widgets -------------------------------------------------------------
+
+    def _fill_models(self, models) -> None:
+        """The picker from the daemon's models (None: not known yet, the remembered choice is
+        shown as is); a remembered model the daemon no longer offers falls back to Automatic."""
+        choice, note = self._model_choice, None
+        if models is not None:
+            choice, note = core.check_choice(choice, models)
+        picker = self.model_picker
+        picker.blockSignals(True)
+        picker.clear()
+        for entry in core.model_entries(models, choice, logic.KRITA):
+            picker.addItem(entry.label, entry.name)
+            picker.setItemData(picker.count() - 1, entry.tooltip, Qt.ToolTipRole)
+            if entry.broken:
+                picker.setItemData(picker.count() - 1, QColor("#c33"), Qt.ForegroundRole)
+        picker.setCurrentIndex(max(0, picker.findData(choice)))
+        picker.blockSignals(False)
+        self._show_model_tooltip()
+        if choice != self._model_choice:
+            self._set_model_choice(choice)
+        if note:
+            self.message.setText(note)
+
+    def _set_model_choice(self, name: str) -> None:
+        """The artist's (or a fallback's) model choice: sent with every request, kept in kritarc."""
+        self._model_choice = name
+        index = self.model_picker.findData(name)
+        if index >= 0 and index != self.model_picker.currentIndex():
+            self.model_picker.blockSignals(True)
+            self.model_picker.setCurrentIndex(index)
+            self.model_picker.blockSignals(False)
+        self._show_model_tooltip()
+        self._push_settings()
+
+    def _show_model_tooltip(self) -> None:
+        index = self.model_picker.currentIndex()
+        text = self.model_picker.itemData(index, Qt.ToolTipRole) if index >= 0 else ""
+        self.model_picker.setToolTip("%s\n%s" % (self.model_picker.currentText(), text or ""))
 
     def _choose_preset(self, index: int) -> None:
         """A preset sets the sampler, steps and guidance (which stay editable)."""
@@ -315,7 +370,8 @@ class LivefillDocker(DockWidget):
         if on:
             hello = self.controller.link.hello
             warning = core.live_warning(hello.capabilities if hello is not None else None,
-                                        self.controller.settings)
+                                        self.controller.settings, self.controller.models,
+                                        hello.model if hello is not None else "")
             if warning:
                 self.message.setText(warning)
 

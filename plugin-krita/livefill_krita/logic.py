@@ -36,6 +36,7 @@ KRITA = core.Editor(
     client_name="krita-livefill",
     daemon_settings="the livefill docker's Daemon settings",
     starts_on="the first Fill, Expand, Generate or Live",
+    model_picker="the docker's Model list",
 )
 #: Largest side requested for txt2img when the daemon does not say.
 DEFAULT_MAX_SIDE = 2048

@@ -9,7 +9,8 @@ Typical use::
 
     conn = ensure_daemon("livefill", client_name="krita-livefill")
     rid = conn.generate(proto.GenerateRequest(mode=proto.Mode.TXT2IMG, prompt="a fox"))
-    result = conn.wait_for(rid, on_progress=lambda p: print(p.step, p.total_steps))
+    result = conn.wait_for(rid, on_progress=lambda p: print(p.step, p.total_steps),
+                           on_model_loading=lambda m: print("loading", m.model, m.component))
     conn.close()
 
 Socket address precedence (same as the Rust ``default_socket_path``): an explicit path (the
@@ -150,7 +151,8 @@ class DaemonConnection:
     """One handshaken connection to the daemon.
 
     A background thread reads every ``DaemonMessage``. Messages about a request started with
-    :meth:`generate` go to that request's waiter (:meth:`wait_for`); replies to :meth:`status` and
+    :meth:`generate` (``Accepted``, ``ModelLoading``, ``Progress``, then its outcome) go to that
+    request's waiter (:meth:`wait_for`); replies to :meth:`status` and
     :meth:`list_models` go to their callers; everything else (and, with ``route_all``, everything)
     goes to :attr:`messages`, a ``queue.Queue``. The optional ``on_message`` callback sees every
     message first, on the reader thread (keep it short; GUI code should hop to its own thread).
@@ -273,10 +275,13 @@ class DaemonConnection:
         on_progress: Optional[Callable[["proto.Progress"], None]] = None,
         timeout: Optional[float] = None,
         on_accepted: Optional[Callable[["proto.Accepted"], None]] = None,
+        on_model_loading: Optional[Callable[["proto.ModelLoading"], None]] = None,
     ) -> "proto.GenerateResult":
         """Blocks until the request finishes and returns its ``GenerateResult``.
 
-        Calls ``on_progress`` (on the calling thread) for each ``Progress``. Raises
+        Calls ``on_progress`` (on the calling thread) for each ``Progress``, and
+        ``on_model_loading`` for each ``ModelLoading`` (the request's model is being loaded,
+        before its first ``Progress``). Raises
         ``DaemonError`` for an ``ErrorReply`` about the request, ``SupersededError`` when a newer
         live request replaced it, ``ConnectionClosed`` if the connection ends, ``WaitTimeout``
         when ``timeout`` seconds pass in total (the request is not cancelled then).
@@ -302,6 +307,9 @@ class DaemonConnection:
                 if isinstance(msg, proto.Progress):
                     if on_progress is not None:
                         on_progress(msg)
+                elif isinstance(msg, proto.ModelLoading):
+                    if on_model_loading is not None:
+                        on_model_loading(msg)
                 elif isinstance(msg, proto.Accepted):
                     if on_accepted is not None:
                         on_accepted(msg)

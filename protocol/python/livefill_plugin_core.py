@@ -30,6 +30,15 @@ Values the two plugins used to disagree on, and the one chosen for both:
   (LCM on LCM models, DPM++ 2M Karras otherwise). ``PRESETS`` name what each choice is for;
   choosing one fills sampler, spacing, steps and guidance, which stay editable. Live previews
   on a model whose default is not LCM get ``live_warning``'s text: they will not be real time.
+* Models: ``Settings.model`` names one model from the daemon's ``ListModels`` answer; "" is
+  *Automatic*, the daemon's choice per request (``role_for``: fill/inpaint and outpaint get the
+  INPAINT model, live previews the LIVE one, txt2img and final img2img the DEFAULT one, a role
+  nobody has the DEFAULT one: ``model_for``). ``model_entries`` makes the editors' pickers
+  (Automatic first, its label naming each action's model; every model with kind, dtype and
+  whether it is resident or why its last load failed); ``check_choice`` drops a remembered choice
+  the daemon no longer offers, ``falls_back_to_automatic`` says when a refused request does the
+  same; ``result_status`` / ``live_status`` name the model that served a result,
+  ``loading_text`` a model being loaded.
 """
 
 import os
@@ -37,7 +46,7 @@ import random
 import shutil
 import sys
 from dataclasses import dataclass, replace
-from typing import Callable, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 try:
     from . import livefill_client as client
@@ -178,6 +187,9 @@ class Settings:
     spacing: str = ""
     #: DDIM's eta / TCD's gamma; None = the daemon's default (0 / 0.3). Sent only to those two.
     eta: Optional[float] = None
+    #: The model by its ``ListModels`` name; ``AUTOMATIC`` ("") = the daemon picks per request
+    #: (see ``model_for``).
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -230,14 +242,24 @@ def preset_of(settings: Settings) -> str:
     return ""
 
 
-def live_warning(capabilities: Optional["proto.Capabilities"], settings: Settings) -> Optional[str]:
+def live_warning(capabilities: Optional["proto.Capabilities"], settings: Settings,
+                 models: Optional[Sequence["proto.ModelInfo"]] = None, default_model: str = "") -> Optional[str]:
     """What to tell the artist who starts a live preview on a model that is not LCM-distilled
     (its default sampler is not LCM), or with a sampler that needs many steps; None when live
-    previews can be real time (or the daemon did not say)."""
+    previews can be real time (or the daemon did not say). ``capabilities`` describe the
+    daemon's ``default_model`` (its hello): with ``models`` listed, Live's model is the chosen one
+    or the LIVE one (``model_for``), and only when that is the default model do the capabilities
+    speak for it; another model is judged by ``lcm_distilled`` alone (a plain-looking one may have
+    an LCM-LoRA fused: no warning then)."""
     if capabilities is None:
         return None
+    live = (settings.model or "").strip()
+    if not live and models:
+        info = model_for(models, proto.ModelRole.LIVE)
+        live = info.name if info is not None else ""
+    described = not live or not default_model or live == default_model
     default = capabilities.default_sampler
-    if default != proto.Sampler.LCM:
+    if described and default != proto.Sampler.LCM:
         return ("This model is not an LCM model (its default sampler is %s, %d steps): live previews "
                 "will not be real time. Use an LCM model (or one with an LCM-LoRA fused) for live "
                 "painting." % (default.wire_name, capabilities.default_steps))
@@ -342,6 +364,7 @@ def build_request(
         sampler=sampler,
         spacing=proto.Spacing.from_name(settings.spacing) if settings.spacing else None,
         eta=float(settings.eta) if settings.eta is not None and settings.sampler in _ETA_SAMPLERS else None,
+        model=(settings.model or AUTOMATIC).strip(),
     )
 
 
@@ -399,9 +422,17 @@ class Editor:
     daemon_settings: str
     #: What starts the daemon when it is not running.
     starts_on: str
+    #: The editor's word for the actions the daemon serves with each model role when the model
+    #: choice is Automatic, in the order the Automatic entry names them (outpaint goes with
+    #: inpaint, a final img2img with txt2img: ``role_for``).
+    role_words: Tuple[Tuple["proto.ModelRole", str], ...] = (
+        (proto.ModelRole.INPAINT, "fill"), (proto.ModelRole.LIVE, "live"), (proto.ModelRole.DEFAULT, "generate"))
+    #: Where the artist picks the model.
+    model_picker: str = "the Model list"
 
 
 _ERROR_TEXT = {
+    "MODEL_LOAD_FAILED": "The daemon could not load its model",
     "NO_MODEL": "The daemon has no model loaded. Set the model folder in {settings} (or start the "
     "daemon with `livefill serve --model DIR`).",
     "OUT_OF_MEMORY": "Out of memory on the daemon's device. Try a smaller selection or image, or "
@@ -418,12 +449,24 @@ _ERROR_TEXT = {
     "INTERNAL": "The daemon failed",
 }
 #: Codes whose daemon message is appended to the text (it says what exactly went wrong).
-_WITH_DAEMON_MESSAGE = ("INVALID_REQUEST", "BAD_FRAME", "INTERNAL", "IMAGE_TOO_LARGE")
+_WITH_DAEMON_MESSAGE = ("INVALID_REQUEST", "BAD_FRAME", "INTERNAL", "IMAGE_TOO_LARGE", "MODEL_LOAD_FAILED")
 
 
-def error_text(code: "proto.ErrorCode", message: str, editor: Editor) -> str:
-    """An artist-facing sentence for an ``ErrorReply``."""
+def error_text(code: "proto.ErrorCode", message: str, editor: Editor, model: str = "") -> str:
+    """An artist-facing sentence for an ``ErrorReply`` to a request that named ``model`` (""
+    = Automatic). A named model the daemon does not know (NO_MODEL) or cannot load
+    (MODEL_LOAD_FAILED, whose daemon message names the file and the fix) gets its own text;
+    after the first, a plugin that remembers the choice goes back to Automatic and says so
+    (``falls_back_to_automatic``, ``BACK_TO_AUTOMATIC``)."""
     name = getattr(code, "name", str(code))
+    model = (model or "").strip()
+    if model and name == "NO_MODEL":
+        return ("The daemon offers no model named \u201c%s\u201d (any more): pick one it lists in %s, "
+                "or Automatic." % (model, editor.model_picker))
+    if model and name == "MODEL_LOAD_FAILED":
+        base = "The model \u201c%s\u201d could not be loaded" % model
+        detail = (": %s" % message.rstrip(".")) if message else ""
+        return "%s%s. Pick another model (or Automatic) in %s." % (base, detail, editor.model_picker)
     base = _ERROR_TEXT.get(name, "Error %s" % name).format(
         settings=editor.daemon_settings, install=editor.install_name)
     if message and name in _WITH_DAEMON_MESSAGE:
@@ -431,13 +474,24 @@ def error_text(code: "proto.ErrorCode", message: str, editor: Editor) -> str:
     return base
 
 
-def job_error(exc: BaseException, editor: Editor) -> PluginError:
+#: Said when a remembered model choice was dropped (``check_choice``, ``falls_back_to_automatic``).
+BACK_TO_AUTOMATIC = "The model choice is back to Automatic."
+
+
+def falls_back_to_automatic(code: "proto.ErrorCode", model: str) -> bool:
+    """Whether an error about a request that named ``model`` means the plugin's model choice goes
+    back to Automatic: the daemon does not offer that model (any more). A model that failed to
+    load stays chosen (its files may be fixed; the picker shows its ``load_error``)."""
+    return bool((model or "").strip()) and code == proto.ErrorCode.NO_MODEL
+
+
+def job_error(exc: BaseException, editor: Editor, model: str = "") -> PluginError:
     """The PluginError (Cancelled for a cancelled or replaced job) for a failure raised by
-    ``livefill_client`` while waiting for a job."""
+    ``livefill_client`` while waiting for a job that named ``model``."""
     if isinstance(exc, client.DaemonError):
         if exc.code == proto.ErrorCode.CANCELLED:
             return Cancelled("The job was cancelled.")
-        return PluginError(error_text(exc.code, exc.message, editor))
+        return PluginError(error_text(exc.code, exc.message, editor, model))
     if isinstance(exc, client.SupersededError):
         return Cancelled("The preview was replaced by a newer one.")
     if isinstance(exc, client.ConnectionClosed):
@@ -468,6 +522,148 @@ def describe_connect_error(exc: BaseException, editor: Editor, started: bool, so
     if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)) and not started:
         return "No livefill daemon is running (it starts on %s)." % editor.starts_on
     return "Cannot reach the livefill daemon%s: %s" % (where, exc)
+
+
+# ------------------------------------------------------------------------------------------------
+# Models: the picker, the Automatic choice, what the status line says about them
+# ------------------------------------------------------------------------------------------------
+
+#: The model choice that lets the daemon pick per request (``GenerateRequest.model`` "").
+AUTOMATIC = ""
+KIND_INPAINTING = "inpainting"
+KIND_LCM = "LCM"
+KIND_PLAIN = "plain"
+#: Longest ``load_error`` text kept in a picker label (the whole text is in its tooltip).
+LOAD_ERROR_IN_LABEL_LIMIT = 60
+
+
+def model_kind(info: "proto.ModelInfo") -> str:
+    """``KIND_INPAINTING`` (a 9-channel UNet), ``KIND_LCM`` (LCM-distilled) or ``KIND_PLAIN``."""
+    if info.unet_in_channels == 9:
+        return KIND_INPAINTING
+    if info.lcm_distilled:
+        return KIND_LCM
+    return KIND_PLAIN
+
+
+def model_label(info: "proto.ModelInfo") -> str:
+    """A picker label, e.g. ``sd-inpaint (inpainting, fp16, resident)``; a model whose last load
+    failed says so with its ``load_error``: ``sd-broken (plain, fp32, failed: unet/model.onnx is
+    truncated)``."""
+    parts = [model_kind(info)]
+    if info.dtype:
+        parts.append(info.dtype)
+    if info.load_error:
+        parts.append("failed: " + short_prompt(info.load_error, LOAD_ERROR_IN_LABEL_LIMIT))
+    else:
+        parts.append("resident" if info.loaded else "not loaded")
+    return "%s (%s)" % (info.name, ", ".join(parts))
+
+
+def role_for(mode: "proto.Mode", live: bool = False) -> "proto.ModelRole":
+    """The role of the model an Automatic request of ``mode`` is served with: a live preview the
+    LIVE model, inpaint and outpaint the INPAINT model, txt2img and a final img2img the DEFAULT."""
+    if live:
+        return proto.ModelRole.LIVE
+    if mode in (proto.Mode.INPAINT, proto.Mode.OUTPAINT):
+        return proto.ModelRole.INPAINT
+    return proto.ModelRole.DEFAULT
+
+
+def model_for(models: Sequence["proto.ModelInfo"], role: "proto.ModelRole") -> Optional["proto.ModelInfo"]:
+    """The model the daemon runs ``role``'s requests on when they name none: the one listed with
+    that role, else the one with the DEFAULT role (the daemon's fallback), else the only model
+    when it lists one (a daemon that names no roles), else None."""
+    for wanted in (role, proto.ModelRole.DEFAULT):
+        for info in models:
+            if wanted in info.roles:
+                return info
+    return models[0] if len(models) == 1 else None
+
+
+def automatic_label(models: Optional[Sequence["proto.ModelInfo"]], editor: Editor) -> str:
+    """The Automatic entry's label, naming the model each action gets, e.g. ``Automatic (fill:
+    sd-inpaint, live/generate: lcm-dreamshaper)`` (actions served by the same model share one
+    name; one model for all: ``Automatic (standin)``); before the daemon answered:
+    ``Automatic (the daemon's choice)``."""
+    groups: List[Tuple[str, List[str]]] = []
+    for role, word in editor.role_words:
+        info = model_for(models or (), role)
+        name = info.name if info is not None else "?"
+        for model, words in groups:
+            if model == name:
+                words.append(word)
+                break
+        else:
+            groups.append((name, [word]))
+    if not models or all(model == "?" for model, _ in groups):
+        return "Automatic (the daemon's choice)"
+    if len(groups) == 1:
+        return "Automatic (%s)" % groups[0][0]
+    return "Automatic (%s)" % ", ".join("%s: %s" % ("/".join(words), model) for model, words in groups)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One line of a model picker: ``name`` goes into ``Settings.model`` ("" = Automatic)."""
+
+    name: str
+    label: str
+    tooltip: str
+    #: Its last load failed (``ModelInfo.load_error``).
+    broken: bool = False
+
+
+def model_entries(models: Optional[Sequence["proto.ModelInfo"]], choice: str, editor: Editor) -> List[ModelEntry]:
+    """The picker's lines: Automatic, then every model the daemon listed, in its order. A
+    ``choice`` the list lacks is kept as a last line while the list is not known yet (None: the
+    daemon has not answered), so a remembered choice shows before the first connection; once it
+    is known, ``check_choice`` decides what becomes of it."""
+    entries = [ModelEntry(AUTOMATIC, automatic_label(models, editor),
+                          "The daemon picks the model for each action (an inpainting model to fill, an LCM "
+                          "model for live previews, else its default).")]
+    for info in models or ():
+        tip = "%s: %s UNet, %s, %s" % (info.name, model_kind(info), info.dtype or "?", info.path)
+        if info.load_error:
+            tip += "\nLast load failed: %s" % info.load_error
+        entries.append(ModelEntry(info.name, model_label(info), tip, bool(info.load_error)))
+    choice = (choice or "").strip()
+    if choice and models is None:
+        entries.append(ModelEntry(choice, "%s (remembered; not listed yet)" % choice,
+                                  "The model chosen last time; the list comes from the daemon once connected."))
+    return entries
+
+
+def check_choice(choice: str, models: Sequence["proto.ModelInfo"]) -> Tuple[str, Optional[str]]:
+    """The model choice to keep once the daemon listed ``models``: ``choice`` itself when listed
+    (or Automatic), else Automatic with a sentence saying so."""
+    choice = (choice or "").strip()
+    if not choice or any(info.name == choice for info in models):
+        return choice, None
+    return AUTOMATIC, "The model \u201c%s\u201d is no longer offered by the daemon. %s" % (choice, BACK_TO_AUTOMATIC)
+
+
+def _served_by(model: str) -> str:
+    return ", model %s" % model if model else ""
+
+
+def result_status(layer: str, seconds: float, model: str) -> str:
+    """The status line after a result became ``layer``, naming the model that served it
+    (``GenerateResult.model``): ``Added layer “livefill fill: fox [seed 7]” (1.2 s, model
+    sd-inpaint).``"""
+    return "Added layer \u201c%s\u201d (%.1f s%s)." % (layer, seconds, _served_by(model))
+
+
+def live_status(seed: int, model: str) -> str:
+    """The status line after a live frame was shown: ``Live preview updated (seed 5, model lcm).``"""
+    return "Live preview updated (seed %d%s)." % (seed, _served_by(model))
+
+
+def loading_text(msg: "proto.ModelLoading") -> str:
+    """The status line while a request's model is loaded: ``Loading model sd-inpaint: unet (2/5)…``."""
+    what = msg.component or "weights"
+    count = " (%d/%d)" % (msg.step, msg.total_steps) if msg.total_steps else ""
+    return "Loading model %s: %s%s\u2026" % (msg.model or "?", what, count)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -117,6 +117,57 @@ class ConnectionTests(unittest.TestCase):
         models = conn.list_models(timeout=5.0)
         self.assertEqual(models, [standin.MODEL])
 
+    def test_model_loading_comes_before_progress_and_only_once(self):
+        seen = []
+        self.daemon = standin.StandinDaemon(self.path, models=standin.SEVERAL, broken=standin.SEVERAL_BROKEN).start()
+        self.addCleanup(self.daemon.stop)
+        conn = lc.DaemonConnection.connect(self.path, "unit-test", timeout=5.0, on_message=seen.append)
+        self.addCleanup(conn.close)
+        loading, progress = [], []
+        rid = conn.generate(p.GenerateRequest(prompt="ok", steps=2, model="sd-inpaint"))
+        result = conn.wait_for(rid, on_progress=progress.append, on_model_loading=loading.append, timeout=5.0)
+        self.assertEqual(result.model, "sd-inpaint")
+        self.assertEqual([(m.request_id, m.model, m.component, m.step, m.total_steps) for m in loading],
+                         [(rid, "sd-inpaint", c, i, len(standin.LOAD_COMPONENTS))
+                          for i, c in enumerate(standin.LOAD_COMPONENTS, 1)])
+        kinds = [type(m) for m in seen]
+        self.assertEqual(kinds, [p.Accepted] + [p.ModelLoading] * len(loading) + [p.Progress] * 2 + [p.GenerateResult])
+        self.assertEqual(len(progress), 2)
+        # Resident now: the next job on it loads nothing; nothing went to the unsolicited queue.
+        loading.clear()
+        conn.wait_for(conn.generate(p.GenerateRequest(prompt="ok", model="sd-inpaint")),
+                      on_model_loading=loading.append, timeout=5.0)
+        self.assertEqual(loading, [])
+        self.assertTrue(conn.messages.empty())
+
+    def test_model_loading_without_a_callback_is_not_unexpected(self):
+        self.daemon = standin.StandinDaemon(self.path, models=standin.SEVERAL).start()
+        self.addCleanup(self.daemon.stop)
+        conn = lc.DaemonConnection.connect(self.path, "unit-test", timeout=5.0)
+        self.addCleanup(conn.close)
+        result = conn.wait_for(conn.generate(p.GenerateRequest(prompt="ok", model="lcm-dreamshaper")), timeout=5.0)
+        self.assertEqual(result.model, "lcm-dreamshaper")
+        self.assertTrue(conn.messages.empty())
+
+    def test_broken_and_unknown_models(self):
+        self.daemon = standin.StandinDaemon(self.path, models=standin.SEVERAL, broken=standin.SEVERAL_BROKEN).start()
+        self.addCleanup(self.daemon.stop)
+        conn = lc.DaemonConnection.connect(self.path, "unit-test", timeout=5.0)
+        self.addCleanup(conn.close)
+        loading = []
+        with self.assertRaises(lc.DaemonError) as cm:
+            conn.wait_for(conn.generate(p.GenerateRequest(prompt="ok", model="broken-model")),
+                          on_model_loading=loading.append, timeout=5.0)
+        self.assertEqual(cm.exception.code, p.ErrorCode.MODEL_LOAD_FAILED)
+        self.assertIn("unet/model.onnx", cm.exception.message)
+        self.assertEqual(loading[-1].component, standin.BROKEN_AT)
+        listed = {m.name: m for m in conn.list_models(timeout=5.0)}
+        self.assertIn("truncated", listed["broken-model"].load_error)
+        self.assertFalse(listed["broken-model"].loaded)
+        with self.assertRaises(lc.DaemonError) as cm:
+            conn.wait_for(conn.generate(p.GenerateRequest(prompt="ok", model="gone")), timeout=5.0)
+        self.assertEqual(cm.exception.code, p.ErrorCode.NO_MODEL)
+
     def test_connection_loss_wakes_waiters(self):
         conn = self.connect()
         rid = conn.generate(p.GenerateRequest(prompt="__drop__"))

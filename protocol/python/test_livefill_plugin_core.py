@@ -155,6 +155,19 @@ class SamplerTests(unittest.TestCase):
         slow = core.apply_preset(core.Settings(), "Quality (DPM++ 2M Karras)")
         self.assertIn("not be real time", core.live_warning(lcm, slow))
 
+    def test_live_warning_follows_the_model_live_gets(self):
+        # The hello (capabilities) describes the daemon's default, a plain model; Live's own model
+        # (the LIVE one under Automatic, or the chosen one) is what counts.
+        plain = proto.Capabilities(default_sampler=proto.Sampler.DPMPP_2M, default_steps=20)
+        several = standin.SEVERAL
+        self.assertIsNone(core.live_warning(plain, core.Settings(), several, "sd15-plain"))
+        self.assertIsNone(core.live_warning(plain, core.Settings(model="lcm-dreamshaper"), several, "sd15-plain"))
+        self.assertIn("not an LCM model",
+                      core.live_warning(plain, core.Settings(model="sd15-plain"), several, "sd15-plain"))
+        no_live = [m for m in several if proto.ModelRole.LIVE not in m.roles]
+        self.assertIn("not an LCM model", core.live_warning(plain, core.Settings(), no_live, "sd15-plain"))
+        self.assertIn("not an LCM model", core.live_warning(plain, core.Settings()))  # nothing listed
+
 
 class RequestTests(unittest.TestCase):
     def roundtrip(self, req):
@@ -208,6 +221,149 @@ class RequestTests(unittest.TestCase):
             core.build_request(proto.Mode.IMG2IMG, core.Settings(), image=(2, 1, bytes(7)))
         with self.assertRaises(ValueError):
             core.build_request(proto.Mode.INPAINT, core.Settings(), image=(2, 1, bytes(8)), mask=(2, 1, bytes(1)))
+
+
+def _info(name, channels=4, lcm=False, dtype="fp16", loaded=False, roles=(), load_error=""):
+    return proto.ModelInfo(name, "/m/" + name, channels, lcm, dtype, False, loaded, list(roles), 0, 0, load_error)
+
+
+GIMP_WORDS = core.Editor("gimp", "gimp", "x", "y", role_words=(
+    (proto.ModelRole.INPAINT, "inpaint"), (proto.ModelRole.LIVE, "live"), (proto.ModelRole.DEFAULT, "generate")))
+R = proto.ModelRole
+
+
+class ModelTests(unittest.TestCase):
+    def test_kind_and_label(self):
+        self.assertEqual(core.model_kind(_info("a", channels=9, lcm=True)), "inpainting")
+        self.assertEqual(core.model_kind(_info("a", lcm=True)), "LCM")
+        self.assertEqual(core.model_kind(_info("a")), "plain")
+        self.assertEqual(core.model_label(_info("sd-inpaint", channels=9, loaded=True)),
+                         "sd-inpaint (inpainting, fp16, resident)")
+        self.assertEqual(core.model_label(_info("lcm", lcm=True, dtype="fp32")), "lcm (LCM, fp32, not loaded)")
+        broken = core.model_label(_info("bad", dtype="fp32", load_error="unet/model.onnx is truncated " + "x" * 80))
+        self.assertTrue(broken.startswith("bad (plain, fp32, failed: unet/model.onnx is truncated"), broken)
+        self.assertNotIn("not loaded", broken)
+        self.assertLess(len(broken), 100)
+
+    def test_roles_of_the_actions(self):
+        self.assertEqual(core.role_for(proto.Mode.INPAINT), R.INPAINT)
+        self.assertEqual(core.role_for(proto.Mode.OUTPAINT), R.INPAINT)
+        self.assertEqual(core.role_for(proto.Mode.TXT2IMG), R.DEFAULT)
+        self.assertEqual(core.role_for(proto.Mode.IMG2IMG), R.DEFAULT)
+        self.assertEqual(core.role_for(proto.Mode.IMG2IMG, live=True), R.LIVE)
+        self.assertEqual(core.role_for(proto.Mode.INPAINT, live=True), R.LIVE)
+
+    def test_model_for_falls_back_to_the_default(self):
+        models = [_info("plain", roles=[R.DEFAULT]), _info("inp", roles=[R.INPAINT])]
+        self.assertEqual(core.model_for(models, R.INPAINT).name, "inp")
+        self.assertEqual(core.model_for(models, R.LIVE).name, "plain")
+        self.assertIsNone(core.model_for([_info("x"), _info("y")], R.LIVE))
+        self.assertEqual(core.model_for([_info("only")], R.LIVE).name, "only")  # a daemon naming no roles
+
+    def test_automatic_label_names_each_actions_model(self):
+        self.assertEqual(core.automatic_label(standin.SEVERAL, EDITOR),
+                         "Automatic (fill: sd-inpaint, live: lcm-dreamshaper, generate: sd15-plain)")
+        self.assertEqual(core.automatic_label(standin.SEVERAL, GIMP_WORDS),
+                         "Automatic (inpaint: sd-inpaint, live: lcm-dreamshaper, generate: sd15-plain)")
+        shared = [_info("sd-inpaint", 9, roles=[R.INPAINT]), _info("lcm", lcm=True, roles=[R.DEFAULT, R.LIVE])]
+        self.assertEqual(core.automatic_label(shared, EDITOR), "Automatic (fill: sd-inpaint, live/generate: lcm)")
+        no_live = [_info("inp", 9, roles=[R.INPAINT]), _info("plain", roles=[R.DEFAULT])]
+        self.assertEqual(core.automatic_label(no_live, EDITOR), "Automatic (fill: inp, live/generate: plain)")
+        self.assertEqual(core.automatic_label([standin.MODEL], EDITOR), "Automatic (standin)")
+        self.assertEqual(core.automatic_label(None, EDITOR), "Automatic (the daemon's choice)")
+        self.assertEqual(core.automatic_label([], EDITOR), "Automatic (the daemon's choice)")
+
+    def test_entries(self):
+        entries = core.model_entries(standin.SEVERAL, "", EDITOR)
+        self.assertEqual([e.name for e in entries], ["", "sd15-plain", "sd-inpaint", "lcm-dreamshaper", "dreamshaper-8",
+                                                "broken-model"])
+        self.assertTrue(entries[0].label.startswith("Automatic (fill: sd-inpaint"))
+        self.assertEqual(entries[1].label, "sd15-plain (plain, fp16, resident)")
+        self.assertEqual(entries[2].label, "sd-inpaint (inpainting, fp16, not loaded)")
+        self.assertEqual(entries[3].label, "lcm-dreamshaper (LCM, fp32, not loaded)")
+        self.assertFalse(any(e.broken for e in entries))
+        broken = core.model_entries([_info("bad", load_error="gone")], "", EDITOR)[1]
+        self.assertTrue(broken.broken)
+        self.assertIn("gone", broken.tooltip)
+        # A remembered choice shows before the daemon answered, not once it did.
+        early = core.model_entries(None, "sd-inpaint", EDITOR)
+        self.assertEqual([e.name for e in early], ["", "sd-inpaint"])
+        self.assertIn("remembered", early[1].label)
+        self.assertEqual([e.name for e in core.model_entries([_info("other")], "sd-inpaint", EDITOR)], ["", "other"])
+
+    def test_check_choice(self):
+        self.assertEqual(core.check_choice("sd-inpaint", standin.SEVERAL), ("sd-inpaint", None))
+        self.assertEqual(core.check_choice("", standin.SEVERAL), ("", None))
+        choice, note = core.check_choice("retired-model", standin.SEVERAL)
+        self.assertEqual(choice, core.AUTOMATIC)
+        self.assertIn("retired-model", note)
+        self.assertIn("no longer offered", note)
+        self.assertIn(core.BACK_TO_AUTOMATIC, note)
+
+    def test_the_choice_reaches_the_wire(self):
+        req = core.build_request(proto.Mode.INPAINT, core.Settings(model=" sd-inpaint "), image=(1, 1, bytes(4)),
+                                 mask=(1, 1, b"\xff"))
+        self.assertEqual(proto.decode_client_frame(proto.encode_client_message(req)).model, "sd-inpaint")
+        self.assertEqual(core.build_request(proto.Mode.TXT2IMG, core.Settings(prompt="p")).model, "")
+
+    def test_status_lines(self):
+        self.assertEqual(core.result_status("livefill fill: fox [seed 7]", 1.25, "sd-inpaint"),
+                         "Added layer \u201clivefill fill: fox [seed 7]\u201d (1.2 s, model sd-inpaint).")
+        self.assertEqual(core.result_status("l", 2.0, ""), "Added layer \u201cl\u201d (2.0 s).")
+        self.assertEqual(core.live_status(5, "lcm"), "Live preview updated (seed 5, model lcm).")
+        self.assertEqual(core.loading_text(proto.ModelLoading(3, "sd-inpaint", 2, 5, "unet")),
+                         "Loading model sd-inpaint: unet (2/5)\u2026")
+
+    def test_model_errors(self):
+        gone = core.error_text(proto.ErrorCode.NO_MODEL, "no model named 'x'", EDITOR, model="x")
+        self.assertIn("\u201cx\u201d", gone)
+        self.assertIn("Automatic", gone)
+        self.assertIn(EDITOR.model_picker, gone)
+        self.assertIn("no model loaded", core.error_text(proto.ErrorCode.NO_MODEL, "", EDITOR).lower())
+        failed = core.error_text(proto.ErrorCode.MODEL_LOAD_FAILED, "unet/model.onnx is truncated: fetch it again",
+                                 EDITOR, model="bad")
+        self.assertIn("\u201cbad\u201d could not be loaded", failed)
+        self.assertIn("unet/model.onnx is truncated: fetch it again", failed)
+        auto = core.error_text(proto.ErrorCode.MODEL_LOAD_FAILED, "vae_decoder missing", EDITOR)
+        self.assertIn("vae_decoder missing", auto)
+        self.assertTrue(core.falls_back_to_automatic(proto.ErrorCode.NO_MODEL, "x"))
+        self.assertFalse(core.falls_back_to_automatic(proto.ErrorCode.NO_MODEL, ""))
+        self.assertFalse(core.falls_back_to_automatic(proto.ErrorCode.MODEL_LOAD_FAILED, "bad"))
+        err = core.job_error(lc.DaemonError(proto.ErrorCode.MODEL_LOAD_FAILED, "file"), EDITOR, model="bad")
+        self.assertIn("\u201cbad\u201d", str(err))
+
+    def test_against_the_standin(self):
+        with tempfile.TemporaryDirectory() as d:
+            daemon = standin.StandinDaemon(os.path.join(d, "s.sock"), models=standin.SEVERAL,
+                                           broken=standin.SEVERAL_BROKEN).start()
+            self.addCleanup(daemon.stop)
+            conn = core.open_connection(os.path.join(d, "s.sock"), None, [], EDITOR, start=False)
+            self.addCleanup(conn.close)
+            models = conn.list_models(timeout=5.0)
+            labels = [e.label for e in core.model_entries(models, "", EDITOR)]
+            self.assertEqual(labels[0], "Automatic (fill: sd-inpaint, live: lcm-dreamshaper, generate: sd15-plain)")
+            self.assertIn("broken-model (plain, fp32, not loaded)", labels)
+            served = {}
+            for mode, live, chosen in ((proto.Mode.INPAINT, False, ""), (proto.Mode.IMG2IMG, True, ""),
+                                       (proto.Mode.TXT2IMG, False, ""), (proto.Mode.TXT2IMG, False, "sd-inpaint")):
+                req = core.build_request(mode, core.Settings(prompt="p", model=chosen), image=None if
+                                         mode == proto.Mode.TXT2IMG else (1, 1, bytes(4)),
+                                         mask=(1, 1, b"\xff") if mode == proto.Mode.INPAINT else None, live=live)
+                served[(mode, live, chosen)] = conn.wait_for(conn.generate(req), timeout=5.0).model
+                # The plugins' Automatic label names what the daemon then used.
+                if not chosen:
+                    self.assertEqual(served[(mode, live, chosen)],
+                                     core.model_for(models, core.role_for(mode, live)).name)
+            self.assertEqual(served[(proto.Mode.TXT2IMG, False, "sd-inpaint")], "sd-inpaint")
+            req = core.build_request(proto.Mode.TXT2IMG, core.Settings(prompt="p", model="broken-model"))
+            with self.assertRaises(lc.DaemonError) as cm:
+                conn.wait_for(conn.generate(req), timeout=5.0)
+            text = str(core.job_error(cm.exception, EDITOR, "broken-model"))
+            self.assertIn("broken-model", text)
+            self.assertIn("unet/model.onnx is truncated", text)
+            broken = [e for e in core.model_entries(conn.list_models(timeout=5.0), "", EDITOR) if e.broken]
+            self.assertEqual([e.name for e in broken], ["broken-model"])
+            self.assertIn("failed: ", broken[0].label)
 
 
 class LayerNameTests(unittest.TestCase):

@@ -19,7 +19,22 @@ OUT = os.environ.get("LIVEFILL_TEST_OUT", "/tmp/livefill-gimp-results.json")
 SOCKET = os.environ.get("LIVEFILL_SOCKET", "")
 EXPECT = os.environ.get("LIVEFILL_TEST_EXPECT", "daemon")
 STEPS = int(os.environ.get("LIVEFILL_TEST_STEPS", "2"))
-ONLY = os.environ.get("LIVEFILL_TEST_ONLY", "")  # "inpaint" = only the inpaint tests
+ONLY = os.environ.get("LIVEFILL_TEST_ONLY", "")  # "inpaint" = only the inpaint tests, "models" = the models'
+#: The models tests: what the stand-in got (one JSON line per request) and what the plug-in showed
+#: (LIVEFILL_DIALOG_DUMP: the Model list, status lines, result messages).
+RECORD = os.environ.get("LIVEFILL_STANDIN_RECORD", "")
+DUMP = os.environ.get("LIVEFILL_DIALOG_DUMP", "")
+#: The stand-in's several models (tests/standin_daemon.py SEVERAL) as the Model list must label
+#: them, written out here rather than taken from the plug-in's core.
+SEVERAL_LABELS = [
+    "Automatic (inpaint: sd-inpaint, live: lcm-dreamshaper, generate: sd15-plain)",
+    "sd15-plain (plain, fp16, resident)",
+    "sd-inpaint (inpainting, fp16, not loaded)",
+    "lcm-dreamshaper (LCM, fp32, not loaded)",
+    "dreamshaper-8 (plain, fp16, not loaded)",
+    "broken-model (plain, fp32, not loaded)",
+]
+REMEMBERED_MODEL = "dreamshaper-8"
 RGBA = "R'G'B'A u8"
 # The stand-in daemon's colour for inpainted and img2img pixels (tests/standin_daemon.py FILL;
 # this script runs inside GIMP's root, where that module is not available).
@@ -31,6 +46,7 @@ pdb = Gimp.get_pdb()
 
 def check(name, ok, detail=""):
     results["checks"].append({"name": name, "ok": bool(ok), "detail": str(detail)})
+    return bool(ok)
 
 
 def save():
@@ -105,6 +121,7 @@ def call(name, image, drawable, interactive=False, **args):
     status = values.index(0)
     layer = values.index(1) if status == Gimp.PDBStatusType.SUCCESS else None
     seed = values.index(2) if status == Gimp.PDBStatusType.SUCCESS else None
+    results["last model"] = values.index(3) if status == Gimp.PDBStatusType.SUCCESS else None
     error = ""
     if status != Gimp.PDBStatusType.SUCCESS:
         try:
@@ -438,6 +455,117 @@ def test_interactive_cancel():
     image.delete()
 
 
+def json_lines(path, **match):
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+
+
+def sent_models(prompt):
+    return [r["model"] for r in json_lines(RECORD, prompt=prompt)]
+
+
+def test_models():
+    """Non-interactive, against the stand-in's several models: the model-name argument (or ""
+    for Automatic) on the wire, the model that served each result returned, broken and unknown
+    models explained."""
+    if not check("models: the stand-in records what it got", RECORD, "LIVEFILL_STANDIN_RECORD unset"):
+        return
+    image, bg, paint = make_image()
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 30, 20, 24, 16)
+    grown, _bg, grown_paint = make_image()  # extend grows this one, not the image the others use
+    for proc, prompt, extra, served in (
+            ("plug-in-livefill-inpaint", "auto inpaint", {}, "sd-inpaint"),
+            ("plug-in-livefill-extend", "auto extend", {"left": 0, "top": 0, "right": 0, "bottom": 8,
+                                                        "target": (grown, grown_paint)}, "sd-inpaint"),
+            ("plug-in-livefill-img2img", "auto img2img", {}, "sd15-plain"),
+            ("plug-in-livefill-generate", "auto generate", {}, "sd15-plain"),
+            ("plug-in-livefill-live-preview", "auto live", {"preview_max_side": 32}, "lcm-dreamshaper")):
+        img, drawable = extra.pop("target", (image, paint))
+        status, layer, seed, err = call(proc, img, drawable, prompt=prompt, **extra)
+        short = proc.replace("plug-in-livefill-", "")
+        if ok_status("models: %s, Automatic" % short, status, err):
+            check("models: %s, Automatic sends an empty model name" % short, sent_models(prompt) == [""],
+                  sent_models(prompt))
+            check("models: %s returns the model that served it" % short, results["last model"] == served,
+                  results["last model"])
+    for proc, prompt in (("plug-in-livefill-inpaint", "chosen inpaint"), ("plug-in-livefill-generate", "chosen generate"),
+                         ("plug-in-livefill-live-preview", "chosen live")):
+        status, layer, seed, err = call(proc, image, paint, prompt=prompt, model_name=REMEMBERED_MODEL,
+                                        preview_max_side=32)
+        short = proc.replace("plug-in-livefill-", "")
+        if ok_status("models: %s, chosen" % short, status, err):
+            check("models: %s sends the chosen model" % short, sent_models(prompt) == [REMEMBERED_MODEL],
+                  sent_models(prompt))
+            check("models: %s, chosen, returns it" % short, results["last model"] == REMEMBERED_MODEL,
+                  results["last model"])
+    n = len(image.get_layers())
+    status, layer, seed, err = call("plug-in-livefill-inpaint", image, paint, prompt="broken", model_name="broken-model")
+    check("models: a broken model fails the call", status == Gimp.PDBStatusType.EXECUTION_ERROR, status)
+    check("models: ... with its load error", "\u201cbroken-model\u201d could not be loaded" in err
+          and "unet/model.onnx is truncated" in err, err)
+    status, layer, seed, err = call("plug-in-livefill-inpaint", image, paint, prompt="gone", model_name="retired-model")
+    check("models: an unknown model fails the call", status == Gimp.PDBStatusType.EXECUTION_ERROR, status)
+    check("models: ... saying the daemon offers no such model", "no model named \u201cretired-model\u201d" in err, err)
+    check("models: failed calls add no layer", len(image.get_layers()) == n)
+    image.delete()
+    grown.delete()
+
+
+def test_models_dialog():
+    """The dialogs (answered by LIVEFILL_DIALOG_AUTORESPOND=ok:MS): the Model list filled from the
+    daemon, the chosen model on the wire and in the result message, the live preview's status."""
+    image, bg, paint = make_image()
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 30, 20, 24, 16)
+    status, layer, seed, err = call("plug-in-livefill-inpaint", image, paint, interactive=True,
+                                    prompt="dialog model", model_name=REMEMBERED_MODEL)
+    pickers = json_lines(DUMP, event="picker", procedure="plug-in-livefill-inpaint")
+    check("models dialog: the Model list has Automatic and the daemon's models, with kind, dtype and residency",
+          pickers and pickers[-1]["labels"] == SEVERAL_LABELS, pickers[-1:])
+    check("models dialog: the chosen model is selected", pickers and pickers[-1]["active"] == REMEMBERED_MODEL,
+          pickers[-1:])
+    if ok_status("models dialog: inpaint", status, err):
+        check("models dialog: the chosen model is sent", sent_models("dialog model") == [REMEMBERED_MODEL],
+              sent_models("dialog model"))
+        messages = [m["text"] for m in json_lines(DUMP, event="message")]
+        check("models dialog: the result message names the model",
+              messages and ("model %s)" % REMEMBERED_MODEL) in messages[-1], messages[-1:])
+        statuses = [m["text"] for m in json_lines(DUMP, event="status", procedure="plug-in-livefill-inpaint")]
+        check("models dialog: the progress said the model was loading",
+              any(t.startswith("Loading model %s: " % REMEMBERED_MODEL) for t in statuses), statuses)
+    image.set_selected_layers([paint])
+    status, layer, seed, err = call("plug-in-livefill-live-preview", image, paint, interactive=True,
+                                    prompt="dialog live", seed=8, preview_max_side=32)
+    if ok_status("models dialog: live preview", status, err):
+        statuses = [m["text"] for m in json_lines(DUMP, event="status", procedure="plug-in-livefill-live-preview")]
+        check("models dialog: the live status names the model (Automatic: the LCM one)",
+              any(t.startswith("Live preview updated (seed 8, model lcm-dreamshaper)") for t in statuses), statuses)
+        check("models dialog: live frames sent Automatic", sent_models("dialog live")
+              and set(sent_models("dialog live")) == {""}, sent_models("dialog live"))
+    image.delete()
+
+
+def test_models_restart():
+    """A new GIMP on the same profile: the inpaint dialog's remembered model (GIMP's last values,
+    which an interactive run loads over the caller's arguments: the prompt too) is selected and
+    sent."""
+    image, bg, paint = make_image()
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 30, 20, 24, 16)
+    before = len(json_lines(RECORD))
+    status, layer, seed, err = call("plug-in-livefill-inpaint", image, paint, interactive=True,
+                                    prompt="after restart")
+    pickers = json_lines(DUMP, event="picker", procedure="plug-in-livefill-inpaint")
+    check("models restart: the remembered model is selected in the Model list",
+          pickers and pickers[-1]["active"] == REMEMBERED_MODEL, pickers[-1:])
+    if ok_status("models restart: inpaint", status, err):
+        sent = json_lines(RECORD)[before:]
+        check("models restart: the remembered settings are sent (the last dialog's prompt and model)",
+              [(r["prompt"], r["model"]) for r in sent] == [("dialog model", REMEMBERED_MODEL)], sent)
+    image.delete()
+
+
 def main():
     for proc in ("plug-in-livefill-inpaint", "plug-in-livefill-extend", "plug-in-livefill-img2img",
                  "plug-in-livefill-generate", "plug-in-livefill-live-preview"):
@@ -449,7 +577,11 @@ def main():
         tests = [test_interactive_inpaint, test_interactive_live_preview]
     elif autorespond.startswith("cancel"):
         tests = [test_interactive_cancel]
-    if ONLY:
+    if ONLY == "models":  # against the stand-in's several models
+        tests = [test_models_dialog] if autorespond.startswith("ok") else [test_models]
+    elif ONLY == "models-restart":
+        tests = [test_models_restart]
+    elif ONLY:
         tests = [t for t in tests if t.__name__.startswith("test_" + ONLY)]
     for test in tests:
         try:

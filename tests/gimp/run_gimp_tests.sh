@@ -10,7 +10,8 @@
 # Environment: LIVEFILL_BIN (default target/debug/livefill), ORT_DYLIB_PATH (for the daemon),
 # LIVEFILL_GIMP_CHROOT (tree location, default /var/cache/livefill-gimp-chroot),
 # LIVEFILL_LIVE_BENCH (short|full|off: the live-latency benchmark, tests/gimp/gimp_live_bench.py,
-# written to target/live-bench-gimp.json).
+# written to target/live-bench-gimp.json). The dialogs of the interactive runs are saved as
+# target/gimp-dialogs/<run>/<procedure>.png.
 # The daemon runs on the host with its socket inside the tree (<tree>/tmp/livefill-test-PID/),
 # GIMP sees it as /tmp/livefill-test-PID/livefill.sock. The batch script writes its checks as
 # JSON; this script asserts on it (gimp-console's exit status does not reflect failures).
@@ -47,10 +48,15 @@ rm -rf "$work"
 mkdir -p "$work"
 if ! mountpoint -q "$tree/proc"; then mount -t proc proc "$tree/proc"; proc_mounted=1; fi
 
-start_daemon() { # $1 = model folder
+start_daemon() { # $1 = model folder ("" with the stand-in), $2 = "several": the stand-in's several models
     local sock=$work/livefill.sock
     rm -f "$sock"
-    if [ "$backend" = standin ]; then
+    if [ "${2:-}" = several ]; then
+        # Several models (plain default, inpainting, LCM, no role, broken); every request is
+        # recorded where GIMP can read it ($inside/requests.jsonl).
+        python3 tests/standin_daemon.py serve --socket "$sock" --models several \
+            --record "$work/requests.jsonl" >"$work/daemon.log" 2>&1 &
+    elif [ "$backend" = standin ]; then
         python3 tests/standin_daemon.py serve --socket "$sock" >"$work/daemon.log" 2>&1 &
     else
         "$LIVEFILL_BIN" serve --model "$1" --socket "$sock" >"$work/daemon.log" 2>&1 &
@@ -141,12 +147,15 @@ PY
 }
 
 run_gimp() { # $1 = label, $2 = expectation (standin|daemon), $3 = tests to run ("" = all),
-             # $4 = dialog answer for the interactive runs ("" = non-interactive, ok:MS, cancel:MS)
-    local label=$1 out=$work/results-$1.json home=$inside/home-$1 answer=${4:-}
+             # $4 = dialog answer for the interactive runs ("" = non-interactive, ok:MS, cancel:MS),
+             # $5 = profile (default: the label's own; the same one = GIMP restarted on it),
+             # $6 = fewest checks expected (default: by kind of run)
+    local label=$1 out=$work/results-$1.json home=$inside/home-${5:-$1} answer=${4:-}
     local gimp="gimp-console-3.0" minimum=60
     if [ -n "$answer" ]; then gimp="xvfb-run -a gimp-3.0"; minimum=8; fi
     [ -n "$3" ] && minimum=10
-    mkdir -p "$tree$home/.config/GIMP/3.0"
+    [ -n "${6:-}" ] && minimum=$6
+    mkdir -p "$tree$home/.config/GIMP/3.0" "$work/shots-$label"
     install_plugin "$tree$home/.config/GIMP/3.0"
     cp tests/gimp/gimp_batch_test.py "$work/batch.py"
     log "running GIMP ($label)"
@@ -154,9 +163,16 @@ run_gimp() { # $1 = label, $2 = expectation (standin|daemon), $3 = tests to run 
     timeout 900 chroot "$tree" /usr/bin/env -i PATH=/usr/bin:/bin HOME="$home" LANG=C.UTF-8 \
         LIVEFILL_SOCKET="$inside/livefill.sock" LIVEFILL_TEST_OUT="$inside/results-$label.json" \
         LIVEFILL_TEST_EXPECT="$2" LIVEFILL_TEST_ONLY="$3" LIVEFILL_DIALOG_AUTORESPOND="$answer" \
+        LIVEFILL_STANDIN_RECORD="$inside/requests.jsonl" LIVEFILL_DIALOG_DUMP="$inside/dump-$label.jsonl" \
+        LIVEFILL_DIALOG_SHOT="$inside/shots-$label" \
         sh -c "$gimp -idf --batch-interpreter python-fu-eval -b - --quit < $inside/batch.py" \
         >"$work/gimp-$label.log" 2>&1 || log "gimp-console exited with $? (checked through the JSON)"
     log "GIMP ($label) took $((SECONDS - t0)) s"
+    # Pictures of the dialogs (interactive runs): target/gimp-dialogs/<label>/<procedure>.png.
+    if compgen -G "$work/shots-$label/*.png" >/dev/null; then
+        mkdir -p "$root/target/gimp-dialogs/$label"
+        cp "$work/shots-$label"/*.png "$root/target/gimp-dialogs/$label/"
+    fi
     if ! python3 - "$out" "$minimum" <<'PY'; then
 import json, sys
 path, minimum = sys.argv[1], int(sys.argv[2])
@@ -182,12 +198,26 @@ PY
     fi
 }
 
+# The Model list, model-name and the returned model against the stand-in's several models
+# (with either backend: the real daemon's several-model serving is tested on the Rust side), the
+# dialogs, then GIMP again on the dialogs' profile (the choice is among GIMP's last values).
+run_models() {
+    start_daemon "" several
+    run_gimp models standin models "" "" 20
+    stop_daemon
+    start_daemon "" several  # the dialogs see models not loaded yet, as after a daemon start
+    run_gimp models-dialogs standin models ok:3000 "" 8
+    run_gimp models-restart standin models-restart ok:3000 models-dialogs 3
+    stop_daemon
+}
+
 if [ "$backend" = standin ]; then
     start_daemon ""
     run_gimp standin standin ""
     run_gimp standin-dialogs standin "" ok:3000
     run_gimp standin-cancel standin "" cancel:1500
     stop_daemon
+    run_models
 else
     if ! "$LIVEFILL_BIN" serve --help >/dev/null 2>&1; then
         log "$LIVEFILL_BIN has no 'serve' command (yet); run with --standin for the stand-in daemon"
@@ -204,6 +234,7 @@ else
     start_daemon "$root/tests/fixtures/tiny-sd-inpaint"
     run_gimp tiny-sd-inpaint daemon "inpaint"
     stop_daemon
+    run_models
 fi
 
 if [ "$failures" != 0 ]; then log "$failures GIMP run(s) failed"; exit 1; fi

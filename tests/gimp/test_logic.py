@@ -163,5 +163,52 @@ class JobTests(unittest.TestCase):
         self.assertEqual((outcome[1].image.width, outcome[1].image.height), (standin.NATIVE, standin.NATIVE))
 
 
+class ModelJobTests(unittest.TestCase):
+    """run_job / poll_job with the stand-in's several models: loading is reported with the shared
+    text, model errors name the model."""
+
+    def setUp(self):
+        tmp = tempfile.mkdtemp(prefix="livefill-gimp-models-")
+        path = os.path.join(tmp, "standin.sock")
+        self.daemon = standin.StandinDaemon(path, models=standin.SEVERAL, broken=standin.SEVERAL_BROKEN).start()
+        self.addCleanup(self.daemon.stop)
+        self.conn = logic.connect(path, "", "")
+        self.addCleanup(self.conn.close)
+
+    def test_run_job_reports_loading(self):
+        loading = []
+        req = core.build_request(lp.Mode.TXT2IMG, core.Settings(prompt="p", steps=1, model="dreamshaper-8"))
+        res = logic.run_job(self.conn, req, timeout=10, on_model_loading=loading.append)
+        self.assertEqual(res.model, "dreamshaper-8")
+        self.assertEqual(len(loading), len(standin.LOAD_COMPONENTS))
+        self.assertTrue(all(t.startswith("Loading model dreamshaper-8: ") for t in loading), loading)
+
+    def test_model_errors_name_the_model(self):
+        req = core.build_request(lp.Mode.TXT2IMG, core.Settings(prompt="p", model="broken-model"))
+        with self.assertRaisesRegex(PluginError, "broken-model.*could not be loaded.*truncated"):
+            logic.run_job(self.conn, req, timeout=10)
+        req = core.build_request(lp.Mode.TXT2IMG, core.Settings(prompt="p", model="gone"))
+        rid = self.conn.generate(req)
+        deadline = time.monotonic() + 10
+        outcome = None
+        while outcome is None and time.monotonic() < deadline:
+            outcome = logic.poll_job(self.conn, rid, "gone")
+            time.sleep(0.02)
+        self.assertEqual(outcome[0], "error")
+        self.assertIn("no model named \u201cgone\u201d", outcome[1])
+
+    def test_poll_job_reports_loading(self):
+        req = core.build_request(lp.Mode.IMG2IMG, core.Settings(steps=1), image=(1, 1, bytes(4)), live=True)
+        rid = self.conn.generate(req)
+        loading = []
+        deadline = time.monotonic() + 10
+        outcome = None
+        while outcome is None and time.monotonic() < deadline:
+            outcome = logic.poll_job(self.conn, rid, "", loading.append)
+            time.sleep(0.02)
+        self.assertEqual((outcome[0], outcome[1].model), ("result", "lcm-dreamshaper"))
+        self.assertIn("Loading model lcm-dreamshaper: unet (3/5)\u2026", loading)
+
+
 if __name__ == "__main__":
     unittest.main()

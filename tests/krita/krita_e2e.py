@@ -422,6 +422,113 @@ def test_cancel(doc, layer, controller, rec, logic):
     check("cancel: progress bar reset", progress and progress[-1] == (0, 0), progress[-2:])
 
 
+def recorded(prompt):
+    """What the stand-in got for requests with ``prompt`` ($LIVEFILL_STANDIN_RECORD, one JSON line
+    per generate request)."""
+    path = os.environ.get("LIVEFILL_STANDIN_RECORD", "")
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [r for r in (json.loads(line) for line in f if line.strip()) if r["prompt"] == prompt]
+
+
+def test_status_names_the_model(doc, layer, controller, rec, logic):
+    """Every daemon: the status line after a result names the model that produced it."""
+    select_ellipse(doc)
+    controller.settings = core.Settings(prompt="which model", seed=12, steps=1)
+    node = run_job("model in status", controller, rec, controller.fill)
+    served = controller.link.hello.model if DAEMON == "real" else "sd-inpaint"
+    check("model in status: the line names the model that served the fill",
+          node is not None and ("model %s)" % served) in rec.messages[-1], rec.messages[-3:])
+    if node is not None:
+        node.setVisible(False)
+        doc.refreshProjection()
+
+
+def test_models(doc, layer, controller, rec, logic):
+    """Against the stand-in's several models (LIVEFILL_STANDIN_MODELS=several): the list arrives
+    after connecting, the chosen model (or "" for Automatic) is sent with every action, loading
+    and broken models are reported, an unknown one falls back to Automatic."""
+    if DAEMON != "fake":
+        return
+    if not os.environ.get("LIVEFILL_STANDIN_RECORD"):
+        check("models: the run records the stand-in's requests", False, "LIVEFILL_STANDIN_RECORD unset")
+        return
+    got = wait_until(lambda: controller.models is not None, 30)
+    names = [m.name for m in controller.models or []]
+    check("models: ListModels answered after connecting", got and names ==
+          ["sd15-plain", "sd-inpaint", "lcm-dreamshaper", "dreamshaper-8", "broken-model"], names)
+    seen_lists = []
+    controller.models_changed.connect(seen_lists.append)
+    fallbacks = []
+    controller.model_fallback.connect(fallbacks.append)
+    made = []
+
+    def run(action, prompt, model, start):
+        controller.settings = core.Settings(prompt=prompt, seed=31, steps=1, model=model)
+        node = run_job("models: " + action, controller, rec, start)
+        if node is not None:
+            made.append(node)
+        sent = recorded(prompt)
+        check("models: %s sent model %r" % (action, model), [r["model"] for r in sent] == [model], sent)
+        return node
+
+    select_ellipse(doc)
+    run("fill, Automatic", "auto fill", "", controller.fill)
+    check("models: Automatic fill served by the inpainting model (status line)",
+          "model sd-inpaint)" in rec.messages[-1], rec.messages[-2:])
+    n = len(rec.messages)
+    run("fill, chosen", "chosen fill", "dreamshaper-8", controller.fill)
+    check("models: status names the chosen model", "model dreamshaper-8)" in rec.messages[-1], rec.messages[-1:])
+    check("models: the status line said the model was loading (first use)",
+          any(m.startswith("Loading model dreamshaper-8: ") for m in rec.messages[n:]), rec.messages[n:])
+    ok = wait_until(lambda: any(any(m.name == "dreamshaper-8" and m.loaded for m in ms) for ms in seen_lists), 10)
+    check("models: the list is asked again once a model got loaded", ok, len(seen_lists))
+    run("generate, chosen", "chosen generate", "sd15-plain", controller.generate)
+    doc.setSelection(None)
+    run("expand, chosen", "chosen expand", "sd-inpaint",
+        lambda: controller.expand(logic.Sides(amount=8, left=False, top=False, right=False, bottom=True)))
+    # Live: its frames carry the choice too.
+    controller.settings = core.Settings(prompt="chosen live", seed=31, steps=1, strength=0.5, model="sd15-plain")
+    done_live = lambda: [k for k, (kind, nd) in rec.done.items() if kind == "live" and nd is not None]  # noqa: E731
+    before = len(done_live())
+    controller.set_live(True)
+    ok = wait_until(lambda: len(done_live()) > before, JOB_TIMEOUT)
+    controller.set_live(False)
+    sent = recorded("chosen live")
+    check("models: live frames sent the chosen model",
+          ok and sent and all(r["model"] == "sd15-plain" and r["live"] for r in sent), sent)
+    check("models: the live status names the model", any("model sd15-plain)" in m for m in rec.messages[-4:]),
+          rec.messages[-4:])
+    for node in doc.rootNode().childNodes():
+        if node.name() == core.PREVIEW_LAYER_NAME:
+            node.remove()
+    # A broken model: its load error is shown, and the list is asked again (it lists the error).
+    select_ellipse(doc)
+    seen_lists.clear()
+    controller.settings = core.Settings(prompt="broken fill", seed=31, steps=1, model="broken-model")
+    rid = controller.fill()
+    wait_until(lambda: rid in rec.done, 30)
+    text = rec.messages[-1] if rec.messages else ""
+    check("models: a broken model's load error is shown",
+          "\u201cbroken-model\u201d could not be loaded" in text and "unet/model.onnx is truncated" in text, text)
+    check("models: a broken model stays chosen", controller.settings.model == "broken-model", controller.settings)
+    ok = wait_until(lambda: any(any(m.name == "broken-model" and m.load_error for m in ms) for ms in seen_lists), 10)
+    check("models: after the failure the list carries its load_error", ok, seen_lists[-1:])
+    # A model the daemon does not offer (a remembered choice gone since): back to Automatic.
+    controller.settings = core.Settings(prompt="gone fill", seed=31, steps=1, model="retired-model")
+    rid = controller.fill()
+    wait_until(lambda: rid in rec.done, 30)
+    text = rec.messages[-1] if rec.messages else ""
+    check("models: an unknown model is explained", "no model named \u201cretired-model\u201d" in text, text)
+    check("models: ... and the choice falls back to Automatic",
+          controller.settings.model == "" and fallbacks and core.BACK_TO_AUTOMATIC in fallbacks[-1],
+          (controller.settings.model, fallbacks))
+    for node in made:
+        node.setVisible(False)
+    doc.refreshProjection()
+
+
 def test_reconnect(doc, layer, controller, rec, logic):
     """The daemon goes away; the next Fill must bring it back (plugin restarts it) and work."""
     lf = controller.link
@@ -431,6 +538,8 @@ def test_reconnect(doc, layer, controller, rec, logic):
     restart = os.environ.get("LIVEFILL_TEST_RESTART", "")
     import livefill_krita.livefill_protocol as proto
 
+    lists = []
+    controller.models_changed.connect(lists.append)
     conn.send(proto.Shutdown())
     gone = wait_until(lambda: not lf.is_connected, 60)
     check("reconnect: noticed the daemon went away", gone, lf.state)
@@ -440,6 +549,8 @@ def test_reconnect(doc, layer, controller, rec, logic):
         subprocess.Popen(restart, shell=True, start_new_session=True)
         back = wait_until(lambda: lf.is_connected, 180)
         check("reconnect: reconnected after an external restart", back, lf.last_error)
+        check("reconnect: the model list is asked for again on the new connection",
+              wait_until(lambda: len(lists) > 0, 30), len(lists))
         conn2 = lf.conn
         if back:
             conn2.send(proto.Shutdown())
@@ -562,7 +673,8 @@ def main(*_args):
         controller.target_provider = lambda: (doc, layer)
         rec = Recorder(controller)
         tests = (test_fill, test_fill_from_visible_image, test_fill_without_selection, test_generate, test_live,
-                 test_live_large_layer, test_live_step_previews, test_errors, test_cancel, test_expand, test_reconnect, test_no_daemon)
+                 test_live_large_layer, test_live_step_previews, test_errors, test_cancel, test_expand,
+                 test_status_names_the_model, test_models, test_reconnect, test_no_daemon)
         for test in tests:
             t0 = time.monotonic()
             try:

@@ -13,7 +13,9 @@
 #   ORT_DYLIB_PATH    ONNX Runtime library for the daemon
 #   LIVEFILL_KRITA_SKIP_GUI=1       skip the Xvfb window test
 #   LIVEFILL_KRITA_SCREENSHOT=PATH  where the screenshot goes (default target/krita-docker.png;
-#                                   empty = none). Refresh the committed one with
+#                                   empty = none; the model picker's, open over the stand-in's
+#                                   several models, goes to target/krita-docker-models.png).
+#                                   Refresh the committed one with
 #                                   LIVEFILL_KRITA_SCREENSHOT=docs/krita-docker.png
 #   LIVEFILL_KRITA_FAKE_ONLY=1      only the stand-in daemon (no livefill binary/model needed)
 #   LIVEFILL_KRITA_KEEP_WORK=1      keep the temporary profile, logs and result JSONs
@@ -129,7 +131,10 @@ run_kritarunner() { # label results module [env...]
 if [ "$gui_only" != 1 ]; then
 echo "=== Krita + stand-in daemon (tests/standin_daemon.py)"
 sock=$work/run/fake.sock
+# The stand-in serves several models (plain default, inpainting, LCM, broken) and records what
+# each request asked for, so the model picker's choices can be checked on the wire.
 run_kritarunner krita-fake "$work/fake.json" krita_e2e \
+    LIVEFILL_STANDIN_MODELS=several LIVEFILL_STANDIN_RECORD="$work/fake-requests.jsonl" \
     LIVEFILL_TEST_DAEMON=fake LIVEFILL_SOCKET="$sock" LIVEFILL_BIN="$here/fake_livefill.sh" \
     LIVEFILL_TEST_JOB_TIMEOUT=60 LIVEFILL_TEST_RESTART="'$here/fake_livefill.sh' serve --socket '$sock'"
 
@@ -227,39 +232,55 @@ PY
     exec 3>&-
     for _ in $(seq 50); do [ -s "$work/display" ] && break; sleep 0.1; done
     export DISPLAY=:$(cat "$work/display")
-    results=$work/gui.json
-    ready=$work/gui.ready
-    done_flag=$work/gui.shot-done
+
+    run_gui() { # phase bin screenshot bench_sizes [env...]: one Krita window session
+        local phase=$1 bin=$2 shot=$3 sizes=$4
+        shift 4
+        local results=$work/gui-$phase.json ready=$work/gui-$phase.ready done_flag=$work/gui-$phase.shot-done
+        echo "=== Krita window under Xvfb ($phase)"
+        env "$@" HOME="$work/home" QT_QPA_PLATFORM=xcb LIVEFILL_BIN="$bin" LIVEFILL_MODEL="$gui_model" \
+            LIVEFILL_SOCKET="$work/run/gui.sock" LIVEFILL_GUI_RESULTS="$results" PYTHONPATH="$here" \
+            LIVEFILL_GUI_PHASE="$phase" \
+            LIVEFILL_GUI_BENCH_SIZES="$sizes" LIVEFILL_GUI_BENCH_OUT="$root/target/live-bench-krita-window.json" \
+            LIVEFILL_BENCH_STROKE_S="$bench_stroke" LIVEFILL_BENCH_SINGLE_DABS="$bench_singles" \
+            LIVEFILL_GUI_SHOT_READY="$ready" LIVEFILL_GUI_SHOT_DONE="$done_flag" \
+            timeout 600 krita --nosplash >"$work/krita-gui-$phase.log" 2>&1 &
+        local krita_pid=$!
+        pids+=($krita_pid)
+        for _ in $(seq 1200); do
+            [ -f "$ready" ] && break
+            [ -f "$results" ] && grep -q '"done": true' "$results" && break
+            kill -0 $krita_pid 2>/dev/null || break
+            sleep 0.25
+        done
+        if [ -f "$ready" ] && [ -n "$shot" ]; then
+            mkdir -p "$(dirname "$shot")"
+            import -display "$DISPLAY" -window root "$shot" && echo "screenshot: $shot" || fail "screenshot"
+        fi
+        touch "$done_flag"
+        # The window benchmark (if any) runs after the screenshot: give it time to finish.
+        local wait_ticks=240
+        [ -n "$sizes" ] && wait_ticks=2200
+        for _ in $(seq $wait_ticks); do kill -0 $krita_pid 2>/dev/null || break; sleep 0.25; done
+        kill $krita_pid 2>/dev/null
+        if ! "$py" "$here/check_results.py" "$results" "krita-gui-$phase"; then
+            fail "krita-gui-$phase"
+            grep -iv "krita.lib.resources\|^$" "$work/krita-gui-$phase.log" | tail -30
+        fi
+    }
+
     bench_sizes=""
     [ "$live_bench" != off ] && [ "$gui_bin" = "$LIVEFILL_BIN" ] && bench_sizes=$(bench_sizes_for "$live_bench")
-    env HOME="$work/home" QT_QPA_PLATFORM=xcb LIVEFILL_BIN="$gui_bin" LIVEFILL_MODEL="$gui_model" \
-        LIVEFILL_SOCKET="$work/run/gui.sock" LIVEFILL_GUI_RESULTS="$results" PYTHONPATH="$here" \
-        LIVEFILL_GUI_BENCH_SIZES="$bench_sizes" LIVEFILL_GUI_BENCH_OUT="$root/target/live-bench-krita-window.json" \
-        LIVEFILL_BENCH_STROKE_S="$bench_stroke" LIVEFILL_BENCH_SINGLE_DABS="$bench_singles" \
-        LIVEFILL_GUI_SHOT_READY="$ready" LIVEFILL_GUI_SHOT_DONE="$done_flag" \
-        timeout 600 krita --nosplash >"$work/krita-gui.log" 2>&1 &
-    krita_pid=$!
-    pids+=($krita_pid)
-    for _ in $(seq 1200); do
-        [ -f "$ready" ] && break
-        kill -0 $krita_pid 2>/dev/null || break
-        sleep 0.25
-    done
-    if [ -f "$ready" ] && [ -n "$screenshot" ]; then
-        mkdir -p "$(dirname "$screenshot")"
-        import -display "$DISPLAY" -window root "$screenshot" && echo "screenshot: $screenshot" \
-            || fail "screenshot"
-    fi
-    touch "$done_flag"
-    # The window benchmark (if any) runs after the screenshot: give it time to finish.
-    wait_ticks=240
-    [ -n "$bench_sizes" ] && wait_ticks=2200
-    for _ in $(seq $wait_ticks); do kill -0 $krita_pid 2>/dev/null || break; sleep 0.25; done
-    kill $krita_pid 2>/dev/null
-    if ! "$py" "$here/check_results.py" "$results" krita-gui; then
-        fail "krita-gui"
-        grep -iv "krita.lib.resources\|^$" "$work/krita-gui.log" | tail -30
-    fi
+    run_gui main "$gui_bin" "$screenshot" "$bench_sizes"
+    # The model picker against the stand-in's several models, then Krita again on the same
+    # profile (the choice is kept in kritarc). Screenshot with the picker open.
+    models_shot=""
+    [ -n "$screenshot" ] && models_shot=$root/target/krita-docker-models.png
+    gui_record=$work/gui-requests.jsonl
+    run_gui models "$here/fake_livefill.sh" "$models_shot" "" \
+        LIVEFILL_STANDIN_MODELS=several LIVEFILL_STANDIN_RECORD="$gui_record"
+    run_gui restart "$here/fake_livefill.sh" "" "" \
+        LIVEFILL_STANDIN_MODELS=several LIVEFILL_STANDIN_RECORD="$gui_record"
 fi
 
 if [ $status = 0 ]; then

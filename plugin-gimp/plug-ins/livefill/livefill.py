@@ -16,11 +16,17 @@ Every argument can be set from scripts, e.g. in python-fu::
     cfg.set_property('image', image)
     cfg.set_core_object_array('drawables', [layer])
     cfg.set_property('prompt', 'a red fox')
-    result = proc.run(cfg)   # result.index(0): status, 1: new layer, 2: seed
+    result = proc.run(cfg)   # result.index(0): status, 1: new layer, 2: seed, 3: model
+
+The dialogs' Model list is filled from the daemon's ``ListModels`` answer when a dialog opens
+(the plug-in connects then, starting the daemon if needed: a plug-in is its own process, so the
+short wait blocks no one but this dialog); the choice is the ``model-name`` argument, remembered
+with the others by GIMP ("" = Automatic: the daemon picks per action).
 """
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,20 +107,107 @@ def _prepare_dialog(dialog, mode, config=None):
         config.connect("notify::preset", on_preset)
 
 
+def _dump(event, **data):
+    """Test hook: with LIVEFILL_DIALOG_DUMP=PATH, what the plug-in shows (the Model list, status
+    lines, result messages) is appended to PATH as JSON lines, for tests/gimp to read. Unset in
+    normal use."""
+    path = os.environ.get("LIVEFILL_DIALOG_DUMP", "")
+    if path:
+        import json
+
+        with open(path, "a") as f:
+            f.write(json.dumps(dict(data, event=event, procedure=_CURRENT["procedure"])) + "\n")
+
+
+#: The procedure being run (for ``_dump``).
+_CURRENT = {"procedure": ""}
+
+
+def _tell(run_mode, text):
+    """A result's one-line message: in GIMP's status bar (interactive runs; scripts get the
+    return values)."""
+    _dump("message", text=text)
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        Gimp.message(text)
+
+
+def _dialog_connection(config):
+    """(connection, None) for a dialog about to open (starting the daemon if needed), or (None,
+    the reason) when there is no daemon: the dialog still opens, its Model list unfilled."""
+    try:
+        return _connect(config), None
+    except PluginError as e:
+        return None, str(e)
+
+
+def _add_model_picker(dialog, config, conn, connect_error):
+    """The Model list at the top of ``dialog``, bound to the ``model-name`` argument: Automatic
+    and the daemon's models (the shared ``model_entries``). A remembered model the daemon no
+    longer offers falls back to Automatic, which a line under the list says. Returns the models
+    listed (None when the daemon could not be asked)."""
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+
+    models, note = None, connect_error and "Models not listed: %s" % connect_error
+    if conn is not None:
+        try:
+            models = conn.list_models(timeout=core.CONNECT_TIMEOUT_S)
+        except Exception as e:  # the job itself will say what is wrong with the daemon
+            note = "Models not listed: %s" % e
+    choice = config.get_property("model-name") or core.AUTOMATIC
+    if models is not None:
+        choice, note = core.check_choice(choice, models)
+        config.set_property("model-name", choice)
+    entries = core.model_entries(models, choice, logic.GIMP)
+    store = Gtk.ListStore(str, str)
+    for entry in entries:
+        store.append([entry.name, entry.label])
+    combo = GimpUi.prop_string_combo_box_new(config, "model-name", store, 0, 1)
+    combo.set_tooltip_text("Which model serves this action; Automatic lets the daemon choose "
+                           "(an inpainting model to inpaint and extend, an LCM model for live previews, "
+                           "else its default)")
+    row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6)
+    label = Gtk.Label(label="Model")
+    row.pack_start(label, False, False, 0)
+    row.pack_start(combo, True, True, 0)
+    area = dialog.get_content_area()
+    area.pack_start(row, False, False, 4)
+    area.reorder_child(row, 0)
+    row.show_all()
+    if note:
+        line = Gtk.Label(label=note)
+        line.set_xalign(0.0)
+        line.set_line_wrap(True)
+        area.pack_start(line, False, False, 2)
+        area.reorder_child(line, 1)
+        line.show()
+    _dump("picker", labels=[e.label for e in entries], names=[e.name for e in entries],
+          active=config.get_property("model-name"), note=note or "")
+    return models
+
+
 def _auto_respond(dialog):
     """Test hook: with LIVEFILL_DIALOG_AUTORESPOND=ok:MS (or cancel:MS) the dialog answers itself
-    after MS milliseconds, so the interactive paths can run unattended (tests/gimp). Unset in
-    normal use."""
+    after MS milliseconds, so the interactive paths can run unattended (tests/gimp); with
+    LIVEFILL_DIALOG_SHOT=DIR too, it first saves a picture of itself there (<procedure>.png).
+    Unset in normal use."""
     spec = os.environ.get("LIVEFILL_DIALOG_AUTORESPOND", "")
     if not spec:
         return
     gi.require_version("Gtk", "3.0")
-    from gi.repository import Gtk
+    gi.require_version("Gdk", "3.0")
+    from gi.repository import Gdk, Gtk
 
     answer, _, ms = spec.partition(":")
     response = Gtk.ResponseType.OK if answer == "ok" else Gtk.ResponseType.CANCEL
+    shots = os.environ.get("LIVEFILL_DIALOG_SHOT", "")
 
     def respond():
+        window = dialog.get_window()
+        if shots and window is not None:
+            shot = Gdk.pixbuf_get_from_window(window, 0, 0, window.get_width(), window.get_height())
+            if shot is not None:
+                shot.savev(os.path.join(shots, _CURRENT["procedure"] + ".png"), "png", [], [])
         dialog.response(response)
         return False
 
@@ -126,13 +219,15 @@ def _error(procedure, status, text):
     return procedure.new_return_values(status, err)
 
 
-def _success(procedure, layer, seed):
+def _success(procedure, layer, seed, model=""):
     values = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
     values.remove(1)
     values.insert(1, GObject.Value(Gimp.Layer, layer))
     values.remove(2)
     seed = int(seed) if seed is not None and 0 <= seed <= core.MAX_SEED else -1
     values.insert(2, GObject.Value(GObject.TYPE_INT, seed))
+    values.remove(3)
+    values.insert(3, GObject.Value(GObject.TYPE_STRING, model or ""))
     return values
 
 
@@ -191,13 +286,18 @@ def _add_arguments(procedure, mode):
                           "Used to start the daemon when it is not running "
                           "('' = $LIVEFILL_BIN, the deprecated $LIVEFILL_EXE, or livefill on PATH)",
                           "", RW)
-    p.add_string_argument("model", "Model",
+    p.add_string_argument("model", "Model folder",
                           "Model folder for a daemon started by the plug-in "
                           "('' = $LIVEFILL_MODEL)", "", RW)
+    p.add_string_argument("model-name", "Model",
+                          "The model to use, by its name in the daemon's list ('' = Automatic: the daemon "
+                          "picks per action: an inpainting model to inpaint and extend, an LCM model for "
+                          "live previews, else its default)", core.AUTOMATIC, RW)
     p.add_double_argument("timeout", "Timeout", "Seconds to wait for a result", 1.0, 86400.0,
                           core.DEFAULT_TIMEOUT_S, RW)
     p.add_layer_return_value("layer", "Layer", "The new layer", True, RW)
     p.add_int_return_value("seed", "Seed", "The seed used", -1, core.MAX_SEED, -1, RW)
+    p.add_string_return_value("model", "Model", "The model that made the result", "", RW)
 
 
 def _settings(config, mode, session_seed=None) -> core.Settings:
@@ -221,6 +321,7 @@ def _settings(config, mode, session_seed=None) -> core.Settings:
         sampler=_preset(config).sampler,
         spacing=_preset(config).spacing,
         eta=None if g("eta") < 0 else g("eta"),
+        model=g("model-name") or core.AUTOMATIC,
     )
 
 
@@ -245,8 +346,12 @@ def _run_job(conn, request, timeout, label):
             state["last"] = frac
             doc.progress(frac, "livefill: %s (step %d/%d)" % (label, step, total))
 
+    def on_loading(text):
+        _dump("status", text=text)
+        doc.progress(0.0, "livefill: %s" % text)
+
     try:
-        return logic.run_job(conn, request, on_progress, timeout)
+        return logic.run_job(conn, request, on_progress, timeout, on_model_loading=on_loading)
     finally:
         doc.progress_end()
 
@@ -271,7 +376,7 @@ def _do_inpaint(image, drawable, config, settings, conn, timeout):
             image, drawable, logic.result_name("inpaint", settings.prompt, result.seed), x, y,
             result.image.width, result.image.height, result.image.pixels,
             mask_with_selection=config.get_property("mask-result"))
-    return layer, result.seed
+    return layer, result
 
 
 def _do_extend(image, drawable, config, settings, conn, timeout):
@@ -292,7 +397,7 @@ def _do_extend(image, drawable, config, settings, conn, timeout):
         layer = doc.add_result_layer(
             image, drawable, logic.result_name("outpaint", settings.prompt, result.seed), x, y,
             result.image.width, result.image.height, result.image.pixels)
-    return layer, result.seed
+    return layer, result
 
 
 def _do_img2img(image, drawable, config, settings, conn, timeout):
@@ -305,7 +410,7 @@ def _do_img2img(image, drawable, config, settings, conn, timeout):
         layer = doc.add_result_layer(
             image, drawable, logic.result_name("img2img", settings.prompt, result.seed), x, y,
             result.image.width, result.image.height, result.image.pixels)
-    return layer, result.seed
+    return layer, result
 
 
 def _do_generate(image, drawable, config, settings, conn, timeout):
@@ -316,14 +421,14 @@ def _do_generate(image, drawable, config, settings, conn, timeout):
     if image is None:  # run without an open image: the result becomes a new image
         image, layer = doc.new_image(name, result.image.width, result.image.height,
                                      result.image.pixels)
-        return layer, result.seed
+        return layer, result
     sel = doc.selection_bounds(image)
     x, y = (sel.x, sel.y) if sel is not None else (0, 0)
     with doc.UndoGroup(image):
         layer = doc.add_result_layer(
             image, drawable, name, x, y,
             result.image.width, result.image.height, result.image.pixels)
-    return layer, result.seed
+    return layer, result
 
 
 def _do_preview_once(image, drawable, config, settings, conn, timeout):
@@ -331,7 +436,7 @@ def _do_preview_once(image, drawable, config, settings, conn, timeout):
     preview = LivePreview(image, drawable, config, conn)
     result = preview.run_once(settings, timeout)
     preview.layer.set_lock_content(False)  # nothing watches it after this call
-    return preview.layer, result.seed
+    return preview.layer, result
 
 
 ACTIONS = {
@@ -370,6 +475,8 @@ class LivePreview:
         self.pending_rect = None
         self.last_key = None
         self.last_seed = None
+        self.last_model = ""
+        self.pending_model = ""
         self.timeline = live.LiveTimeline()
         self._frame = None
         self._ticks = 0
@@ -424,6 +531,7 @@ class LivePreview:
             doc.write_scaled(self.layer, result.image.width, result.image.height,
                              result.image.pixels, rect.width, rect.height)
         self.last_seed = result.seed
+        self.last_model = result.model
         doc.flush()
 
     def run_once(self, settings, timeout):
@@ -437,7 +545,10 @@ class LivePreview:
         when the source or the settings changed. Returns a status line for the dialog."""
         status = None
         if self.pending is not None:
-            outcome = logic.poll_job(self.conn, self.pending)
+            loading = []
+            outcome = logic.poll_job(self.conn, self.pending, self.pending_model, loading.append)
+            if loading:
+                status = loading[-1]
             if outcome is not None:
                 kind, payload = outcome
                 self.pending = None
@@ -451,7 +562,8 @@ class LivePreview:
                     if frame is not None:
                         frame.shown = live.now_ms()
                         frame.outcome = "shown"
-                    status = "Preview updated (seed %d)" % payload.seed
+                    status = core.live_status(payload.seed, payload.model)
+                    self.last_model = payload.model
                 elif kind == "superseded":
                     pass
                 else:
@@ -471,6 +583,7 @@ class LivePreview:
             except PluginError as e:
                 return "Error: %s" % e
             self.pending = self.conn.generate(request)
+            self.pending_model = request.model
             frame.request_id = self.pending
             frame.sent = live.now_ms()
             frame.bytes_sent = len(request.image.pixels)
@@ -493,7 +606,8 @@ def _live_dialog(procedure, config, image, drawable):
                                     title="livefill live preview")
     _prepare_dialog(dialog, "preview", config)
     dialog.fill(DIALOG_ARGS["preview"])
-    warning = core.live_warning(conn.hello.capabilities, _settings(config, "preview"))
+    models = _add_model_picker(dialog, config, conn, None)
+    warning = core.live_warning(conn.hello.capabilities, _settings(config, "preview"), models, conn.hello.model)
     status = Gtk.Label(label=warning or "Starting...")
     status.set_xalign(0.0)
     dialog.get_content_area().pack_end(status, False, False, 4)
@@ -508,6 +622,7 @@ def _live_dialog(procedure, config, image, drawable):
             line = "Error: %s" % e
         if line:
             status.set_text("%s\n%s" % (warning, line) if warning else line)
+            _dump("status", text=line)
         return True
 
     source_id = [0]
@@ -543,7 +658,7 @@ def _live_dialog(procedure, config, image, drawable):
     doc.flush()
     if not keep:
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-    return _success(procedure, layer, preview.last_seed)
+    return _success(procedure, layer, preview.last_seed, preview.last_model)
 
 
 # --------------------------------------------------------------------------------------------
@@ -562,6 +677,8 @@ def run(procedure, run_mode, image, drawables, config, data):
                       "livefill: open an image first.")
     Gegl.init(None)
 
+    _CURRENT["procedure"] = procedure.get_name()
+    conn = None
     if run_mode == Gimp.RunMode.INTERACTIVE:
         GimpUi.init("livefill")
         if mode == "preview":
@@ -569,22 +686,27 @@ def run(procedure, run_mode, image, drawables, config, data):
                 return _live_dialog(procedure, config, image, drawable)
             except PluginError as e:
                 return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, "livefill: %s" % e)
+        conn, connect_error = _dialog_connection(config)
         dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config)
         _prepare_dialog(dialog, mode, config)
         dialog.fill(DIALOG_ARGS[mode])
+        _add_model_picker(dialog, config, conn, connect_error)
         _auto_respond(dialog)
         ok = dialog.run()
         dialog.destroy()
         if not ok:
+            if conn is not None:
+                conn.close()
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
 
     settings = _settings(config, mode)
-    conn = None
+    started = time.monotonic()
     try:
         logic.validate(settings, mode)
-        conn = _connect(config)
-        layer, seed = ACTIONS[mode](image, drawable, config, settings, conn,
-                                    config.get_property("timeout"))
+        if conn is None or conn.is_closed:
+            conn = _connect(config)
+        layer, result = ACTIONS[mode](image, drawable, config, settings, conn,
+                                      config.get_property("timeout"))
     except core.Cancelled as e:
         return _error(procedure, Gimp.PDBStatusType.CANCEL, str(e))
     # GIMP shows a returned error message to the artist (interactive runs) and hands it to the
@@ -602,7 +724,10 @@ def run(procedure, run_mode, image, drawables, config, data):
     if image is None and run_mode == Gimp.RunMode.INTERACTIVE:
         doc.show_image(layer.get_image())  # Generate without an open image made a new one
     doc.flush()
-    return _success(procedure, layer, seed)
+    total_ms = result.total_millis()
+    _tell(run_mode, "livefill: " + core.result_status(
+        layer.get_name(), total_ms / 1000.0 if total_ms else time.monotonic() - started, result.model))
+    return _success(procedure, layer, result.seed, result.model)
 
 
 class Livefill(Gimp.PlugIn):

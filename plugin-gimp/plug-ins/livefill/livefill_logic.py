@@ -38,6 +38,8 @@ GIMP = core.Editor(
     client_name="gimp",
     daemon_settings="the procedure's livefill-exe and model arguments",
     starts_on="every livefill procedure",
+    role_words=((lp.ModelRole.INPAINT, "inpaint"), (lp.ModelRole.LIVE, "live"), (lp.ModelRole.DEFAULT, "generate")),
+    model_picker="the dialog's Model list (the model-name argument)",
 )
 
 #: The procedures' modes, the wire mode each sends, and the word its result layers are named by.
@@ -130,17 +132,23 @@ def connect(socket: str, exe: str, model: str) -> "client.DaemonConnection":
 
 def run_job(conn, request, on_progress: Optional[Callable[[int, int], None]] = None,
             timeout: float = core.DEFAULT_TIMEOUT_S, should_cancel: Optional[Callable[[], bool]] = None,
-            tick: float = 0.2):
+            tick: float = 0.2, on_model_loading: Optional[Callable[[str], None]] = None):
     """Sends ``request`` and blocks until its ``GenerateResult`` (returned). Progress is reported
-    as ``on_progress(step, total_steps)`` on the calling thread; ``should_cancel`` is polled every
+    as ``on_progress(step, total_steps)`` on the calling thread, a model being loaded for it as
+    ``on_model_loading(text)`` (the shared status text); ``should_cancel`` is polled every
     ``tick`` seconds and, when it returns True, the job is cancelled on the daemon. Failures raise
-    PluginError (Cancelled for a cancelled job); a timeout also cancels the job."""
+    PluginError (Cancelled for a cancelled job; the model errors name ``request.model``); a
+    timeout also cancels the job."""
     rid = conn.generate(request)
     deadline = time.monotonic() + timeout
 
     def progress(p):
         if on_progress is not None:
             on_progress(p.step, p.total_steps)
+
+    def loading(m):
+        if on_model_loading is not None:
+            on_model_loading(core.loading_text(m))
 
     while True:
         if should_cancel is not None and should_cancel():
@@ -151,11 +159,11 @@ def run_job(conn, request, on_progress: Optional[Callable[[int, int], None]] = N
             _try_cancel(conn, rid)
             raise core.PluginError("The daemon did not finish within %g s; the job was cancelled." % timeout)
         try:
-            return conn.wait_for(rid, on_progress=progress, timeout=min(tick, remaining))
+            return conn.wait_for(rid, on_progress=progress, timeout=min(tick, remaining), on_model_loading=loading)
         except client.WaitTimeout:
             continue
         except client.LivefillError as e:
-            raise core.job_error(e, GIMP)
+            raise core.job_error(e, GIMP, request.model)
 
 
 def _try_cancel(conn, rid) -> None:
@@ -165,17 +173,22 @@ def _try_cancel(conn, rid) -> None:
         pass
 
 
-def poll_job(conn, rid):
-    """Non-blocking look at a job: None while it runs, else ('result', GenerateResult),
-    ('superseded', None) or ('error', message)."""
+def poll_job(conn, rid, model: str = "", on_model_loading: Optional[Callable[[str], None]] = None):
+    """Non-blocking look at a job that named ``model``: None while it runs (a model being loaded
+    for it is told to ``on_model_loading`` as the shared status text), else ('result',
+    GenerateResult), ('superseded', None) or ('error', message)."""
+    def loading(m):
+        if on_model_loading is not None:
+            on_model_loading(core.loading_text(m))
+
     try:
-        return "result", conn.wait_for(rid, timeout=0)
+        return "result", conn.wait_for(rid, timeout=0, on_model_loading=loading)
     except client.WaitTimeout:
         return None
     except client.SupersededError:
         return "superseded", None
     except client.LivefillError as e:
-        err = core.job_error(e, GIMP)
+        err = core.job_error(e, GIMP, model)
         if isinstance(err, core.Cancelled):
             return "superseded", None
         return "error", str(err)

@@ -8,6 +8,12 @@ paints real brush strokes on the canvas widget (mouse events through Krita's inp
 mouse would) to check that the strokes land in the artist's layer, never in the preview, and that
 the current layer stays the artist's; then writes $LIVEFILL_GUI_RESULTS and waits for the runner
 to take a screenshot ($LIVEFILL_GUI_SHOT_DONE) before quitting Krita.
+
+``$LIVEFILL_GUI_PHASE`` picks what it drives: ``main`` (the above, with the picker showing the
+daemon's model), ``models`` (against the stand-in's several models, recording what it got in
+``$LIVEFILL_STANDIN_RECORD``: the picker's labels, Automatic and a chosen model on the wire and in
+the status line, a broken model's error, a screenshot with the picker open) and ``restart``
+(Krita started again on the same profile: the chosen model is still chosen and sent).
 """
 
 import json
@@ -25,6 +31,19 @@ from PyQt5.QtWidgets import QApplication, QWidget
 CANVAS_CLASSES = ("KisOpenGLCanvas2", "KisQPainterCanvas")
 LIVE_FRAMES = 10
 
+PHASE = os.environ.get("LIVEFILL_GUI_PHASE", "main")
+#: What the models phase leaves chosen, for the restart phase to find.
+REMEMBERED_MODEL = "dreamshaper-8"
+#: The stand-in's SEVERAL models as the picker must label them (written out here, not taken from
+#: the plugin core, so a wrong label there shows).
+SEVERAL_LABELS = [
+    "Automatic (fill: sd-inpaint, live: lcm-dreamshaper, generate: sd15-plain)",
+    "sd15-plain (plain, fp16, resident)",
+    "sd-inpaint (inpainting, fp16, not loaded)",
+    "lcm-dreamshaper (LCM, fp32, not loaded)",
+    "dreamshaper-8 (plain, fp16, not loaded)",
+    "broken-model (plain, fp32, not loaded)",
+]
 RESULTS = os.environ.get("LIVEFILL_GUI_RESULTS", "")
 SHOT_READY = os.environ.get("LIVEFILL_GUI_SHOT_READY", "")
 SHOT_DONE = os.environ.get("LIVEFILL_GUI_SHOT_DONE", "")
@@ -106,35 +125,197 @@ class Driver(Extension):
 
     # ---- steps ---------------------------------------------------------------------------
 
-    def start(self):
+    def picker_labels(self):
+        picker = self.dock.model_picker
+        return [picker.itemText(i) for i in range(picker.count())]
+
+    def recorded(self, prompt):
+        path = os.environ.get("LIVEFILL_STANDIN_RECORD", "")
+        if not path or not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [r for r in (json.loads(line) for line in f if line.strip()) if r["prompt"] == prompt]
+
+    def choose_model(self, name):
+        """Picks ``name`` in the docker's Model list as a click on it would (index + activated)."""
+        picker = self.dock.model_picker
+        index = picker.findData(name)
+        picker.setCurrentIndex(index)
+        picker.activated.emit(index)
+        return index
+
+    def open_document(self):
+        app = Krita.instance()
+        window = app.activeWindow()
+        check("gui: main window exists", window is not None)
+        qwin = window.qwindow()
+        qwin.setGeometry(0, 0, 1600, 1000)  # Xvfb has no window manager to maximise it
+        doc = app.createDocument(W, H, "livefill demo", "RGBA", "U8", "", 300.0)
+        layer = doc.createNode("sketch", "paintlayer")
+        doc.rootNode().addChildNode(layer, None)
+        layer.setPixelData(scene(), 0, 0, W, H)
+        window.addView(doc)
+        doc.setActiveNode(layer)
+        doc.refreshProjection()
+        self.doc, self.layer = doc, layer
+        dock = self.docker()
+        check("gui: livefill docker registered (plugin enabled and loaded)", dock is not None,
+              [d.objectName() for d in app.dockers()])
+        if dock is None:
+            return None
+        # Room for the docker in the screenshot: keep only Layers beside it on the right.
+        state["dockers"] = [d.objectName() for d in app.dockers()]
+        for other in app.dockers():
+            if (other.objectName() not in ("KisLayerBox", "livefill_docker")
+                    and qwin.dockWidgetArea(other) == Qt.RightDockWidgetArea):
+                other.hide()
+        dock.show()
+        dock.raise_()
+        self.dock = dock
+        return dock
+
+    def track_jobs(self):
+        """``self.done``: request id -> (kind, node) of every job that ended."""
+        self.done = {}
+        self.dock.controller.job_done.connect(lambda rid, kind, node: self.done.__setitem__(rid, (kind, node)))
+
+    def fill_and_then(self, prompt, then):
+        """Clicks Fill with ``prompt`` over a selection; ``then(node)`` once the job ended."""
+        sel = Selection()
+        sel.select(100, 60, 120, 90, 255)
+        self.doc.setSelection(sel)
+        self.dock.prompt.setPlainText(prompt)
+        before = set(self.done)
+        self.dock.fill_button.click()
+
+        def finished():
+            new = [rid for rid in self.done if rid not in before]
+            return new[0] if new else None
+
+        self.wait(lambda: finished() is not None,
+                  lambda ok: then(self.done[finished()][1] if ok else None), 60)
+
+    # ---- models phase: the picker against the stand-in's several models -------------------
+
+    def start_models(self):
         try:
-            app = Krita.instance()
-            window = app.activeWindow()
-            check("gui: main window exists", window is not None)
-            qwin = window.qwindow()
-            qwin.setGeometry(0, 0, 1600, 1000)  # Xvfb has no window manager to maximise it
-            doc = app.createDocument(W, H, "livefill demo", "RGBA", "U8", "", 300.0)
-            layer = doc.createNode("sketch", "paintlayer")
-            doc.rootNode().addChildNode(layer, None)
-            layer.setPixelData(scene(), 0, 0, W, H)
-            window.addView(doc)
-            doc.setActiveNode(layer)
-            doc.refreshProjection()
-            self.doc, self.layer = doc, layer
-            dock = self.docker()
-            check("gui: livefill docker registered (plugin enabled and loaded)", dock is not None,
-                  [d.objectName() for d in app.dockers()])
+            if self.open_document() is None:
+                return self.finish()
+            self.track_jobs()
+            self.dock.steps.setValue(1)
+            self.dock.connect_button.click()  # connect (start the stand-in) to fill the picker
+            self.wait(lambda: self.dock.model_picker.count() == len(SEVERAL_LABELS), self.models_listed, 60)
+        except Exception:
+            self.fail()
+
+    def models_listed(self, ok):
+        try:
+            labels = self.picker_labels()
+            check("gui models: the picker lists Automatic and the daemon's models, with kind, dtype and residency",
+                  ok and labels == SEVERAL_LABELS, labels)
+            check("gui models: Automatic is chosen on a fresh profile", self.dock.model_picker.currentIndex() == 0,
+                  self.dock.model_picker.currentText())
+            self.fill_and_then("gui automatic", self.after_automatic)
+        except Exception:
+            self.fail()
+
+    def after_automatic(self, node):
+        try:
+            sent = [r["model"] for r in self.recorded("gui automatic")]
+            check("gui models: Automatic sends an empty model name", node is not None and sent == [""], sent)
+            check("gui models: the status line names the model that served it (the inpainting one)",
+                  "model sd-inpaint)" in self.dock.message.text(), self.dock.message.text())
+            self.choose_model("broken-model")
+            self.fill_and_then("gui broken", self.after_broken)
+        except Exception:
+            self.fail()
+
+    def after_broken(self, node):
+        try:
+            text = self.dock.message.text()
+            check("gui models: a broken model's load error is shown in the docker",
+                  node is None and "could not be loaded" in text and "unet/model.onnx is truncated" in text, text)
+            self.wait(lambda: any("broken-model (plain, fp32, failed: " in t for t in self.picker_labels()),
+                      self.after_broken_listed, 10)
+        except Exception:
+            self.fail()
+
+    def after_broken_listed(self, ok):
+        try:
+            check("gui models: the picker marks the broken model with its load error", ok, self.picker_labels())
+            self.choose_model(REMEMBERED_MODEL)
+            self.fill_and_then("gui chosen", self.after_chosen)
+        except Exception:
+            self.fail()
+
+    def after_chosen(self, node):
+        try:
+            sent = [r["model"] for r in self.recorded("gui chosen")]
+            check("gui models: the chosen model is sent", node is not None and sent == [REMEMBERED_MODEL], sent)
+            check("gui models: the status line names the chosen model",
+                  ("model %s)" % REMEMBERED_MODEL) in self.dock.message.text(), self.dock.message.text())
+            self.wait(lambda: ("%s (plain, fp16, resident)" % REMEMBERED_MODEL) in self.picker_labels(),
+                      self.after_resident, 10)
+        except Exception:
+            self.fail()
+
+    def after_resident(self, ok):
+        try:
+            check("gui models: the picker shows the chosen model resident after its first job", ok,
+                  self.picker_labels())
+            self.dock.model_picker.showPopup()  # for the screenshot
+            QTimer.singleShot(700, self.ready_for_screenshot)
+        except Exception:
+            self.fail()
+
+    # ---- restart phase: Krita again on the same profile --------------------------------------
+
+    def start_restart(self):
+        try:
+            if self.open_document() is None:
+                return self.finish()
+            self.track_jobs()
+            picker = self.dock.model_picker
+            check("gui restart: the chosen model is still chosen (kritarc)",
+                  picker.currentData() == REMEMBERED_MODEL, (picker.currentData(), self.picker_labels()))
+            self.dock.steps.setValue(1)
+            self.fill_and_then("gui after restart", self.after_restart_fill)
+        except Exception:
+            self.fail()
+
+    def after_restart_fill(self, node):
+        try:
+            sent = [r["model"] for r in self.recorded("gui after restart")]
+            check("gui restart: the remembered model is sent", node is not None and sent == [REMEMBERED_MODEL], sent)
+            check("gui restart: the picker was filled from the daemon and keeps the choice",
+                  self.dock.model_picker.count() == len(SEVERAL_LABELS)
+                  and self.dock.model_picker.currentData() == REMEMBERED_MODEL, self.picker_labels())
+            self.choose_model("")
+            self.fill_and_then("gui automatic again", self.after_automatic_again)
+        except Exception:
+            self.fail()
+
+    def after_automatic_again(self, node):
+        try:
+            sent = [r["model"] for r in self.recorded("gui automatic again")]
+            check("gui restart: back on Automatic, an empty model name is sent", node is not None and sent == [""],
+                  sent)
+            self.finish()
+        except Exception:
+            self.fail()
+
+    # ---- main phase ------------------------------------------------------------------------
+
+    def start(self):
+        if PHASE == "models":
+            return self.start_models()
+        if PHASE == "restart":
+            return self.start_restart()
+        try:
+            dock = self.open_document()
             if dock is None:
                 return self.finish()
-            # Room for the docker in the screenshot: keep only Layers beside it on the right.
-            state["dockers"] = [d.objectName() for d in app.dockers()]
-            for other in app.dockers():
-                if (other.objectName() not in ("KisLayerBox", "livefill_docker")
-                        and qwin.dockWidgetArea(other) == Qt.RightDockWidgetArea):
-                    other.hide()
-            dock.show()
-            dock.raise_()
-            self.dock = dock
+            doc = self.doc
             check("gui: docker has the livefill widgets", hasattr(dock, "fill_button"), type(dock).__name__)
             sel = Selection()
             sel.select(330, 60, 200, 150, 255)
@@ -166,6 +347,14 @@ class Driver(Extension):
                 check("gui: fill layer on the selection", (b.x(), b.y(), b.width(), b.height()) == (330, 60, 200, 150),
                       (b.x(), b.y(), b.width(), b.height()))
             check("gui: status line shows the daemon", "Connected" in self.dock.status.text(), self.dock.status.text())
+            ctrl = self.dock.controller
+            labels = [self.dock.model_picker.itemText(i) for i in range(self.dock.model_picker.count())]
+            check("gui: model picker filled from the daemon (Automatic, then its models)",
+                  ctrl.models is not None and labels[:1] and labels[0].startswith("Automatic (")
+                  and len(labels) == 1 + len(ctrl.models), labels)
+            served = ctrl.link.hello.model if ctrl.link.hello is not None else "?"
+            check("gui: the status line names the model of the result", ("model %s)" % served) in self.dock.message.text(),
+                  self.dock.message.text())
             # Expand through the button, then undo until the canvas is back.
             self.doc.setSelection(None)
             for side, box in self.dock.side_boxes.items():
