@@ -9,4 +9,4 @@ cd "$(dirname "$0")/../.."
 export LIVEFILL_SOAK_JOBS=${LIVEFILL_SOAK_JOBS:-10000}
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 cargo test --release -p livefill --test daemon_reliability -- --nocapture --test-threads 1 2>&1 \
-    | grep -E '^(half-open|queue cap|non-reading|killed client|load|soak):|test result'
+    | grep -oE '(half-open|queue cap|non-reading client|killed client|load|soak|out of memory): .*|test result.*'
