@@ -37,9 +37,16 @@ what was sent.
 
 Usage (also the daemon's own command-line shape, so a wrapper script can stand in for the
 ``livefill`` executable): ``standin_daemon.py [serve] --socket PATH [--idle-exit SECONDS]
-[--models SPEC] [--record PATH] [--fail-start] [other flags, ignored]`` or
+[--models SPEC] [--record PATH] [--fail-start] [--close-before-hello reset|eof|dying] [other
+flags, ignored]`` or
 ``standin_daemon.py PATH``. Runs until sent Shutdown (or idle that long); ``--fail-start``
-prints an error and exits with status 3 at once.
+prints an error and exits with status 3 at once. ``--close-before-hello reset|eof`` stands in
+for a socket whose daemon is gone (an ssh-forwarded socket whose remote daemon stopped: ssh
+accepts, then drops the connection): every connection is accepted and closed before the hello,
+with the client's hello left unread (the client sees a reset) or read first (an end of stream);
+``dying`` stands in for a daemon being torn down after a SIGKILL: the first connection is reset
+like that, then the listener is gone and its socket file left behind (connecting is refused).
+``Status`` names a job whose steps are running (``running_request``), as the daemon does.
 In-process: ``StandinDaemon(path).start()`` ... ``.stop()``.
 """
 
@@ -202,6 +209,15 @@ class _Client:
             self.conn.close()
 
     def _serve(self) -> None:
+        gone = self.daemon.close_before_hello
+        if gone:
+            # Wait for the hello's bytes; leaving them unread makes closing reset the connection.
+            self.conn.recv(1, socket.MSG_PEEK)
+            if gone == "eof":
+                proto.read_client_message(self.conn)
+            elif gone == "dying":
+                self.daemon.stop(keep_file=True)
+            return
         first = proto.read_client_message(self.conn)
         if not isinstance(first, proto.ClientHello):
             return
@@ -231,14 +247,17 @@ class _Client:
             d = self.daemon
             uptime_ms = int((time.monotonic() - d.started) * 1000)
             models = d.list_models()
-            self.send(proto.DaemonStatus(d.default_model(), "cpu (stand-in)", "CPUExecutionProvider", 0, None,
+            running = min(d.running) if d.running else None
+            self.send(proto.DaemonStatus(d.default_model(), "cpu (stand-in)", "CPUExecutionProvider", 0, running,
                                          d.connected, d.jobs_completed, uptime_ms,
                                          sum(m.weight_bytes for m in models if m.loaded), 0, len(models), ""))
         elif isinstance(msg, proto.ListModels):
             self.send(proto.Models(self.daemon.list_models()))
         elif isinstance(msg, proto.Shutdown):
-            self.send(proto.ShuttingDown())
-            self.daemon.stop()
+            try:
+                self.send(proto.ShuttingDown())
+            finally:  # a client that closed right after asking must not keep the stand-in running
+                self.daemon.stop()
             return False
         return True
 
@@ -277,6 +296,7 @@ class _Client:
             if failure:
                 self.send(proto.ErrorReply(req.request_id, proto.ErrorCode.MODEL_LOAD_FAILED, failure))
                 return
+            self.daemon.running.add(req.request_id)
             for step in range(1, total + 1):
                 if slow:
                     time.sleep(SLOW_STEP_S)
@@ -288,6 +308,8 @@ class _Client:
             self.daemon.jobs_completed += 1
         except OSError:
             pass
+        finally:
+            self.daemon.running.discard(req.request_id)
 
 
 class StandinDaemon:
@@ -297,13 +319,20 @@ class StandinDaemon:
     after that many seconds without a new connection (None = never). ``models`` / ``broken``:
     what ``ListModels`` offers and the models whose load fails, with why (``load_models``; default
     ``MODEL`` alone). ``record``: a file that gets one JSON line per generate request.
-    ``received`` lists every client message in arrival order."""
+    ``close_before_hello``: "reset" or "eof" = every connection is closed before the hello,
+    "dying" = the first one, then the listener is gone (see the module docs); "" = served.
+    ``received`` lists every client message in arrival order; ``running`` the ids of the jobs
+    whose steps run now."""
 
     def __init__(self, path: str, refuse_version: bool = False, idle_exit: Optional[float] = None,
                  models: Optional[Sequence[proto.ModelInfo]] = None, broken: Optional[Dict[str, str]] = None,
-                 record: str = "") -> None:
+                 record: str = "", close_before_hello: str = "") -> None:
+        if close_before_hello not in ("", "reset", "eof", "dying"):
+            raise ValueError("close_before_hello must be '', 'reset', 'eof' or 'dying', not %r" % close_before_hello)
         self.path = path
         self.refuse_version = refuse_version
+        self.close_before_hello = close_before_hello
+        self.running: Set[int] = set()
         self.idle_exit = idle_exit
         self.models: List[proto.ModelInfo] = list(models) if models is not None else [MODEL]
         self.broken: Dict[str, str] = dict(broken or {})
@@ -324,6 +353,7 @@ class StandinDaemon:
         self.listener.bind(path)
         self.listener.listen(8)
         self._inode = os.stat(path).st_ino
+        self._keep_file = False
 
     # ---- models ----------------------------------------------------------------------------
 
@@ -399,9 +429,11 @@ class StandinDaemon:
             threading.Thread(target=_Client(self, conn).serve, daemon=True).start()
         self.stop()
 
-    def stop(self) -> None:
+    def stop(self, keep_file: bool = False) -> None:
         """Stops listening, ends every connection and removes the socket (unless another
-        daemon has bound the path since)."""
+        daemon has bound the path since, or ``keep_file``: left behind as by a killed daemon)."""
+        if keep_file:
+            self._keep_file = True
         self.stopped.set()
         try:
             self.listener.close()
@@ -413,7 +445,7 @@ class StandinDaemon:
             except OSError:
                 pass
         try:
-            if os.stat(self.path).st_ino == self._inode:
+            if not self._keep_file and os.stat(self.path).st_ino == self._inode:
                 os.unlink(self.path)
         except OSError:
             pass
@@ -430,8 +462,10 @@ def main(argv: List[str]) -> int:
     idle = float(args[args.index("--idle-exit") + 1]) if "--idle-exit" in args else None
     spec = args[args.index("--models") + 1] if "--models" in args else os.environ.get("LIVEFILL_STANDIN_MODELS", "")
     record = args[args.index("--record") + 1] if "--record" in args else os.environ.get("LIVEFILL_STANDIN_RECORD", "")
+    gone = args[args.index("--close-before-hello") + 1] if "--close-before-hello" in args else ""
     models, broken = load_models(spec)
-    daemon = StandinDaemon(path, idle_exit=idle, models=models, broken=broken, record=record)
+    daemon = StandinDaemon(path, idle_exit=idle, models=models, broken=broken, record=record,
+                           close_before_hello=gone)
     print(LISTENING, path, flush=True)
     daemon.serve()
     return 0

@@ -53,7 +53,8 @@ class DaemonLink(QObject):
       ``connected(hello)``: a ``proto.DaemonHello`` after each successful handshake.
       ``message(msg)``: every ``proto`` daemon message.
       ``send_failed(msg, text)``: a client message could not be sent.
-      ``connection_lost(text)``: an established connection ended.
+      ``connection_lost(text, reason)``: an established connection ended; ``text`` says why
+      (the shared ``core.connection_end_text``), ``reason`` is its ``closed_reason``.
       ``connect_failed(text, final)``: a connection attempt failed; ``final``: it was meant to
       start the daemon and will not be retried (waiting work should be given up).
 
@@ -65,7 +66,7 @@ class DaemonLink(QObject):
     connected = pyqtSignal(object)
     message = pyqtSignal(object)
     send_failed = pyqtSignal(object, str)
-    connection_lost = pyqtSignal(str)
+    connection_lost = pyqtSignal(str, object)
     connect_failed = pyqtSignal(str, bool)
     #: Emitted from other threads when a queue got something; queued onto the UI thread.
     _wake = pyqtSignal()
@@ -86,6 +87,8 @@ class DaemonLink(QObject):
         self._events: "queue.Queue[Any]" = queue.Queue()
         self._outbox: "queue.Queue[Any]" = queue.Queue()
         self._connecting = False
+        #: An attempt that may start the daemon was asked for while one that may not was running.
+        self._start_wanted = False
         self._ever_connected = False
         self._backoff_ms = RECONNECT_FIRST_MS
         self._failures = 0
@@ -116,7 +119,10 @@ class DaemonLink(QObject):
     def connect_daemon(self, start: bool = True) -> None:
         """Connects in the background (starting ``livefill serve`` first when ``start`` is true and
         nothing answers). No-op while connected or already connecting."""
-        if self.is_connected or self._connecting:
+        if self.is_connected:
+            return
+        if self._connecting:
+            self._start_wanted = self._start_wanted or start
             return
         self._reconnect.stop()
         self._connecting = True
@@ -207,6 +213,7 @@ class DaemonLink(QObject):
 
     def _on_connected(self, conn: "client.DaemonConnection") -> None:
         self._connecting = False
+        self._start_wanted = False
         if self.conn is not None and self.conn is not conn:
             self.conn.close()
         self.conn = conn
@@ -224,15 +231,20 @@ class DaemonLink(QObject):
         self.last_error = core.describe_connect_error(exc, logic.KRITA, started, path)
         self._set_state(DISCONNECTED, self.last_error)
         # A daemon caught shutting down or restarting resets the handshake: worth retrying, a few
-        # times, even when this attempt was meant to start it.
-        transient = isinstance(exc, TRANSIENT_ERRORS)
-        self._failures = self._failures + 1 if transient else MAX_TRANSIENT_FAILURES
+        # times, even when this attempt was meant to start it. Only such attempts count: the
+        # background ones after a lost connection (which never start it) fail until it is back.
+        if started:
+            transient = isinstance(exc, TRANSIENT_ERRORS)
+            self._failures = self._failures + 1 if transient else MAX_TRANSIENT_FAILURES
         final = started and self._failures >= MAX_TRANSIENT_FAILURES
         self.connect_failed.emit(self.last_error, final)
+        start_wanted, self._start_wanted = self._start_wanted, False
         if final:
             self._failures = 0
             return
-        if (self._ever_connected and self.auto_reconnect) or self.keep_alive():
+        if not started and (start_wanted or self.keep_alive()):
+            self._reconnect.start(0)  # work is waiting (the next action): start the daemon now
+        elif (self._ever_connected and self.auto_reconnect) or self.keep_alive():
             self._schedule_reconnect()
 
     def _on_lost(self, conn: "client.DaemonConnection") -> None:
@@ -240,9 +252,9 @@ class DaemonLink(QObject):
         conn.close()
         if self.conn is conn:
             self.conn = None
-        text = "The livefill daemon went away%s; reconnecting\u2026" % (": %s" % reason if reason else "")
+        text = core.connection_end_text(reason, logic.KRITA)
         self._set_state(DISCONNECTED, text)
-        self.connection_lost.emit(text)
+        self.connection_lost.emit(text, reason)
         if self.auto_reconnect:
             self._backoff_ms = RECONNECT_FIRST_MS
             self._schedule_reconnect()

@@ -56,6 +56,8 @@ class Job:
     request: "proto.GenerateRequest" = field(repr=False)
     started: float = field(default_factory=time.monotonic)
     resent: bool = False
+    #: The daemon answered ``Accepted`` (or reported on it): it has the job.
+    accepted: bool = False
     #: Live jobs: this frame's moments (``livefill_live``).
     frame: Optional["live.LiveFrame"] = field(default=None, repr=False)
     #: The daemon loaded the job's model for it (``ModelLoading``): residency changed.
@@ -480,17 +482,35 @@ class Controller(QObject):
             if job.request_id in self.jobs:
                 self.link.send(job.request)
 
-    def _on_connection_lost(self, text: str) -> None:
-        # The daemon forgot everything: resend each job once after reconnecting.
+    def _on_connection_lost(self, text: str, reason: Any) -> None:
+        """The daemon went away (``text`` says why, ``reason`` is the connection's
+        ``closed_reason``). A job it had accepted is lost with it -- it crashed, was killed or shut
+        down while working on it -- and ends here, nothing placed (a result only ever becomes a
+        layer when it arrives), with the shared sentence saying so; it is not sent again (a job
+        that made the daemon crash would crash the next one too): the next action starts the
+        daemon again. A job sent but not accepted yet (a daemon restarting meanwhile) is sent once
+        more after reconnecting. Live mode stops: turning it on again starts the daemon."""
+        said = False
+        if self.live:
+            frame_lost = any(j.live and j.accepted for j in self.jobs.values())
+            self.set_live(False)  # ends the frames not answered yet
+            self.message.emit("Live stopped: " + (core.connection_end_text(reason, logic.KRITA, "Live")
+                                                  if frame_lost else text))
+            said = True
         for job in list(self.jobs.values()):
-            if job in self._pending:
+            if job.request_id not in self.jobs or job in self._pending:
                 continue
-            if job.resent or job.live:
-                self._finish(job, None, "%s: the daemon went away before it finished." % job.plan.kind.capitalize())
+            if job.live and job.frame is not None and job.frame.result:
+                continue  # answered: its preview is being written, it needs no daemon
+            if job.accepted or job.resent or job.live:
+                self._finish(job, None, None if job.live else core.connection_end_text(
+                    reason, logic.KRITA, job.plan.kind.capitalize()))
+                said = said or not job.live
                 continue
             job.resent = True
             self._pending.append(job)
-        self.message.emit(text)
+        if not said:
+            self.message.emit(text)
 
     def _on_connect_failed(self, text: str, final: bool) -> None:
         if not final:
@@ -535,6 +555,8 @@ class Controller(QObject):
                 self.message.emit("livefill internal error: %s: %s" % (type(e).__name__, e))
 
     def _handle(self, msg: Any, rid: Optional[int], job: Optional[Job]) -> None:
+        if job is not None and isinstance(msg, (proto.Accepted, proto.ModelLoading, proto.Progress)):
+            job.accepted = True
         if isinstance(msg, proto.Accepted):
             if job is not None and not job.live and msg.queue_position > 0:
                 self.message.emit("%s: queued (position %d)\u2026" % (job.plan.kind.capitalize(), msg.queue_position))

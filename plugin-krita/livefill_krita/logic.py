@@ -37,6 +37,7 @@ KRITA = core.Editor(
     daemon_settings="the livefill docker's Daemon settings",
     starts_on="the first Fill, Expand, Generate or Live",
     model_picker="the docker's Model list",
+    next_action="Fill, Expand, Generate or Live",
 )
 #: Largest side requested for txt2img when the daemon does not say.
 DEFAULT_MAX_SIDE = 2048

@@ -75,8 +75,26 @@ class ConnectionClosed(LivefillError):
     """The connection ended (daemon exited, socket closed, or an unreadable frame arrived).
 
     ``__cause__`` (also ``DaemonConnection.closed_reason``) holds the reason when one is known:
-    the daemon's connection-level ``DaemonError``, or the ``OSError`` / ``ProtocolError``.
+    the daemon's connection-level ``DaemonError``, ``DaemonShutDown`` (it said it was shutting
+    down), or the ``OSError`` / ``ProtocolError``; none for a plain end of stream (a daemon that
+    crashed or was killed).
     """
+
+
+class ClosedBeforeHello(ConnectionClosed):
+    """Something accepted the connection at ``socket_path`` but closed (or reset) it before the
+    daemon's hello: what an ssh-forwarded socket does when the daemon at the other end is not
+    running (ssh accepts, then finds nothing to forward to), or a daemon refusing this user.
+    ``__cause__`` holds the ``OSError`` (a reset or a broken pipe) when there was one."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        super().__init__("%s accepted the connection but closed it before the daemon's hello" % socket_path)
+
+
+class DaemonShutDown(LivefillError):
+    """The daemon said ``ShuttingDown`` before its connection ended: it was stopped on purpose
+    (``DaemonConnection.closed_reason`` then)."""
 
 
 class WaitTimeout(LivefillError, TimeoutError):
@@ -183,6 +201,7 @@ class DaemonConnection:
         self._ids = itertools.count(1)
         self._closed = False
         self._connection_error: Optional[proto.ErrorReply] = None
+        self._shutting_down = False
         self._reader = threading.Thread(target=self._read_loop, name="livefill-reader", daemon=True)
         self._reader.start()
 
@@ -198,20 +217,24 @@ class DaemonConnection:
     ) -> "DaemonConnection":
         """Connects and performs the Hello handshake; ``conn.hello`` holds the ``DaemonHello``.
 
-        Raises ``OSError`` if nothing listens at ``path``, ``DaemonError`` if the daemon refuses
-        the handshake (e.g. ``UNSUPPORTED_VERSION``), ``WaitTimeout`` if it does not answer within
-        ``timeout`` seconds, ``proto.ProtocolError`` for a malformed answer.
+        Raises ``OSError`` if nothing listens at ``path``, ``ClosedBeforeHello`` if something
+        accepts the connection but closes or resets it before answering, ``DaemonError`` if the
+        daemon refuses the handshake (e.g. ``UNSUPPORTED_VERSION``), ``WaitTimeout`` if it does not
+        answer within ``timeout`` seconds, ``proto.ProtocolError`` for a malformed answer.
         """
         path = path or default_socket_path()
         sock = _connect_socket(path, timeout)
         try:
-            sock.sendall(proto.encode_client_message(proto.ClientHello(client_name, proto.PROTOCOL_VERSION)), _SEND_FLAGS)
             try:
+                sock.sendall(proto.encode_client_message(proto.ClientHello(client_name, proto.PROTOCOL_VERSION)),
+                             _SEND_FLAGS)
                 reply = proto.read_daemon_message(sock)
             except socket.timeout:
                 raise WaitTimeout("daemon at %s did not answer the hello within %ss" % (path, timeout)) from None
+            except (ConnectionResetError, BrokenPipeError) as e:
+                raise ClosedBeforeHello(path) from e
             if reply is None:
-                raise ConnectionClosed("daemon at %s closed the connection during the handshake" % path)
+                raise ClosedBeforeHello(path)
             if isinstance(reply, proto.ErrorReply):
                 raise DaemonError(reply.code, reply.message, reply.request_id)
             if not isinstance(reply, proto.DaemonHello):
@@ -376,6 +399,8 @@ class DaemonConnection:
                 traceback.print_exc()
         if isinstance(msg, proto.ErrorReply) and msg.request_id is None:
             self._connection_error = msg
+        elif isinstance(msg, proto.ShuttingDown):
+            self._shutting_down = True
         target: "Optional[queue.Queue[Any]]" = None
         with self._lock:
             if isinstance(msg, proto.DaemonStatus) and self._status_waiters:
@@ -420,6 +445,8 @@ class DaemonConnection:
                 if err is not None:
                     # The daemon said why before closing (e.g. BAD_FRAME): that is the real reason.
                     self.closed_reason = DaemonError(err.code, err.message, None)
+                elif self._shutting_down and not was_closed:
+                    self.closed_reason = DaemonShutDown("the daemon shut down")
                 elif reason is not None and not was_closed:
                     self.closed_reason = reason
                 self._closed = True
@@ -471,7 +498,9 @@ def _reap() -> None:
     _SPAWNED[:] = [proc for proc in _SPAWNED if proc.poll() is None]
 
 
-def _log_path() -> str:
+def daemon_log_path() -> str:
+    """Where a daemon started by ``ensure_daemon`` writes its output by default:
+    ``<temp dir>/livefill-serve-<uid>.log``."""
     import tempfile
 
     uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
@@ -487,6 +516,32 @@ def _tail(path: str, max_bytes: int = 4000) -> str:
             return f.read().decode("utf-8", "replace")
     except OSError:
         return "(no log)"
+
+
+#: How often a socket that closes before the hello is tried before that is believed.
+CLOSED_BEFORE_HELLO_TRIES = 3
+CLOSED_BEFORE_HELLO_RETRY_S = 0.1
+
+
+def connect_settled(
+    path: Optional[str] = None,
+    client_name: str = "livefill-python",
+    timeout: Optional[float] = 10.0,
+    on_message: Optional[Callable[[Any], None]] = None,
+) -> DaemonConnection:
+    """``DaemonConnection.connect``, except that ``ClosedBeforeHello`` is raised only when it
+    repeats. A daemon killed a moment ago can still accept a connection and then reset it while
+    its process is torn down (its connections go before its listener); after that reset its
+    socket refuses connections (``ConnectionRefusedError``, raised as ever). Something that
+    keeps accepting and closing is really no daemon: a tunnel whose daemon is gone."""
+    for attempt in range(CLOSED_BEFORE_HELLO_TRIES):
+        try:
+            return DaemonConnection.connect(path, client_name, timeout=timeout, on_message=on_message)
+        except ClosedBeforeHello:
+            if attempt + 1 == CLOSED_BEFORE_HELLO_TRIES:
+                raise
+            time.sleep(CLOSED_BEFORE_HELLO_RETRY_S)
+    raise AssertionError("unreachable")
 
 
 def ensure_daemon(
@@ -505,11 +560,14 @@ def ensure_daemon(
     polls until it accepts a connection, the process exits (``DaemonStartError`` with the log
     tail) or ``timeout`` seconds pass (``DaemonStartError``; the process is left running, e.g.
     still loading a model).
-    A daemon that answers but refuses the handshake raises ``DaemonError`` immediately.
+    A daemon that answers but refuses the handshake raises ``DaemonError`` immediately; a socket
+    that accepts but closes before the hello (``ClosedBeforeHello``: an ssh-forwarded socket whose
+    remote daemon is gone) raises that, and nothing is started, unless it stops doing so at once
+    (``connect_settled``).
     """
     path = socket_path or default_socket_path()
     try:
-        return DaemonConnection.connect(path, client_name, timeout=10.0, on_message=on_message)
+        return connect_settled(path, client_name, timeout=10.0, on_message=on_message)
     except (FileNotFoundError, ConnectionRefusedError):
         pass
 
@@ -517,7 +575,7 @@ def ensure_daemon(
     if socket_path:
         args += ["--socket", socket_path]
     args += list(extra_args)
-    log_path = log_path or _log_path()
+    log_path = log_path or daemon_log_path()
     log = open(log_path, "ab")
     try:
         log.write(("\n--- %s: %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), " ".join(args))).encode())
@@ -564,9 +622,13 @@ __all__ = [
     "DaemonError",
     "SupersededError",
     "ConnectionClosed",
+    "ClosedBeforeHello",
+    "DaemonShutDown",
     "WaitTimeout",
     "DaemonStartError",
     "default_socket_path",
+    "daemon_log_path",
     "DaemonConnection",
+    "connect_settled",
     "ensure_daemon",
 ]

@@ -429,6 +429,9 @@ class Editor:
         (proto.ModelRole.INPAINT, "fill"), (proto.ModelRole.LIVE, "live"), (proto.ModelRole.DEFAULT, "generate"))
     #: Where the artist picks the model.
     model_picker: str = "the Model list"
+    #: The editor's word for its actions after "The next ...", said when the daemon is gone and
+    #: the next one starts it again.
+    next_action: str = "action"
 
 
 _ERROR_TEXT = {
@@ -485,9 +488,10 @@ def falls_back_to_automatic(code: "proto.ErrorCode", model: str) -> bool:
     return bool((model or "").strip()) and code == proto.ErrorCode.NO_MODEL
 
 
-def job_error(exc: BaseException, editor: Editor, model: str = "") -> PluginError:
+def job_error(exc: BaseException, editor: Editor, model: str = "", what: str = "") -> PluginError:
     """The PluginError (Cancelled for a cancelled or replaced job) for a failure raised by
-    ``livefill_client`` while waiting for a job that named ``model``."""
+    ``livefill_client`` while waiting for a job that named ``model``; ``what`` is the editor's
+    word for the job (``connection_end_text``)."""
     if isinstance(exc, client.DaemonError):
         if exc.code == proto.ErrorCode.CANCELLED:
             return Cancelled("The job was cancelled.")
@@ -495,8 +499,39 @@ def job_error(exc: BaseException, editor: Editor, model: str = "") -> PluginErro
     if isinstance(exc, client.SupersededError):
         return Cancelled("The preview was replaced by a newer one.")
     if isinstance(exc, client.ConnectionClosed):
-        return PluginError("The livefill daemon closed the connection (did it exit? see its log).")
+        return PluginError(connection_end_text(exc.__cause__, editor, what))
     return PluginError(str(exc))
+
+
+def connection_end_text(reason: Optional[BaseException], editor: Editor, what: Optional[str] = None) -> str:
+    """Why an established connection to the daemon ended, as the artist reads it (never a bare
+    ``[Errno 104] Connection reset by peer``). ``reason`` is ``DaemonConnection.closed_reason``:
+    None, an ``OSError`` or ``proto.Truncated`` (the stream ended or was reset, maybe mid-frame:
+    the daemon crashed or was killed, or the connection was cut), ``client.DaemonShutDown`` (it
+    said it was shutting down), a connection-level ``client.DaemonError`` or another
+    ``proto.ProtocolError``. ``what`` is the
+    editor's word for the job that was in flight ("Fill", "generate"; "" = a job it has no word
+    for), None when none was; with a job the text says that nothing was added to the image (no
+    editor places a result before it arrives). Both say that the next action starts the daemon
+    again, and where a daemon started by a plugin logs."""
+    request = ("the %s request" % what if what else "the request") if what is not None else ""
+    working = " while working on " + request if request else ""
+    unchanged = " Nothing was added to your image." if request else ""
+    again = " The next %s starts it again." % editor.next_action
+    if isinstance(reason, client.DaemonShutDown):
+        before = " before it finished " + request if request else ""
+        return "The livefill daemon shut down%s.%s%s" % (before, unchanged, again)
+    if isinstance(reason, client.DaemonError):
+        said = error_text(reason.code, reason.message, editor)
+        return "The livefill daemon ended the connection%s: %s%s%s" % (
+            working, said, "" if said.endswith(".") else ".", unchanged)
+    if isinstance(reason, proto.ProtocolError) and not isinstance(reason, proto.Truncated):
+        return ("The connection to the livefill daemon was closed%s: its reply could not be read (%s). Reinstall the "
+                "plugin with `livefill install-plugin %s` from the same livefill build.%s"
+                % (working, reason, editor.install_name, unchanged))
+    return ("The livefill daemon stopped%s: it crashed or was killed, or the connection to it was cut.%s%s If it "
+            "keeps stopping, see the daemon's log (%s for a daemon a plugin started)."
+            % (working, unchanged, again, client.daemon_log_path()))
 
 
 def describe_connect_error(exc: BaseException, editor: Editor, started: bool, socket_path: str = "") -> str:
@@ -516,6 +551,11 @@ def describe_connect_error(exc: BaseException, editor: Editor, started: bool, so
         return "The livefill daemon did not start: %s" % text
     if isinstance(exc, client.DaemonError):
         return error_text(exc.code, exc.message, editor)
+    if isinstance(exc, client.ClosedBeforeHello):
+        return ("Something at %s accepted the connection but closed it before the livefill daemon answered: the "
+                "daemon behind that socket is not running. For a socket forwarded over ssh, start it on the other "
+                "machine (`livefill serve`) or check the tunnel; a daemon that is running says in its log why it "
+                "refused the connection." % (exc.socket_path or socket_path))
     if isinstance(exc, proto.UnsupportedVersion):
         return ("The daemon speaks protocol version %d, this plugin %d: reinstall the plugin with "
                 "`livefill install-plugin %s`." % (exc.got, exc.supported, editor.install_name))
@@ -744,7 +784,7 @@ def open_connection(socket_path: str, exe: Optional[str], args: Sequence[str], e
     if start and exe is not None:
         return client.ensure_daemon(exe, list(args), socket_path, start_timeout, client_name=editor.client_name)
     try:
-        return client.DaemonConnection.connect(socket_path, editor.client_name, timeout=CONNECT_TIMEOUT_S)
+        return client.connect_settled(socket_path, editor.client_name, timeout=CONNECT_TIMEOUT_S)
     except (FileNotFoundError, ConnectionRefusedError):
         if not start:
             raise

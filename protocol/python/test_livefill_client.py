@@ -9,7 +9,9 @@ model queries, connection loss, and spawning a daemon executable. The stand-in d
 
 import os
 import shutil
+import signal
 import socket
+import struct
 import sys
 import tempfile
 import threading
@@ -187,6 +189,36 @@ class ConnectionTests(unittest.TestCase):
         self.assertEqual(cm.exception.__cause__.code, p.ErrorCode.BAD_FRAME)
         self.assertEqual(conn.messages.get(timeout=5.0).code, p.ErrorCode.BAD_FRAME)
 
+    def test_a_shutdown_said_becomes_the_close_reason(self):
+        conn = self.connect()
+        rid = conn.generate(p.GenerateRequest(prompt="__none__"))
+        conn.shutdown_daemon()
+        with self.assertRaises(lc.ConnectionClosed) as cm:
+            conn.wait_for(rid, timeout=5.0)
+        self.assertIsInstance(cm.exception.__cause__, lc.DaemonShutDown)
+        self.assertIsInstance(conn.closed_reason, lc.DaemonShutDown)
+
+    def test_a_plain_end_of_stream_has_no_reason(self):
+        conn = self.connect()
+        rid = conn.generate(p.GenerateRequest(prompt="__drop__"))
+        with self.assertRaises(lc.ConnectionClosed) as cm:
+            conn.wait_for(rid, timeout=5.0)
+        self.assertIsNone(cm.exception.__cause__)
+
+    def test_closed_before_the_hello(self):
+        # What an ssh-forwarded socket whose remote daemon is gone does: accept, then drop.
+        for how, cause in (("reset", ConnectionResetError), ("eof", type(None))):
+            with self.subTest(how=how):
+                path = os.path.join(self.dir, how + ".sock")
+                daemon = standin.StandinDaemon(path, close_before_hello=how).start()
+                self.addCleanup(daemon.stop)
+                with self.assertRaises(lc.ClosedBeforeHello) as cm:
+                    lc.DaemonConnection.connect(path, "tunnel-test", timeout=5.0)
+                self.assertIsInstance(cm.exception, lc.ConnectionClosed)
+                self.assertEqual(cm.exception.socket_path, path)
+                self.assertIsInstance(cm.exception.__cause__, cause)
+                self.assertIn("closed it before the daemon's hello", str(cm.exception))
+
     def test_unsolicited_messages_go_to_the_queue(self):
         conn = self.connect()
         conn.send(p.GenerateRequest(request_id=77, prompt="ok"))  # not registered via generate()
@@ -288,6 +320,66 @@ class EnsureDaemonTests(unittest.TestCase):
     def test_missing_executable(self):
         with self.assertRaises(lc.DaemonStartError):
             lc.ensure_daemon(os.path.join(self.dir, "nope"), socket_path=self.path, timeout=2.0, log_path=self.log)
+
+    def test_a_daemon_killed_mid_job_is_started_again(self):
+        conn = lc.ensure_daemon(self.exe, socket_path=self.path, timeout=20.0, log_path=self.log)
+        self.addCleanup(conn.close)
+        rid = conn.generate(p.GenerateRequest(prompt="__slow__"))
+        progressed = threading.Event()
+        errors = []
+
+        def wait():
+            try:
+                conn.wait_for(rid, on_progress=lambda _p: progressed.set(), timeout=60.0)
+            except lc.LivefillError as e:
+                errors.append(e)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        self.assertTrue(progressed.wait(20.0), "the slow job reported no step")
+        pid = peer_pid(conn)
+        self.assertIn(pid, [proc.pid for proc in lc._SPAWNED])
+        os.kill(pid, signal.SIGKILL)
+        waiter.join(20.0)
+        self.assertFalse(waiter.is_alive(), "wait_for hung after the daemon was killed")
+        self.assertEqual(len(errors), 1)
+        self.assertIsInstance(errors[0], lc.ConnectionClosed)
+        self.assertNotIsInstance(errors[0], lc.ClosedBeforeHello)
+        self.assertNotIsInstance(errors[0].__cause__, (lc.DaemonShutDown, lc.DaemonError))
+        self.assertTrue(os.path.exists(self.path), "the killed daemon's socket file is left behind")
+        # The stale socket refuses connections: the next call starts a new daemon.
+        again = lc.ensure_daemon(self.exe, socket_path=self.path, timeout=20.0, log_path=self.log)
+        try:
+            self.assertNotEqual(peer_pid(again), pid)
+            result = again.wait_for(again.generate(p.GenerateRequest(prompt="ok", steps=1)), timeout=10.0)
+            self.assertEqual(result.image.width, standin.NATIVE)
+        finally:
+            again.shutdown_daemon()
+            again.close()
+
+    def test_a_daemon_still_dying_is_replaced(self):
+        # Killed a moment ago: it resets one more connection, then its socket refuses.
+        daemon = standin.StandinDaemon(self.path, close_before_hello="dying").start()
+        self.addCleanup(daemon.stop)
+        conn = lc.ensure_daemon(self.exe, socket_path=self.path, timeout=20.0, log_path=self.log)
+        try:
+            self.assertIn(peer_pid(conn), [proc.pid for proc in lc._SPAWNED])
+        finally:
+            conn.shutdown_daemon()
+            conn.close()
+
+    def test_a_socket_that_drops_the_hello_starts_no_daemon(self):
+        daemon = standin.StandinDaemon(self.path, close_before_hello="reset").start()
+        self.addCleanup(daemon.stop)
+        with self.assertRaises(lc.ClosedBeforeHello):
+            lc.ensure_daemon(self.exe, socket_path=self.path, timeout=5.0, log_path=self.log)
+        self.assertFalse(os.path.exists(self.log), "a local daemon was started although the socket answers")
+
+
+def peer_pid(conn: lc.DaemonConnection) -> int:
+    """The pid of the process on the other end of ``conn`` (Linux SO_PEERCRED)."""
+    creds = conn._sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[0]
 
 
 if __name__ == "__main__":

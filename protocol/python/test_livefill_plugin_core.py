@@ -26,7 +26,7 @@ import standin_daemon as standin  # noqa: E402
 
 Rect = core.Rect
 EDITOR = core.Editor(install_name="someeditor", client_name="core-test", daemon_settings="the test's settings",
-                     starts_on="the first test")
+                     starts_on="the first test", next_action="thing")
 
 
 class RectTests(unittest.TestCase):
@@ -407,7 +407,38 @@ class ErrorTextTests(unittest.TestCase):
         self.assertNotIsInstance(refused, core.Cancelled)
         self.assertIn("bad steps", str(refused))
         self.assertIsInstance(core.job_error(lc.SupersededError(1, 2), EDITOR), core.Cancelled)
-        self.assertIn("closed the connection", str(core.job_error(lc.ConnectionClosed(), EDITOR)))
+
+    def test_a_daemon_gone_mid_job_is_said_plainly(self):
+        for reason in (None, ConnectionResetError(104, "Connection reset by peer"), BrokenPipeError(32, "x"),
+                       proto.Truncated(12, 5)):
+            with self.subTest(reason=reason):
+                closed = lc.ConnectionClosed("connection closed while waiting for request 3")
+                closed.__cause__ = reason
+                text = str(core.job_error(closed, EDITOR, what="Fill"))
+                self.assertTrue(text.startswith("The livefill daemon stopped while working on the Fill request: "
+                                                "it crashed or was killed"), text)
+                self.assertIn("Nothing was added to your image.", text)
+                self.assertIn("The next thing starts it again.", text)
+                self.assertIn(lc.daemon_log_path(), text)
+                self.assertNotIn("Errno", text)
+                self.assertNotIn("reset by peer", text)
+        self.assertIn("working on the request:", str(core.job_error(lc.ConnectionClosed(), EDITOR)))
+
+    def test_how_a_connection_ended(self):
+        idle = core.connection_end_text(None, EDITOR)
+        self.assertTrue(idle.startswith("The livefill daemon stopped: it crashed or was killed"), idle)
+        self.assertNotIn("Nothing was added", idle)  # no job was in flight
+        self.assertIn("The next thing starts it again.", idle)
+        shut = core.connection_end_text(lc.DaemonShutDown("x"), EDITOR, "generate")
+        self.assertEqual(shut, "The livefill daemon shut down before it finished the generate request. Nothing was "
+                               "added to your image. The next thing starts it again.")
+        said = core.connection_end_text(lc.DaemonError(proto.ErrorCode.BAD_FRAME, "undecodable payload"), EDITOR, "")
+        self.assertEqual(said, "The livefill daemon ended the connection while working on the request: The daemon "
+                               "could not read the request (please report): undecodable payload. Nothing was added to "
+                               "your image.")
+        unreadable = core.connection_end_text(proto.DecodeError("bad tag 9"), EDITOR)
+        self.assertIn("bad tag 9", unreadable)
+        self.assertIn("install-plugin someeditor", unreadable)
 
     def test_connect_errors(self):
         text = core.describe_connect_error(FileNotFoundError(), EDITOR, started=False)
@@ -417,6 +448,16 @@ class ErrorTextTests(unittest.TestCase):
         self.assertIn("the test's settings", text)
         text = core.describe_connect_error(proto.UnsupportedVersion(9), EDITOR, True)
         self.assertIn("install-plugin someeditor", text)
+
+    def test_a_socket_whose_daemon_is_gone(self):
+        gone = lc.ClosedBeforeHello("/run/fwd.sock")
+        gone.__cause__ = ConnectionResetError(104, "Connection reset by peer")
+        text = core.describe_connect_error(gone, EDITOR, True, "/run/fwd.sock")
+        self.assertTrue(text.startswith("Something at /run/fwd.sock accepted the connection but closed it before "
+                                        "the livefill daemon answered: the daemon behind that socket is not running."),
+                        text)
+        self.assertIn("start it on the other machine (`livefill serve`) or check the tunnel", text)
+        self.assertNotIn("Errno", text)
 
 
 class FindDaemonTests(unittest.TestCase):
@@ -486,6 +527,39 @@ class ConnectTests(unittest.TestCase):
         self.addCleanup(daemon.stop)
         with self.assertRaisesRegex(core.PluginError, "install-plugin someeditor"):
             core.connect_or_start(self.path("old.sock"), None, [], EDITOR)
+
+    def test_a_socket_that_drops_the_hello_is_explained_and_starts_nothing(self):
+        # An ssh-forwarded socket whose remote daemon stopped: the connection is accepted, then
+        # reset (hello unread) or ended (hello read). The executable must not be started.
+        marker = self.path("started")
+        exe = self.path("livefill-marker")
+        with open(exe, "w") as f:
+            f.write("#!/bin/sh\ntouch '%s'\n" % marker)
+        os.chmod(exe, 0o755)
+        for how in ("reset", "eof"):
+            with self.subTest(how=how):
+                sock = self.path(how + ".sock")
+                daemon = standin.StandinDaemon(sock, close_before_hello=how).start()
+                self.addCleanup(daemon.stop)
+                with self.assertRaises(core.PluginError) as cm:
+                    core.connect_or_start(sock, exe, [], EDITOR, start_timeout=5.0)
+                text = str(cm.exception)
+                self.assertIn("Something at %s accepted the connection" % sock, text)
+                self.assertIn("the daemon behind that socket is not running", text)
+                self.assertIn("check the tunnel", text)
+                self.assertNotIn("Errno", text)
+                self.assertFalse(os.path.exists(marker), "a local daemon was started")
+
+    def test_a_job_whose_daemon_dies_is_explained(self):
+        daemon = standin.StandinDaemon(self.path("drop.sock")).start()
+        self.addCleanup(daemon.stop)
+        conn = core.open_connection(self.path("drop.sock"), None, [], EDITOR, start=False)
+        self.addCleanup(conn.close)
+        rid = conn.generate(core.build_request(proto.Mode.TXT2IMG, core.Settings(prompt="__drop__")))
+        with self.assertRaises(lc.ConnectionClosed) as cm:
+            conn.wait_for(rid, timeout=10.0)
+        text = str(core.job_error(cm.exception, EDITOR, what="Generate"))
+        self.assertTrue(text.startswith("The livefill daemon stopped while working on the Generate request"), text)
 
     def test_starts_the_daemon(self):
         # A "livefill" that runs the stand-in as "livefill serve --socket PATH --model M".

@@ -6,11 +6,20 @@
 #
 # Environment: LIVEFILL_SOCKET (the daemon, as seen from inside GIMP's root), LIVEFILL_TEST_OUT
 # (where to write the JSON), LIVEFILL_TEST_EXPECT ("standin" = the stand-in daemon's exact
-# geometry and colours; "daemon" = the real daemon: geometry rules only).
+# geometry and colours; "daemon" = the real daemon: geometry rules only). The faults run
+# (LIVEFILL_TEST_ONLY=faults) kills the daemon mid-job and expects the plug-in to start it again
+# from $LIVEFILL_BIN / $LIVEFILL_MODEL (paths inside GIMP's root); it watches the daemon through
+# the installed plug-in's copy of the shared client (LIVEFILL_PLUGIN_DIR, default the profile's).
 
+import hashlib
 import json
 import os
+import signal
+import socket
+import struct
 import sys
+import threading
+import time
 import traceback
 
 from gi.repository import Gegl, Gimp, GLib  # noqa: F401
@@ -566,6 +575,133 @@ def test_models_restart():
     image.delete()
 
 
+def plugin_client():
+    """The installed plug-in's ``livefill_client`` (the shared transport)."""
+    folder = os.environ.get("LIVEFILL_PLUGIN_DIR") or os.path.join(
+        os.environ.get("HOME", ""), ".config", "GIMP", "3.0", "plug-ins", "livefill")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    import livefill_client
+    return livefill_client
+
+
+def peer_pid(conn):
+    """The pid of the process at the other end of a client connection (Linux SO_PEERCRED)."""
+    creds = conn._sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[0]
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().decode("utf-8", "replace").split("\0")
+    except OSError as e:
+        return [repr(e)]
+
+
+def image_state(image):
+    """The canvas size and every layer's name, position, size and a checksum of its pixels."""
+    return [image.get_width(), image.get_height(),
+            [[l.get_name(), list(offsets(l)), l.get_width(), l.get_height(), hashlib.sha256(read(l)).hexdigest()]
+             for l in image.get_layers()]]
+
+
+class Killer(threading.Thread):
+    """Watches the daemon at ``SOCKET`` through a connection of its own and kills it (SIGKILL) the
+    moment its status shows a job running; ``running`` is the request it was running then."""
+
+    def __init__(self, lc):
+        super().__init__(daemon=True)
+        self.conn = lc.DaemonConnection.connect(SOCKET, "gimp-tests-killer", timeout=10)
+        self.pid = peer_pid(self.conn)
+        self.running = None
+        self.error = ""
+        self.done = threading.Event()
+
+    def run(self):
+        try:
+            while not self.done.is_set():
+                status = self.conn.status(timeout=10)
+                if status.running_request is not None:
+                    self.running = status.running_request
+                    os.kill(self.pid, signal.SIGKILL)
+                    return
+                time.sleep(0.02)
+        except Exception as e:  # recorded; the checks say what it means
+            self.error = repr(e)
+        finally:
+            self.conn.close()
+
+
+def test_faults():
+    """The daemon is killed (SIGKILL) while it works on a long Generate: the procedure returns an
+    error with the shared core's sentence (not an errno), the image's layers and pixels are as
+    before, and the next call starts the daemon again ($LIVEFILL_BIN, inside GIMP's root) and
+    succeeds."""
+    lc = plugin_client()
+    image, bg, paint = make_image()
+    before = image_state(image)
+    painted = hashlib.sha256(read(paint)).hexdigest()
+    killer = Killer(lc)
+    results["killed daemon"] = [killer.pid, cmdline(killer.pid)]
+    if not check("killed: the watcher's peer is the daemon on the test's socket",
+                 "serve" in cmdline(killer.pid) and any(a.endswith(SOCKET) for a in cmdline(killer.pid)),
+                 results["killed daemon"]):
+        return
+    killer.start()
+    # Long enough to be killed mid-way: 50 steps at 256 px on the tiny model (seconds), or the
+    # stand-in's slow prompt (100 steps of 0.1 s).
+    prompt = "__slow__" if EXPECT == "standin" else "a long job"
+    status, layer, seed, err = call("plug-in-livefill-generate", image, paint, prompt=prompt, seed=3, steps=50,
+                                    width=256, height=256)
+    killer.done.set()
+    killer.join(30)
+    check("killed: the daemon was killed while it ran the job", killer.running is not None,
+          "watcher error: %s" % killer.error)
+    check("killed: the procedure fails (it returned: no hang)", status == Gimp.PDBStatusType.EXECUTION_ERROR,
+          "%s %s" % (status, err))
+    check("killed: the error says the daemon stopped while working on the generate",
+          err.startswith("livefill: The livefill daemon stopped while working on the generate request: it crashed "
+                         "or was killed") and "Nothing was added to your image." in err
+          and "The next livefill procedure starts it again." in err, err)
+    check("killed: ... in words, not an errno", "Errno" not in err and "reset by peer" not in err, err)
+    check("killed: every layer, its pixels and the canvas are as before", image_state(image) == before,
+          [before, image_state(image)])
+    check("killed: the paint layer's pixels are unchanged (checksum)",
+          hashlib.sha256(read(paint)).hexdigest() == painted)
+    # The next call starts the daemon again and works.
+    status, layer, seed, err = call("plug-in-livefill-generate", image, paint, prompt="after the crash", seed=4)
+    if ok_status("killed: the next call", status, err):
+        check("killed: the next call added its layer", layer.get_name() == "livefill generate: after the crash [seed 4]"
+              and len(image.get_layers()) == len(before[2]) + 1, [l.get_name() for l in image.get_layers()])
+        after = image_state(image)
+        check("killed: ... and the layers from before are untouched",
+              after[:2] == before[:2] and [e for e in after[2] if e[0] != layer.get_name()] == before[2],
+              [before, after])
+    try:
+        conn = lc.DaemonConnection.connect(SOCKET, "gimp-tests", timeout=10)
+    except Exception as e:
+        check("killed: a daemon answers again", False, repr(e))
+        return
+    pid = peer_pid(conn)
+    results["restarted daemon"] = [pid, cmdline(pid)]
+    check("killed: a new daemon, started by the plug-in, answers", pid != killer.pid and "serve" in cmdline(pid),
+          results["restarted daemon"])
+    conn.shutdown_daemon()  # it would outlive GIMP
+    check("killed: the restarted daemon shuts down when asked (and says so)",
+          wait_closed(conn) and isinstance(conn.closed_reason, lc.DaemonShutDown), repr(conn.closed_reason))
+    conn.close()
+    image.delete()
+
+
+def wait_closed(conn, timeout=30.0):
+    """Whether ``conn``'s daemon ended the connection within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not conn.is_closed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return conn.is_closed
+
+
 def main():
     for proc in ("plug-in-livefill-inpaint", "plug-in-livefill-extend", "plug-in-livefill-img2img",
                  "plug-in-livefill-generate", "plug-in-livefill-live-preview"):
@@ -581,6 +717,8 @@ def main():
         tests = [test_models_dialog] if autorespond.startswith("ok") else [test_models]
     elif ONLY == "models-restart":
         tests = [test_models_restart]
+    elif ONLY == "faults":
+        tests = [test_faults]
     elif ONLY:
         tests = [t for t in tests if t.__name__.startswith("test_" + ONLY)]
     for test in tests:

@@ -12,6 +12,8 @@
 # LIVEFILL_LIVE_BENCH (short|full|off: the live-latency benchmark, tests/gimp/gimp_live_bench.py,
 # written to target/live-bench-gimp.json). The dialogs of the interactive runs are saved as
 # target/gimp-dialogs/<run>/<procedure>.png.
+# LIVEFILL_GIMP_ONLY=faults runs only the faults run (the daemon killed mid-job, then started
+# again by the plug-in from inside the tree).
 # The daemon runs on the host with its socket inside the tree (<tree>/tmp/livefill-test-PID/),
 # GIMP sees it as /tmp/livefill-test-PID/livefill.sock. The batch script writes its checks as
 # JSON; this script asserts on it (gimp-console's exit status does not reflect failures).
@@ -40,6 +42,7 @@ daemon_pid=
 proc_mounted=0
 cleanup() {
     if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
+    stop_socket_daemon
     if [ "$proc_mounted" = 1 ]; then umount "$tree/proc" 2>/dev/null || umount -l "$tree/proc" || true; fi
     rm -rf --one-file-system "$work"
 }
@@ -87,6 +90,25 @@ PY
 stop_daemon() {
     if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
     daemon_pid=
+}
+
+# Asks whatever daemon answers at the tree's socket to exit: one the plug-in started (the faults
+# run), which this script did not start and which would outlive GIMP.
+stop_socket_daemon() {
+    [ -S "$work/livefill.sock" ] || return 0
+    python3 - "$work/livefill.sock" <<'PY' 2>/dev/null || true
+import sys
+sys.path.insert(0, "protocol/python")
+import livefill_client
+try:
+    c = livefill_client.DaemonConnection.connect(sys.argv[1], "gimp-tests", timeout=5)
+except Exception:
+    sys.exit(0)
+c.shutdown_daemon()
+while c.messages.get(timeout=30) is not None:  # ShuttingDown, then None once it closed
+    pass
+c.close()
+PY
 }
 
 install_plugin() { # $1 = GIMP profile (inside the tree, host path)
@@ -161,6 +183,7 @@ run_gimp() { # $1 = label, $2 = expectation (standin|daemon), $3 = tests to run 
     log "running GIMP ($label)"
     local t0=$SECONDS
     timeout 900 chroot "$tree" /usr/bin/env -i PATH=/usr/bin:/bin HOME="$home" LANG=C.UTF-8 \
+        ${gimp_env[@]+"${gimp_env[@]}"} \
         LIVEFILL_SOCKET="$inside/livefill.sock" LIVEFILL_TEST_OUT="$inside/results-$label.json" \
         LIVEFILL_TEST_EXPECT="$2" LIVEFILL_TEST_ONLY="$3" LIVEFILL_DIALOG_AUTORESPOND="$answer" \
         LIVEFILL_STANDIN_RECORD="$inside/requests.jsonl" LIVEFILL_DIALOG_DUMP="$inside/dump-$label.jsonl" \
@@ -198,6 +221,50 @@ PY
     fi
 }
 
+# The daemon killed (SIGKILL) mid-job by the batch script, which then expects the next call to
+# start it again from inside GIMP's tree, as the plug-in does on an artist's machine
+# ($LIVEFILL_BIN, $LIVEFILL_MODEL): the livefill binary with ONNX Runtime beside it and the model
+# are linked into the run's folder in the tree (with the stand-in backend: a wrapper running the
+# stand-in there). The daemon this script starts is the one killed.
+gimp_env=()
+run_faults() {
+    local dir=$work/faults
+    rm -rf "$dir"
+    mkdir -p "$dir/bin"
+    if [ "$backend" = standin ]; then
+        mkdir -p "$dir/standin/tests" "$dir/standin/protocol/python"
+        cp tests/standin_daemon.py "$dir/standin/tests/"
+        cp protocol/python/livefill_protocol.py "$dir/standin/protocol/python/"
+        printf '#!/bin/sh\nexec python3 %s/faults/standin/tests/standin_daemon.py "$@"\n' "$inside" >"$dir/bin/livefill"
+        chmod 755 "$dir/bin/livefill"
+        start_daemon "" || { failures=$((failures + 1)); return; }
+    else
+        # The library the host's daemon loads: ORT_DYLIB_PATH, else livefill's cache.
+        local ort=${ORT_DYLIB_PATH:-}
+        if [ -z "$ort" ]; then
+            ort=$(ls "${XDG_CACHE_HOME:-$HOME/.cache}/livefill/onnxruntime/$(bash tests/ort_version.sh)-cpu/"libonnxruntime.so* \
+                2>/dev/null | sort | tail -n 1 || true)
+        fi
+        if [ ! -f "$ort" ]; then
+            log "faults run: no ONNX Runtime library to put beside livefill in the tree (set ORT_DYLIB_PATH)"
+            failures=$((failures + 1)); return
+        fi
+        ln -f "$LIVEFILL_BIN" "$dir/bin/livefill" 2>/dev/null || cp "$LIVEFILL_BIN" "$dir/bin/livefill"
+        ln -f "$(readlink -f "$ort")" "$dir/bin/$(basename "$ort")" 2>/dev/null || cp "$ort" "$dir/bin/$(basename "$ort")"
+        cp -al "$root/tests/fixtures/tiny-sd" "$dir/model" 2>/dev/null || cp -r "$root/tests/fixtures/tiny-sd" "$dir/model"
+        start_daemon "$root/tests/fixtures/tiny-sd" || { failures=$((failures + 1)); return; }
+    fi
+    gimp_env=(LIVEFILL_BIN="$inside/faults/bin/livefill" LIVEFILL_MODEL="$inside/faults/model" TMPDIR="$inside/faults")
+    run_gimp faults "$backend" faults "" "" 12
+    gimp_env=()
+    stop_daemon  # the one killed: reaped here
+    stop_socket_daemon  # the one the plug-in started, should the batch script not have stopped it
+    for started_log in "$dir"/livefill-serve-*.log; do
+        [ -f "$started_log" ] || continue
+        log "the daemon the plug-in started, end of its log:"; tail -n 5 "$started_log" >&2
+    done
+}
+
 # The Model list, model-name and the returned model against the stand-in's several models
 # (with either backend: the real daemon's several-model serving is tested on the Rust side), the
 # dialogs, then GIMP again on the dialogs' profile (the choice is among GIMP's last values).
@@ -211,12 +278,15 @@ run_models() {
     stop_daemon
 }
 
-if [ "$backend" = standin ]; then
+if [ "${LIVEFILL_GIMP_ONLY:-}" = faults ]; then
+    run_faults
+elif [ "$backend" = standin ]; then
     start_daemon ""
     run_gimp standin standin ""
     run_gimp standin-dialogs standin "" ok:3000
     run_gimp standin-cancel standin "" cancel:1500
     stop_daemon
+    run_faults
     run_models
 else
     if ! "$LIVEFILL_BIN" serve --help >/dev/null 2>&1; then
@@ -234,6 +304,7 @@ else
     start_daemon "$root/tests/fixtures/tiny-sd-inpaint"
     run_gimp tiny-sd-inpaint daemon "inpaint"
     stop_daemon
+    run_faults
     run_models
 fi
 

@@ -151,6 +151,30 @@ class JobTests(unittest.TestCase):
             time.sleep(0.05)
         self.assertEqual(outcome, ("superseded", None))
 
+    def test_a_daemon_gone_mid_job_is_said_plainly(self):
+        # "__drop__": the stand-in accepts the job, then the connection ends (a daemon that
+        # crashed or was killed mid-job looks the same from here).
+        conn = logic.connect(self.path, "", "")
+        self.addCleanup(conn.close)
+        req = core.build_request(lp.Mode.TXT2IMG, core.Settings(prompt="__drop__"))
+        with self.assertRaises(PluginError) as cm:
+            logic.run_job(conn, req, timeout=10)
+        self.assertNotIsInstance(cm.exception, core.Cancelled)
+        text = str(cm.exception)
+        self.assertTrue(text.startswith("The livefill daemon stopped while working on the generate request: it "
+                                        "crashed or was killed"), text)
+        self.assertIn("Nothing was added to your image. The next livefill procedure starts it again.", text)
+
+    def test_request_words(self):
+        settings = core.Settings(prompt="p")
+        words = [logic.request_word(core.build_request(lp.Mode.INPAINT, settings, image=(1, 1, bytes(4)),
+                                                       mask=(1, 1, b"\xff"))),
+                 logic.request_word(core.build_request(lp.Mode.OUTPAINT, settings, image=(1, 1, bytes(4)))),
+                 logic.request_word(core.build_request(lp.Mode.IMG2IMG, settings, image=(1, 1, bytes(4)))),
+                 logic.request_word(core.build_request(lp.Mode.TXT2IMG, settings)),
+                 logic.request_word(core.build_request(lp.Mode.IMG2IMG, settings, image=(1, 1, bytes(4)), live=True))]
+        self.assertEqual(words, ["inpaint", "extend", "img2img", "generate", "live preview"])
+
     def test_poll_job(self):
         req = core.build_request(lp.Mode.TXT2IMG, core.Settings(prompt="p", steps=1))
         rid = self.conn.generate(req)

@@ -14,11 +14,16 @@ Environment:
     LIVEFILL_SOCKET        socket the daemon listens on
     LIVEFILL_BIN, LIVEFILL_MODEL  what the plugin starts when nothing listens (real mode)
     LIVEFILL_TEST_RESTART  command line (shell) that starts the daemon again, for the reconnect test
+    LIVEFILL_KRITA_TESTS   comma-separated test names (e.g. test_daemon_killed) to run only those
 """
 
+import hashlib
 import json
 import math
 import os
+import signal
+import socket
+import struct
 import subprocess
 import time
 import traceback
@@ -563,6 +568,100 @@ def test_reconnect(doc, layer, controller, rec, logic):
           bounds(node) if node is not None else rec.messages[-5:])
 
 
+def daemon_pid(controller):
+    """The pid of the process at the other end of the plugin's own connection (Linux
+    SO_PEERCRED): the daemon it talks to, however it was started."""
+    conn = controller.link.conn
+    creds = conn._sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[0]
+
+
+def document_state(doc):
+    """The canvas size and every layer's name, type, bounds and a checksum of its pixels (the
+    global selection's mask node, which Krita adds with a selection, is not a layer)."""
+    w, h = doc.width(), doc.height()
+    return (w, h), [(n.name(), n.type(), bounds(n), hashlib.sha256(bytes(n.pixelData(0, 0, w, h))).hexdigest())
+                    for n in doc.rootNode().childNodes() if n.type() != "selectionmask"]
+
+
+def test_daemon_killed(doc, layer, controller, rec, logic):
+    """The daemon is killed (SIGKILL) while it works on a long Generate: the job ends, the message
+    is the shared core's sentence (not an errno), the document is exactly as before (no result
+    layer, no empty one), and the next Fill starts the daemon again (auto-start) and places its
+    layer."""
+    lf = controller.link
+    lf.connect_daemon(start=True)  # (connected already after the tests before this one)
+    if not check("killed: connected before", wait_until(lambda: lf.is_connected, 180), lf.state):
+        return
+    pid = daemon_pid(controller)
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            cmdline = f.read().decode("utf-8", "replace").split("\0")
+    except OSError as e:
+        cmdline = [str(e)]
+    if not check("killed: the connection's peer is the daemon on the test's socket",
+                 "serve" in cmdline and os.environ.get("LIVEFILL_SOCKET", "?") in cmdline, (pid, cmdline)):
+        return
+    doc.setSelection(None)
+    before = document_state(doc)
+    painted = hashlib.sha256(bytes(layer.pixelData(*bounds(layer)))).hexdigest()
+    states, progress = [], []
+    on_state = lambda state, text: states.append(text)  # noqa: E731
+    on_progress = lambda step, total: progress.append((step, total))  # noqa: E731
+    controller.connection_changed.connect(on_state)
+    controller.progress.connect(on_progress)
+    try:
+        # Long enough to be killed mid-way: 50 steps over the whole canvas on the tiny model
+        # (seconds), or the stand-in's slow prompt (100 steps of 0.1 s).
+        prompt = "__slow__" if DAEMON == "fake" else "a long job"
+        controller.settings = core.Settings(prompt=prompt, seed=13, steps=50)
+        rid = controller.generate()
+        if not check("killed: the long Generate started", rid is not None, rec.messages[-3:]):
+            return
+        running = wait_until(lambda: any(step >= 1 for step, _ in progress) or rid in rec.done, JOB_TIMEOUT)
+        if not check("killed: the daemon is working on it (a step reported, not finished)",
+                     running and rid not in rec.done, (progress[-3:], rec.messages[-3:])):
+            return
+        os.kill(pid, signal.SIGKILL)
+        ended = wait_until(lambda: rid in rec.done, 60)
+        check("killed: the job ends (no hang)", ended, rec.messages[-3:])
+        check("killed: no layer from the job", ended and rec.done[rid][1] is None, rec.done.get(rid))
+        text = rec.messages[-1] if rec.messages else ""
+        check("killed: the message says the daemon stopped while working on the Generate",
+              text.startswith("The livefill daemon stopped while working on the Generate request: it crashed or "
+                              "was killed") and "Nothing was added to your image." in text
+              and "The next Fill, Expand, Generate or Live starts it again." in text, rec.messages[-3:])
+        check("killed: ... in words, not an errno", "Errno" not in text and "reset by peer" not in text, text)
+        check("killed: the status line says the daemon stopped",
+              any(t.startswith("The livefill daemon stopped: it crashed or was killed") for t in states), states)
+        check("killed: the progress bar is reset", progress and progress[-1] == (0, 0), progress[-2:])
+        check("killed: every layer, its pixels and the canvas are as before", document_state(doc) == before,
+              (before, document_state(doc)))
+        check("killed: the painted layer's pixels are unchanged (checksum)",
+              hashlib.sha256(bytes(layer.pixelData(*bounds(layer)))).hexdigest() == painted)
+        check("killed: no layer of the job left behind (empty or half-written)",
+              core.layer_name(logic.KIND_GENERATE, prompt, 13) not in layer_names(doc)
+              and core.PREVIEW_LAYER_NAME not in layer_names(doc), layer_names(doc))
+    finally:
+        controller.connection_changed.disconnect(on_state)
+        controller.progress.disconnect(on_progress)
+    # The next action starts the daemon again (LIVEFILL_BIN) and works.
+    select_ellipse(doc)
+    controller.settings = core.Settings(prompt="after the crash", seed=14, steps=2)
+    node = run_job("killed: the next Fill", controller, rec, controller.fill)
+    check("killed: the next Fill placed its layer on the selection", node is not None and bounds(node) == SEL,
+          bounds(node) if node is not None else rec.messages[-5:])
+    check("killed: ... served by a daemon started again", lf.is_connected and daemon_pid(controller) != pid,
+          lf.state)
+    (size, layers) = document_state(doc)
+    check("killed: ... and the layers from before are untouched",
+          size == before[0] and [entry for entry in layers if node is None or entry[0] != node.name()] == before[1],
+          (before, (size, layers)))
+    if node is not None:
+        node.setVisible(False)
+        doc.refreshProjection()
+
+
 def test_no_daemon(doc, layer, controller, rec, logic):
     """No daemon and no livefill executable: a clear message, no hanging job."""
     from livefill_krita.controller import Controller
@@ -674,7 +773,11 @@ def main(*_args):
         rec = Recorder(controller)
         tests = (test_fill, test_fill_from_visible_image, test_fill_without_selection, test_generate, test_live,
                  test_live_large_layer, test_live_step_previews, test_errors, test_cancel, test_expand,
-                 test_status_names_the_model, test_models, test_reconnect, test_no_daemon)
+                 test_status_names_the_model, test_models, test_reconnect, test_daemon_killed, test_no_daemon)
+        only = [name.strip() for name in os.environ.get("LIVEFILL_KRITA_TESTS", "").split(",") if name.strip()]
+        if only:
+            tests = tuple(t for t in tests if t.__name__ in only)
+            state["only"] = [t.__name__ for t in tests]
         for test in tests:
             t0 = time.monotonic()
             try:

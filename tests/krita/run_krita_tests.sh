@@ -20,6 +20,8 @@
 #   LIVEFILL_KRITA_FAKE_ONLY=1      only the stand-in daemon (no livefill binary/model needed)
 #   LIVEFILL_KRITA_KEEP_WORK=1      keep the temporary profile, logs and result JSONs
 #   LIVEFILL_KRITA_GUI_ONLY=1       only the plain tests and the window (skip the kritarunner runs)
+#   LIVEFILL_KRITA_TESTS=a,b        only these tests of krita_e2e.py in the kritarunner runs (e.g.
+#                                   test_daemon_killed); every other step still runs
 #   LIVEFILL_LIVE_BENCH=short|full|off  the live-latency benchmark (tests/krita/live_bench.py) in
 #                                   kritarunner and in the window: short (default) proves it runs,
 #                                   full is what BENCHMARKS.md records; figures go to

@@ -318,6 +318,12 @@ class TextTest(unittest.TestCase):
         text = core.describe_connect_error(FileNotFoundError(), logic.KRITA, started=False)
         self.assertIn("Fill", text)
 
+    def test_a_daemon_gone_mid_job_names_the_button_and_what_restarts_it(self):
+        text = core.connection_end_text(ConnectionResetError(104, "Connection reset by peer"), logic.KRITA, "Fill")
+        self.assertTrue(text.startswith("The livefill daemon stopped while working on the Fill request"), text)
+        self.assertIn("The next Fill, Expand, Generate or Live starts it again.", text)
+        self.assertNotIn("Errno", text)
+
     def test_status_text(self):
         text = logic.status_text("NVIDIA H100 (cuda:0)", "sd-1.5-lcm", "CUDAExecutionProvider")
         self.assertIn("NVIDIA H100", text)

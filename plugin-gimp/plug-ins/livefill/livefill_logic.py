@@ -40,6 +40,7 @@ GIMP = core.Editor(
     starts_on="every livefill procedure",
     role_words=((lp.ModelRole.INPAINT, "inpaint"), (lp.ModelRole.LIVE, "live"), (lp.ModelRole.DEFAULT, "generate")),
     model_picker="the dialog's Model list (the model-name argument)",
+    next_action="livefill procedure",
 )
 
 #: The procedures' modes, the wire mode each sends, and the word its result layers are named by.
@@ -113,6 +114,17 @@ def result_position(sent: core.Rect, offset_x: int, offset_y: int) -> Tuple[int,
     return sent.x + int(offset_x), sent.y + int(offset_y)
 
 
+def request_word(request) -> str:
+    """The word error texts use for what ``request`` asks (``MODE_LABELS``: inpaint, extend,
+    img2img, generate, live preview)."""
+    if request.priority == lp.Priority.LIVE_PREVIEW:
+        return MODE_LABELS["preview"]
+    for mode, wire in WIRE_MODES.items():
+        if wire == request.mode and mode != "preview":
+            return MODE_LABELS[mode]
+    return ""
+
+
 def mask_is_empty(mask: bytes) -> bool:
     return not any(mask)
 
@@ -137,8 +149,9 @@ def run_job(conn, request, on_progress: Optional[Callable[[int, int], None]] = N
     as ``on_progress(step, total_steps)`` on the calling thread, a model being loaded for it as
     ``on_model_loading(text)`` (the shared status text); ``should_cancel`` is polled every
     ``tick`` seconds and, when it returns True, the job is cancelled on the daemon. Failures raise
-    PluginError (Cancelled for a cancelled job; the model errors name ``request.model``); a
-    timeout also cancels the job."""
+    PluginError (Cancelled for a cancelled job; the model errors name ``request.model``; a daemon
+    that stops meanwhile -- crashed, killed -- is said so by the shared
+    ``core.connection_end_text``); a timeout also cancels the job."""
     rid = conn.generate(request)
     deadline = time.monotonic() + timeout
 
@@ -163,7 +176,7 @@ def run_job(conn, request, on_progress: Optional[Callable[[int, int], None]] = N
         except client.WaitTimeout:
             continue
         except client.LivefillError as e:
-            raise core.job_error(e, GIMP, request.model)
+            raise core.job_error(e, GIMP, request.model, request_word(request))
 
 
 def _try_cancel(conn, rid) -> None:
@@ -188,7 +201,7 @@ def poll_job(conn, rid, model: str = "", on_model_loading: Optional[Callable[[st
     except client.SupersededError:
         return "superseded", None
     except client.LivefillError as e:
-        err = core.job_error(e, GIMP, model)
+        err = core.job_error(e, GIMP, model, MODE_LABELS["preview"])
         if isinstance(err, core.Cancelled):
             return "superseded", None
         return "error", str(err)
