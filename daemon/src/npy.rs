@@ -35,7 +35,8 @@ pub fn read_f32(path: &Path) -> Result<NpyArray, NpyError> {
     })
 }
 
-fn parse_f32(bytes: &[u8]) -> Result<NpyArray, String> {
+/// Parse the bytes of a `.npy` file holding `<f4` data; the error is the reason it is refused.
+pub fn parse_f32(bytes: &[u8]) -> Result<NpyArray, String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("bad magic".into());
     }

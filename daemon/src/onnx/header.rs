@@ -220,13 +220,23 @@ pub fn read_signature(path: &Path) -> Result<GraphSignature, OnnxInfoError> {
             source,
         })?
         .len();
+    read_signature_from(BufReader::with_capacity(64 << 10, file), size, path)
+}
+
+/// Read the signature of a model file of `size` bytes from `reader` (positioned at its start);
+/// `path` only names the file in errors. The entry point for in-memory data (fuzzing, tests).
+pub fn read_signature_from<R: Read + Seek>(
+    reader: R,
+    size: u64,
+    path: &Path,
+) -> Result<GraphSignature, OnnxInfoError> {
     if size == 0 {
         return Err(OnnxInfoError::Empty {
             path: path.to_path_buf(),
         });
     }
     let mut reader = Reader {
-        inner: BufReader::with_capacity(64 << 10, file),
+        inner: reader,
         pos: 0,
         size,
     };
