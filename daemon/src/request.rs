@@ -202,7 +202,7 @@ fn check_sampler(choice: SamplerChoice) -> Result<(), GenerateError> {
 
 fn check_outpaint(request: &GenerateRequest, max_side: u32) -> Result<(), GenerateError> {
     let e = request.extend;
-    if e.left + e.top + e.right + e.bottom == 0 {
+    if e == Extend::default() {
         return Err(invalid("outpaint needs at least one border to extend"));
     }
     let image = request.image.as_ref().expect("outpaint has an image");
@@ -392,6 +392,33 @@ mod tests {
         r.sampler = Some(Sampler::Ddim);
         r.eta = Some(0.4);
         assert!(validate(&r, &all_modes(), 64).is_ok());
+    }
+
+    /// Found by the `request` fuzz target: the borders were summed in u32 to see if any was
+    /// set, which overflowed (a panic in debug builds; in release, borders adding up to 2^32
+    /// were "no border").
+    #[test]
+    fn outpaint_borders_that_overflow_a_sum_are_too_large() {
+        for extend in [
+            Extend {
+                left: u32::MAX,
+                top: u32::MAX,
+                right: u32::MAX,
+                bottom: u32::MAX,
+            },
+            Extend {
+                left: 1 << 31,
+                right: 1 << 31,
+                ..Extend::default()
+            },
+        ] {
+            let mut r = with_image(Mode::Outpaint, 8, 8);
+            r.extend = extend;
+            assert_eq!(
+                code(validate(&r, &all_modes(), 64)),
+                livefill_protocol::ErrorCode::ImageTooLarge
+            );
+        }
     }
 
     #[test]
