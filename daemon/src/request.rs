@@ -222,12 +222,12 @@ fn validate_image(image: &RgbaImage) -> Result<(), GenerateError> {
     if image.width == 0 || image.height == 0 {
         return Err(invalid("image is empty"));
     }
-    let expected = image.width as usize * image.height as usize * 4;
-    if image.pixels.len() != expected {
+    if !image.is_well_formed() {
         return Err(invalid(format!(
-            "image {}×{} needs {expected} RGBA bytes, got {}",
+            "image {}×{} needs {} RGBA bytes, got {}",
             image.width,
             image.height,
+            image.expected_len(),
             image.pixels.len()
         )));
     }
@@ -241,12 +241,12 @@ fn validate_mask(mask: &Mask, image: &RgbaImage) -> Result<(), GenerateError> {
             mask.width, mask.height, image.width, image.height
         )));
     }
-    if mask.pixels.len() != mask.width as usize * mask.height as usize {
+    if !mask.is_well_formed() {
         return Err(invalid(format!(
             "mask {}×{} needs {} bytes, got {}",
             mask.width,
             mask.height,
-            mask.width as usize * mask.height as usize,
+            mask.expected_len(),
             mask.pixels.len()
         )));
     }
@@ -419,6 +419,16 @@ mod tests {
                 livefill_protocol::ErrorCode::ImageTooLarge
             );
         }
+    }
+
+    /// Found by the `request` fuzz target: with `--max-image-side 4294967295` an image claiming
+    /// u32::MAX × u32::MAX pixels overflowed the byte count (`width * height * 4` > 2^64).
+    #[test]
+    fn an_image_too_large_to_count_is_refused() {
+        let mut r = default_request(Mode::Img2Img);
+        r.image = Some(RgbaImage::new(u32::MAX, u32::MAX, vec![0; 4]));
+        let err = validate(&r, &all_modes(), u32::MAX).unwrap_err();
+        assert!(err.to_string().contains("RGBA bytes"), "{err}");
     }
 
     #[test]
