@@ -98,6 +98,24 @@ pub struct GeneratorInfo {
     pub sampling: ModelDefaults,
 }
 
+impl GeneratorInfo {
+    /// A model known only by what request validation looks at (its name, modes and sampler
+    /// defaults): 64×64 on the CPU, no inpainting UNet, no TAESD. For tests and fuzzing.
+    pub fn stand_in(model: &str, modes: Vec<Mode>, sampling: ModelDefaults) -> Self {
+        Self {
+            model: model.into(),
+            device: "cpu".into(),
+            execution_provider: "CPUExecutionProvider".into(),
+            native_width: 64,
+            native_height: 64,
+            modes,
+            inpainting_unet: false,
+            taesd_previews: false,
+            sampling,
+        }
+    }
+}
+
 /// Something that turns a request into pixels, one job at a time.
 pub trait ImageGenerator: Send + 'static {
     fn info(&self) -> GeneratorInfo;

@@ -258,17 +258,7 @@ mod tests {
     use super::*;
 
     fn model(modes: Vec<Mode>) -> GeneratorInfo {
-        GeneratorInfo {
-            model: "tiny".into(),
-            device: "cpu".into(),
-            execution_provider: "CPUExecutionProvider".into(),
-            native_width: 64,
-            native_height: 64,
-            modes,
-            inpainting_unet: false,
-            taesd_previews: false,
-            sampling: crate::scheduler::ModelDefaults::QUALITY,
-        }
+        GeneratorInfo::stand_in("tiny", modes, crate::scheduler::ModelDefaults::QUALITY)
     }
 
     fn all_modes() -> GeneratorInfo {

@@ -57,20 +57,9 @@ pub fn request(data: &[u8]) {
 
 /// Two fixed models: the LCM fixture (every mode) and an ordinary one without inpainting.
 fn models() -> [GeneratorInfo; 2] {
-    let info = |model: &str, modes: Vec<Mode>, sampling| GeneratorInfo {
-        model: model.into(),
-        device: "cpu".into(),
-        execution_provider: "CPUExecutionProvider".into(),
-        native_width: 64,
-        native_height: 64,
-        modes,
-        inpainting_unet: false,
-        taesd_previews: false,
-        sampling,
-    };
     [
-        info("tiny-sd", MODES.to_vec(), ModelDefaults::LCM),
-        info(
+        GeneratorInfo::stand_in("tiny-sd", MODES.to_vec(), ModelDefaults::LCM),
+        GeneratorInfo::stand_in(
             "quality",
             vec![Mode::Txt2Img, Mode::Img2Img],
             ModelDefaults::QUALITY,

@@ -862,9 +862,10 @@ mod tests {
         read_signature_from(std::io::Cursor::new(bytes), bytes.len() as u64, path)
     }
 
-    /// Found by the `onnx_header` fuzz target: a message length near 2^64 overflowed `position
-    /// + length` (a panic in debug builds, a wrapped end in release) for the graph, and unchecked
-    /// lengths of nested messages were the same risk. Each is now refused against its parent.
+    /// Found by the `onnx_header` fuzz target: a message length near 2^64 overflowed the
+    /// field's end, `position + length` (a panic in debug builds, a wrapped end in release), for
+    /// the graph; the unchecked lengths of nested messages were the same risk. Each is now
+    /// refused against its parent.
     #[test]
     fn lengths_near_u64_max_are_refused_not_overflowed() {
         let fuzzed = "182828282828282828ffffffffffff28282828280808282828282828282828282828080812466c6976\
