@@ -101,20 +101,20 @@ pub struct GeneratorInfo {
     pub sampling: ModelDefaults,
 }
 
-#[cfg(test)]
 impl GeneratorInfo {
-    /// A txt2img-only 8×8 model called `name` on the CPU (the job layer's stand-in generators).
-    pub fn stand_in(name: &str) -> Self {
+    /// A model known only by what request validation looks at (its name, modes and sampler
+    /// defaults): 64×64 on the CPU, no inpainting UNet, no TAESD. For tests and fuzzing.
+    pub fn stand_in(model: &str, modes: Vec<Mode>, sampling: ModelDefaults) -> Self {
         Self {
-            model: name.into(),
+            model: model.into(),
             device: "cpu".into(),
-            execution_provider: "none".into(),
-            native_width: 8,
-            native_height: 8,
-            modes: vec![Mode::Txt2Img],
+            execution_provider: "CPUExecutionProvider".into(),
+            native_width: 64,
+            native_height: 64,
+            modes,
             inpainting_unet: false,
             taesd_previews: false,
-            sampling: Default::default(),
+            sampling,
         }
     }
 }

@@ -35,7 +35,8 @@ pub fn read_f32(path: &Path) -> Result<NpyArray, NpyError> {
     })
 }
 
-fn parse_f32(bytes: &[u8]) -> Result<NpyArray, String> {
+/// Parse the bytes of a `.npy` file holding `<f4` data; the error is the reason it is refused.
+pub fn parse_f32(bytes: &[u8]) -> Result<NpyArray, String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("bad magic".into());
     }
@@ -58,12 +59,15 @@ fn parse_f32(bytes: &[u8]) -> Result<NpyArray, String> {
         return Err("fortran order".into());
     }
     let shape = parse_shape(header)?;
-    let count: usize = shape.iter().product();
+    // The shape is the file's word: its product (and bytes) must not overflow.
+    let data_len = shape
+        .iter()
+        .try_fold(4usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} is too large"))?;
     let body = &bytes[header_start + header_len..];
-    if body.len() != count * 4 {
+    if body.len() != data_len {
         return Err(format!(
-            "expected {} data bytes, found {}",
-            count * 4,
+            "expected {data_len} data bytes, found {}",
             body.len()
         ));
     }
@@ -130,5 +134,21 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(parse_f32(b"not numpy at all").is_err());
+    }
+
+    /// Found by the `npy` fuzz target: a shape whose byte count overflows was a panic (debug)
+    /// or, wrapped, a tiny body accepted for a shape claiming 2^62 values (release).
+    #[test]
+    fn a_shape_too_large_to_count_is_refused() {
+        let fuzzed = b"\x93NUMPY\x03\x00t\x00\x00\x00{'descr': '<f4', 'fortranalse, 'shape': \
+            (015532559262904483838, 1,,)0    _order': False, 'e': (2, 1, 2), }          ";
+        let err = parse_f32(fuzzed).unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+        let wraps_to_4 = format!("{{'descr': '<f4', 'shape': ({},), }}", (1usize << 62) + 1);
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(wraps_to_4.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(wraps_to_4.as_bytes());
+        bytes.extend_from_slice(&1f32.to_le_bytes());
+        assert!(parse_f32(&bytes).unwrap_err().contains("too large"));
     }
 }

@@ -202,7 +202,7 @@ fn check_sampler(choice: SamplerChoice) -> Result<(), GenerateError> {
 
 fn check_outpaint(request: &GenerateRequest, max_side: u32) -> Result<(), GenerateError> {
     let e = request.extend;
-    if e.left + e.top + e.right + e.bottom == 0 {
+    if e == Extend::default() {
         return Err(invalid("outpaint needs at least one border to extend"));
     }
     let image = request.image.as_ref().expect("outpaint has an image");
@@ -222,12 +222,12 @@ fn validate_image(image: &RgbaImage) -> Result<(), GenerateError> {
     if image.width == 0 || image.height == 0 {
         return Err(invalid("image is empty"));
     }
-    let expected = image.width as usize * image.height as usize * 4;
-    if image.pixels.len() != expected {
+    if !image.is_well_formed() {
         return Err(invalid(format!(
-            "image {}×{} needs {expected} RGBA bytes, got {}",
+            "image {}×{} needs {} RGBA bytes, got {}",
             image.width,
             image.height,
+            image.expected_len(),
             image.pixels.len()
         )));
     }
@@ -241,12 +241,12 @@ fn validate_mask(mask: &Mask, image: &RgbaImage) -> Result<(), GenerateError> {
             mask.width, mask.height, image.width, image.height
         )));
     }
-    if mask.pixels.len() != mask.width as usize * mask.height as usize {
+    if !mask.is_well_formed() {
         return Err(invalid(format!(
             "mask {}×{} needs {} bytes, got {}",
             mask.width,
             mask.height,
-            mask.width as usize * mask.height as usize,
+            mask.expected_len(),
             mask.pixels.len()
         )));
     }
@@ -258,17 +258,7 @@ mod tests {
     use super::*;
 
     fn model(modes: Vec<Mode>) -> GeneratorInfo {
-        GeneratorInfo {
-            model: "tiny".into(),
-            device: "cpu".into(),
-            execution_provider: "CPUExecutionProvider".into(),
-            native_width: 64,
-            native_height: 64,
-            modes,
-            inpainting_unet: false,
-            taesd_previews: false,
-            sampling: crate::scheduler::ModelDefaults::QUALITY,
-        }
+        GeneratorInfo::stand_in("tiny", modes, crate::scheduler::ModelDefaults::QUALITY)
     }
 
     fn all_modes() -> GeneratorInfo {
@@ -392,6 +382,43 @@ mod tests {
         r.sampler = Some(Sampler::Ddim);
         r.eta = Some(0.4);
         assert!(validate(&r, &all_modes(), 64).is_ok());
+    }
+
+    /// Found by the `request` fuzz target: the borders were summed in u32 to see if any was
+    /// set, which overflowed (a panic in debug builds; in release, borders adding up to 2^32
+    /// were "no border").
+    #[test]
+    fn outpaint_borders_that_overflow_a_sum_are_too_large() {
+        for extend in [
+            Extend {
+                left: u32::MAX,
+                top: u32::MAX,
+                right: u32::MAX,
+                bottom: u32::MAX,
+            },
+            Extend {
+                left: 1 << 31,
+                right: 1 << 31,
+                ..Extend::default()
+            },
+        ] {
+            let mut r = with_image(Mode::Outpaint, 8, 8);
+            r.extend = extend;
+            assert_eq!(
+                code(validate(&r, &all_modes(), 64)),
+                livefill_protocol::ErrorCode::ImageTooLarge
+            );
+        }
+    }
+
+    /// Found by the `request` fuzz target: with `--max-image-side 4294967295` an image claiming
+    /// u32::MAX × u32::MAX pixels overflowed the byte count (`width * height * 4` > 2^64).
+    #[test]
+    fn an_image_too_large_to_count_is_refused() {
+        let mut r = default_request(Mode::Img2Img);
+        r.image = Some(RgbaImage::new(u32::MAX, u32::MAX, vec![0; 4]));
+        let err = validate(&r, &all_modes(), u32::MAX).unwrap_err();
+        assert!(err.to_string().contains("RGBA bytes"), "{err}");
     }
 
     #[test]

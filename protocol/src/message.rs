@@ -367,9 +367,10 @@ impl RgbaImage {
         }
     }
 
-    /// `width * height * 4`, the only valid `pixels.len()`.
+    /// `width * height * 4`, the only valid `pixels.len()` (`u64::MAX` for sizes beyond it,
+    /// which no buffer has: the sides come from the peer).
     pub fn expected_len(&self) -> u64 {
-        u64::from(self.width) * u64::from(self.height) * 4
+        (u64::from(self.width) * u64::from(self.height)).saturating_mul(4)
     }
 
     /// Whether `pixels` holds exactly `width * height * 4` bytes.

@@ -326,3 +326,18 @@ fn random_and_mutated_frames_never_panic() {
     // Sanity: the mutations are not all rejected trivially.
     assert!(decoded_ok > 0);
 }
+
+/// Found by the `request` fuzz target: sides from the peer whose byte count overflows u64
+/// (u32::MAX × u32::MAX × 4) made `expected_len` overflow; such an image is just not well formed.
+#[test]
+fn sides_too_large_to_count_are_not_well_formed() {
+    let image = RgbaImage::new(u32::MAX, u32::MAX, vec![0; 4]);
+    assert_eq!(image.expected_len(), u64::MAX);
+    assert!(!image.is_well_formed());
+    let mask = Mask::new(u32::MAX, u32::MAX, Vec::new());
+    assert_eq!(
+        mask.expected_len(),
+        u64::from(u32::MAX) * u64::from(u32::MAX)
+    );
+    assert!(!mask.is_well_formed());
+}

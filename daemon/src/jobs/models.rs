@@ -541,7 +541,7 @@ mod tests {
 
     impl ImageGenerator for Named {
         fn info(&self) -> GeneratorInfo {
-            GeneratorInfo::stand_in(&self.0)
+            GeneratorInfo::stand_in(&self.0, vec![Mode::Txt2Img], Default::default())
         }
 
         fn generate(

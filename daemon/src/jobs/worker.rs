@@ -212,7 +212,7 @@ mod tests {
 
     impl ImageGenerator for Fake {
         fn info(&self) -> GeneratorInfo {
-            GeneratorInfo::stand_in("fake")
+            GeneratorInfo::stand_in("fake", vec![Mode::Txt2Img], Default::default())
         }
 
         fn generate(

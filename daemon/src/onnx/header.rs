@@ -220,13 +220,23 @@ pub fn read_signature(path: &Path) -> Result<GraphSignature, OnnxInfoError> {
             source,
         })?
         .len();
+    read_signature_from(BufReader::with_capacity(64 << 10, file), size, path)
+}
+
+/// Read the signature of a model file of `size` bytes from `reader` (positioned at its start);
+/// `path` only names the file in errors. The entry point for in-memory data (fuzzing, tests).
+pub fn read_signature_from<R: Read + Seek>(
+    reader: R,
+    size: u64,
+    path: &Path,
+) -> Result<GraphSignature, OnnxInfoError> {
     if size == 0 {
         return Err(OnnxInfoError::Empty {
             path: path.to_path_buf(),
         });
     }
     let mut reader = Reader {
-        inner: BufReader::with_capacity(64 << 10, file),
+        inner: reader,
         pos: 0,
         size,
     };
@@ -328,6 +338,9 @@ enum Value {
 trait Source {
     fn pos(&self) -> u64;
     fn read_byte(&mut self, context: &str) -> PResult<u8>;
+    /// Where a field of `n` bytes starting here ends, if it ends by `end` (its parent's end)
+    /// and by the end of the data: a declared length is never trusted further than that.
+    fn field_end(&self, n: u64, end: u64, context: &str) -> PResult<u64>;
     fn skip(&mut self, n: u64, end: u64, context: &str) -> PResult<()>;
     fn read_vec(&mut self, n: u64, end: u64, context: &str) -> PResult<Vec<u8>>;
 }
@@ -354,6 +367,10 @@ impl<R: Read + Seek> Source for Reader<R> {
             )),
             Err(e) => Err(e.into()),
         }
+    }
+    fn field_end(&self, n: u64, end: u64, context: &str) -> PResult<u64> {
+        check_room(self.pos, n, end, self.size, context)?;
+        Ok(self.pos + n)
     }
     fn skip(&mut self, n: u64, end: u64, context: &str) -> PResult<()> {
         check_room(self.pos, n, end, self.size, context)?;
@@ -392,13 +409,16 @@ impl Source for Slice<'_> {
         self.pos += 1;
         Ok(b)
     }
-    fn skip(&mut self, n: u64, end: u64, context: &str) -> PResult<()> {
-        if self.pos + n > end.min(self.data.len() as u64) {
-            return Err(ParseError::Corrupt(format!(
+    fn field_end(&self, n: u64, end: u64, context: &str) -> PResult<u64> {
+        match self.pos.checked_add(n) {
+            Some(field_end) if field_end <= end.min(self.data.len() as u64) => Ok(field_end),
+            _ => Err(ParseError::Corrupt(format!(
                 "{context}: field runs past its message"
-            )));
+            ))),
         }
-        self.pos += n;
+    }
+    fn skip(&mut self, n: u64, end: u64, context: &str) -> PResult<()> {
+        self.pos = self.field_end(n, end, context)?;
         Ok(())
     }
     fn read_vec(&mut self, n: u64, end: u64, context: &str) -> PResult<Vec<u8>> {
@@ -494,8 +514,7 @@ fn parse_model<R: Read + Seek>(r: &mut Reader<R>) -> PResult<GraphSignature> {
         match (field, &value) {
             (1, Value::Varint(v)) => sig.ir_version = Some(*v as i64),
             (7, Value::Len(n)) => {
-                let graph_end = r.pos() + n;
-                check_room(r.pos(), *n, end, r.size, "the graph")?;
+                let graph_end = r.field_end(*n, end, "the graph")?;
                 parse_graph(r, graph_end, &mut sig)?;
                 saw_graph = true;
             }
@@ -521,11 +540,11 @@ fn parse_graph(src: &mut dyn Source, end: u64, sig: &mut GraphSignature) -> PRes
     while let Some((field, value)) = next_field(src, end, "the graph")? {
         match (field, &value) {
             (5, Value::Len(n)) => {
-                let init_end = src.pos() + n;
+                let init_end = src.field_end(*n, end, "an initializer")?;
                 parse_initializer(src, init_end, sig)?;
             }
             (1, Value::Len(n)) => {
-                let node_end = src.pos() + n;
+                let node_end = src.field_end(*n, end, "a node")?;
                 if let Some(op) = parse_node_op(src, node_end)?
                     && is_random_op(&op)
                     && !sig.random_ops.contains(&op)
@@ -643,11 +662,11 @@ fn parse_value_info(bytes: &[u8]) -> PResult<IoSpec> {
         match (field, &value) {
             (1, Value::Len(n)) => spec.name = read_string(&mut s, *n, len, "a value name")?,
             (2, Value::Len(n)) => {
-                let type_end = s.pos + n;
+                let type_end = s.field_end(*n, len, "a type")?;
                 while let Some((f, v)) = next_field(&mut s, type_end, "a type")? {
                     match (f, &v) {
                         (1, Value::Len(n)) => {
-                            let tensor_end = s.pos + n;
+                            let tensor_end = s.field_end(*n, type_end, "a tensor type")?;
                             parse_tensor_type(&mut s, tensor_end, &mut spec)?;
                         }
                         _ => skip_value(&mut s, &v, type_end, "a type")?,
@@ -665,11 +684,11 @@ fn parse_tensor_type(s: &mut Slice<'_>, end: u64, spec: &mut IoSpec) -> PResult<
         match (field, &value) {
             (1, Value::Varint(v)) => spec.elem_type = Some(ElemType::from_code(*v as i64)),
             (2, Value::Len(n)) => {
-                let shape_end = s.pos + n;
+                let shape_end = s.field_end(*n, end, "a shape")?;
                 while let Some((f, v)) = next_field(s, shape_end, "a shape")? {
                     match (f, &v) {
                         (1, Value::Len(n)) => {
-                            let dim_end = s.pos + n;
+                            let dim_end = s.field_end(*n, shape_end, "a dimension")?;
                             let mut dim = Dim::Unknown;
                             while let Some((df, dv)) = next_field(s, dim_end, "a dimension")? {
                                 match (df, &dv) {
@@ -836,6 +855,67 @@ mod tests {
             assert!(text.contains(&path.display().to_string()), "{text}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn read_bytes(bytes: &[u8]) -> Result<GraphSignature, OnnxInfoError> {
+        let path = Path::new("model.onnx");
+        read_signature_from(std::io::Cursor::new(bytes), bytes.len() as u64, path)
+    }
+
+    /// Found by the `onnx_header` fuzz target: a message length near 2^64 overflowed the
+    /// field's end, `position + length` (a panic in debug builds, a wrapped end in release), for
+    /// the graph; the unchecked lengths of nested messages were the same risk. Each is now
+    /// refused against its parent.
+    #[test]
+    fn lengths_near_u64_max_are_refused_not_overflowed() {
+        let fuzzed = "182828282828282828ffffffffffff28282828280808282828282828282828282828080812466c6976\
+                      6566696c6c20746d010000000000ffffffffff636f6f6e11322e382e30000000000010113a89ff\
+                      ffffffffffffff636f6f6e11656e63652f6d010000000000000010113a89ffffffffffffffff63";
+        let fuzzed: Vec<u8> = (0..fuzzed.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&fuzzed[i..i + 2], 16).unwrap())
+            .collect();
+        assert!(matches!(
+            read_bytes(&fuzzed),
+            Err(OnnxInfoError::Corrupt { .. } | OnnxInfoError::Truncated { .. })
+        ));
+        // A length-delimited `field` claiming u64::MAX - 3 bytes.
+        let huge = |field: u64| {
+            let mut out = Vec::new();
+            varint((field << 3) | 2, &mut out);
+            varint(u64::MAX - 3, &mut out);
+            out
+        };
+        let nest = |field: u64, inner: Vec<u8>| {
+            let mut out = Vec::new();
+            field_bytes(field, &inner, &mut out);
+            out
+        };
+        let mut models = vec![huge(7)];
+        // Initializer and node of the graph; a graph input's type, tensor type, shape, dimension.
+        let value_infos = [
+            huge(2),
+            nest(2, huge(1)),
+            nest(2, nest(1, huge(2))),
+            nest(2, nest(1, nest(2, huge(1)))),
+        ];
+        let graphs = [huge(5), huge(1)]
+            .into_iter()
+            .chain(value_infos.map(|vi| nest(11, vi)));
+        models.extend(graphs.map(|graph| nest(7, graph)));
+        for model in models {
+            let mut bytes = Vec::new();
+            field_varint(1, 8, &mut bytes);
+            bytes.extend_from_slice(&model);
+            let err = read_bytes(&bytes).expect_err("a length past the data");
+            assert!(
+                matches!(
+                    err,
+                    OnnxInfoError::Corrupt { .. } | OnnxInfoError::Truncated { .. }
+                ),
+                "{err}"
+            );
+        }
     }
 
     #[test]

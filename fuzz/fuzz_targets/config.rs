@@ -1,0 +1,5 @@
+//! libFuzzer entry point of the `config` target; the body is `livefill_fuzz::config`, which the
+//! stable replay test (`tests/replay.rs`) runs too.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| livefill_fuzz::config(data));
