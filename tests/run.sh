@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs every livefill test: Rust (unit, golden frames, diffusers parity, daemon end-to-end),
+# the fuzz targets (replay + a short coverage-guided run),
 # the shared Python codec, the daemon through an ssh-forwarded socket (a real sshd on
 # 127.0.0.1), and the plugins inside real Krita and real GIMP 3.
 # Installs what it needs (ONNX Runtime's library from PyPI via pip, Krita from Debian, a Debian
@@ -63,6 +64,9 @@ step "cargo build" cargo build --workspace --quiet
 export LIVEFILL_BIN=$root/target/debug/livefill
 step "cargo test" cargo test --workspace
 step "python codec tests" bash protocol/python/run_tests.sh
+# Every parser of outside input: the stable replay of the fuzz targets, then a short
+# coverage-guided run of each (cargo-fuzz on nightly; skipped, saying so, where there is none).
+step "fuzzing (short)" bash tests/fuzz/run_fuzz.sh --short
 # A real sshd on 127.0.0.1 forwarding the daemon's socket (fails, saying so, without sshd).
 step "daemon through an ssh-forwarded socket" bash tests/remote/test_ssh_forward.sh
 
