@@ -54,7 +54,7 @@ def hello_frame() -> bytes:
 
 
 class HostileDaemon:
-    """Accepts one connection, reads the client's hello, sends ``script``'s bytes, closes."""
+    """Accepts one connection, reads the client's hello, sends ``script``'s bytes, half-closes."""
 
     def __init__(self, path: str, script: List[bytes]) -> None:
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -72,6 +72,12 @@ class HostileDaemon:
                 p.read_frame(conn)
                 for chunk in self.script:
                     conn.sendall(chunk)
+                # Half-close, then drain what the client still sends until it hangs up: a Unix
+                # socket closed with unread bytes in its queue resets the peer (ECONNRESET),
+                # which would hide the reply's own fault (the race CI once lost).
+                conn.shutdown(socket.SHUT_WR)
+                while conn.recv(1 << 16):
+                    pass
             except OSError:
                 pass
 
