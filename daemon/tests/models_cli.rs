@@ -149,3 +149,21 @@ fn export_toolchain_and_print_command() {
     assert!(t.shell_command(&request).starts_with("/usr/bin/python3 "));
     std::fs::remove_dir_all(&cache).unwrap();
 }
+
+/// `livefill models list | head -1`: the reader is gone before the command writes. The command
+/// ends quietly with status 0, as `ls` would, instead of panicking on the broken pipe.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader); // closed before the child starts, so its first write gets EPIPE
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_livefill"))
+        .args(["models", "list", "--model"])
+        .arg(fixture("tiny-sd-inpaint"))
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("livefill runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 use super::generate::{EngineArgs, read_rgba};
 use super::sampler_args::{SamplerArgs, announced_defaults};
+use crate::cli::output::outln;
 use crate::client::DaemonClient;
 use crate::engine::Engine;
 use crate::generator::{CancelToken, ImageGenerator};
@@ -441,9 +442,13 @@ fn print_row_in(label: &str, samples: &[f64], unit: &str) {
         return;
     }
     let s = summarize(samples);
-    println!(
+    outln!(
         "  {label:<28} p50 {:>10.2} {unit:<2}   p95 {:>10.2} {unit:<2}   (min {:.2}, max {:.2}, n {})",
-        s.p50, s.p95, s.min, s.max, s.n
+        s.p50,
+        s.p95,
+        s.min,
+        s.max,
+        s.n
     );
 }
 
@@ -502,7 +507,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let mut modes_json = serde_json::Map::new();
     if let Some(engine) = engine.as_mut() {
-        println!(
+        outln!(
             "livefill bench: {} on {} ({}, ONNX Runtime {}), loaded in {:.1} s; {size}×{size}, \
              {}, {} warm-up + {} timed runs per mode, prompts {}",
             args.engine.model.display(),
@@ -527,18 +532,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         report.insert("ort_version".into(), json!(engine.runtime.version));
         report.insert("load_ms".into(), json!(ms(engine.load_time)));
         let first = time_text_encode_first(engine, &args)?;
-        println!("text encoder, new prompt (tokenize + ONNX Runtime):");
+        outln!("text encoder, new prompt (tokenize + ONNX Runtime):");
         print_row("text_encode (first)", &first);
         report.insert("text_encode_first_ms".into(), summary_json(&first));
         if engine.components.taesd_decoder.is_some() {
             let taesd = time_taesd(engine, &args, size)?;
-            println!("TAESD decoder at {size}×{size} (Components::preview):");
+            outln!("TAESD decoder at {size}×{size} (Components::preview):");
             print_row("taesd_decode", &taesd);
             report.insert("taesd_decode_ms".into(), summary_json(&taesd));
         }
         for &mode in &args.modes {
             let samples = run_mode_in_process(engine, &args, mode, &base, size)?;
-            println!("{} ({} UNet steps):", mode.name(), samples.steps_run);
+            outln!("{} ({} UNet steps):", mode.name(), samples.steps_run);
             let cached = if args.fresh_prompts {
                 "text_encode (first)"
             } else {
@@ -589,7 +594,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     if let Some(path) = &args.socket {
         let (mut client, info) = connect(path)?;
-        println!("daemon at {} ({info}):", path.display());
+        outln!("daemon at {} ({info}):", path.display());
         let mut socket_json = serde_json::Map::new();
         let mut next_id = 0;
         for &mode in &args.modes {

@@ -20,6 +20,7 @@ use livefill_protocol::{Context, Mask, Mode, Priority, RgbaImage};
 use super::generate::{flatten, write_png};
 use super::runtime_args::RuntimeArgs;
 use super::serve::{DaemonSettings, run_daemon};
+use crate::cli::output::outln;
 use crate::client::DaemonClient;
 use crate::models::locate;
 use crate::paths::ProcessEnv;
@@ -91,7 +92,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         frame_timeout: crate::server::FRAME_TIMEOUT,
     };
 
-    println!(
+    outln!(
         "starting a daemon on {} ({})",
         model.display(),
         socket.display()
@@ -131,7 +132,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     remove_temp_dir(temp_dir.as_deref());
     outcome?;
     daemon_result.context("the demo daemon failed")?;
-    println!("daemon stopped");
+    outln!("daemon stopped");
     Ok(())
 }
 
@@ -140,7 +141,7 @@ fn talk_to_daemon(args: &DemoArgs, socket: &Path, startup: Duration) -> anyhow::
     let mut client = DaemonClient::connect(socket, "livefill demo", Duration::from_secs(300))?;
     let connect = connect_start.elapsed();
     let hello = client.hello.clone();
-    println!(
+    outln!(
         "connected: model {} ({}×{} native) on {} via {}",
         hello.model,
         hello.native_width,
@@ -160,7 +161,7 @@ fn talk_to_daemon(args: &DemoArgs, socket: &Path, startup: Duration) -> anyhow::
     request.priority = Priority::Final;
     let request_start = Instant::now();
     let result = client.generate(&request, |update| {
-        println!("  {}", super::describe_update(&update));
+        outln!("  {}", super::describe_update(&update));
     })?;
     let round_trip = request_start.elapsed();
     let full = flatten(
@@ -172,16 +173,16 @@ fn talk_to_daemon(args: &DemoArgs, socket: &Path, startup: Duration) -> anyhow::
     write_png(&args.out, &full)?;
     client.shutdown()?;
 
-    println!("timings:");
-    println!("  daemon start (load + warm-up): {:>8.1} ms", ms(startup));
-    println!("  connect + hello:               {:>8.1} ms", ms(connect));
-    println!(
+    outln!("timings:");
+    outln!("  daemon start (load + warm-up): {:>8.1} ms", ms(startup));
+    outln!("  connect + hello:               {:>8.1} ms", ms(connect));
+    outln!(
         "  inpaint request round trip:    {:>8.1} ms",
         ms(round_trip)
     );
-    println!("  stages: {}", super::format_timings(&result.timings));
+    outln!("  stages: {}", super::format_timings(&result.timings));
     let shown = std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone());
-    println!(
+    outln!(
         "wrote {} ({}×{}, seed {}, prompt {:?})",
         shown.display(),
         full.width,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 
+use crate::cli::output::out;
 use crate::client::{ClientError, Connection};
 use crate::models::inspect;
 use crate::models::locate;
@@ -139,7 +140,7 @@ impl Report {
 
 pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
     let report = diagnose(&args, &ProcessEnv);
-    print!("{}", report.render());
+    out!("{}", report.render());
     let n = report.essential_failures();
     if n > 0 {
         bail!("{n} essential check(s) failed (see the fixes above)");

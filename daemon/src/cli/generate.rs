@@ -16,6 +16,7 @@ use livefill_protocol::{
 
 use super::runtime_args::RuntimeArgs;
 use super::sampler_args::SamplerArgs;
+use crate::cli::output::outln;
 use crate::client::JobUpdate;
 use crate::engine::{Engine, EngineOptions};
 use crate::generator::{CancelToken, GenerateOutput, ImageGenerator};
@@ -268,7 +269,7 @@ pub(crate) fn write_result(
         output.offset_y,
     );
     write_png(&args.out, &full)?;
-    println!(
+    outln!(
         "wrote {} ({}×{}, seed {}, model {}; {})",
         args.out.display(),
         full.width,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use crate::cli::output::outln;
 use crate::plugin_install;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -34,7 +35,7 @@ pub fn run(args: InstallPluginArgs) -> anyhow::Result<()> {
             "--zip is for the Krita plugin"
         );
         plugin_install::krita::build_zip(out)?;
-        println!(
+        outln!(
             "wrote {} (Krita: Tools → Scripts → Import Python Plugin from File…)",
             out.display()
         );
@@ -44,18 +45,18 @@ pub fn run(args: InstallPluginArgs) -> anyhow::Result<()> {
         Editor::Krita => plugin_install::krita::install(args.dest.as_deref())?,
         Editor::Gimp => plugin_install::gimp::install(args.dest.as_deref())?,
     };
-    println!(
+    outln!(
         "installed the {:?} plugin in {}",
         args.editor,
         installed.display()
     );
     if matches!(args.editor, Editor::Krita) {
         if args.dest.is_some() {
-            println!("custom --dest: enable livefill in Krita's Python Plugin Manager yourself");
+            outln!("custom --dest: enable livefill in Krita's Python Plugin Manager yourself");
         }
-        println!("restart Krita, then Settings → Dockers → livefill");
+        outln!("restart Krita, then Settings → Dockers → livefill");
     } else {
-        println!("restart GIMP, then Filters → livefill");
+        outln!("restart GIMP, then Filters → livefill");
     }
     Ok(())
 }

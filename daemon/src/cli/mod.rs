@@ -8,6 +8,7 @@ pub mod generate_remote;
 pub mod install_plugin;
 pub mod model_catalog;
 pub mod models;
+pub(crate) mod output;
 pub mod runtime_args;
 pub mod sampler_args;
 pub mod serve;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 
+use crate::cli::output::outln;
 use crate::models::catalog;
 use crate::models::export::{ExportRequest, Toolchain};
 use crate::models::hub::{self, FetchOptions};
@@ -113,9 +114,9 @@ fn print_catalog() {
         } else {
             ""
         };
-        println!("{}{default}", entry.name);
-        println!("    {}", entry.summary);
-        println!("    from: {} @ {}", entry.repo, entry.revision);
+        outln!("{}{default}", entry.name);
+        outln!("    {}", entry.summary);
+        outln!("    from: {} @ {}", entry.repo, entry.revision);
     }
 }
 
@@ -157,7 +158,7 @@ fn fetch(args: FetchArgs) -> anyhow::Result<()> {
             fetched.model_dir.display()
         )
     })?;
-    println!(
+    outln!(
         "{}: {} files ({} downloaded, {}), commit {}",
         options.repo_id,
         fetched.files,
@@ -165,11 +166,11 @@ fn fetch(args: FetchArgs) -> anyhow::Result<()> {
         human_bytes(fetched.bytes),
         fetched.commit
     );
-    println!("kind: {}", summary.kind());
-    println!("path: {}", fetched.model_dir.display());
+    outln!("kind: {}", summary.kind());
+    outln!("path: {}", fetched.model_dir.display());
     match entry {
-        Some(entry) => println!("use:  livefill serve --model {}", entry.name),
-        None => println!(
+        Some(entry) => outln!("use:  livefill serve --model {}", entry.name),
+        None => outln!(
             "use:  livefill serve --model {}",
             fetched.model_dir.display()
         ),
@@ -181,14 +182,14 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
     let env = ProcessEnv;
     let candidates = locate::all_candidates(&args.models, &env)?;
     if candidates.is_empty() {
-        println!("no models found.");
+        outln!("no models found.");
         if let Some(cache) = paths::hf_hub_cache(&env) {
-            println!("  looked in the Hugging Face cache: {}", cache.display());
+            outln!("  looked in the Hugging Face cache: {}", cache.display());
         }
         if let Some(cfg) = paths::config_file(&env) {
-            println!("  and in the config file:          {}", cfg.display());
+            outln!("  and in the config file:          {}", cfg.display());
         }
-        println!(
+        outln!(
             "  get one with `livefill models fetch OWNER/NAME` or `livefill models export`, or \
              pass --model DIR"
         );
@@ -198,22 +199,22 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
     for c in &candidates {
         match inspect::inspect(&c.path) {
             Ok(s) => {
-                println!("✓ {}", s.name);
-                println!("    kind:   {}", s.kind());
-                println!(
+                outln!("✓ {}", s.name);
+                outln!("    kind:   {}", s.kind());
+                outln!(
                     "    size:   {} on disk, native {}×{}",
                     human_bytes(s.bytes),
                     s.native_side,
                     s.native_side
                 );
-                println!("    where:  {}", c.origin.describe());
-                println!("    path:   {}", c.path.display());
+                outln!("    where:  {}", c.origin.describe());
+                outln!("    path:   {}", c.path.display());
             }
             Err(e) => {
                 broken += 1;
-                println!("✗ {}", c.path.display());
-                println!("    where:  {}", c.origin.describe());
-                println!("    error:  {e}");
+                outln!("✗ {}", c.path.display());
+                outln!("    where:  {}", c.origin.describe());
+                outln!("    error:  {e}");
             }
         }
     }
@@ -244,7 +245,7 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
         out: args.out.clone(),
     };
     if args.print_command {
-        println!("{}", toolchain.shell_command(&request));
+        outln!("{}", toolchain.shell_command(&request));
         return Ok(());
     }
     toolchain.ensure_venv()?;
@@ -255,7 +256,7 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
             args.out.display()
         )
     })?;
-    println!("exported {}: {}", args.out.display(), summary.kind());
-    println!("use: livefill serve --model {}", args.out.display());
+    outln!("exported {}: {}", args.out.display(), summary.kind());
+    outln!("use: livefill serve --model {}", args.out.display());
     Ok(())
 }

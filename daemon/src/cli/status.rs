@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use livefill_protocol::{DaemonStatus, ModelInfo, default_socket_path};
 
+use crate::cli::output::{out, outln};
 use crate::client::DaemonClient;
 use crate::models::inspect::{human_bytes, unet_kind};
 
@@ -27,27 +28,28 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     let status = client.status()?;
     let models = client.list_models()?;
     let hello = &client.hello;
-    println!("socket:          {}", socket.display());
-    println!("daemon version:  {}", hello.daemon_version);
-    println!("model:           {}", status.model);
-    println!(
+    outln!("socket:          {}", socket.display());
+    outln!("daemon version:  {}", hello.daemon_version);
+    outln!("model:           {}", status.model);
+    outln!(
         "native size:     {}×{}",
-        hello.native_width, hello.native_height
+        hello.native_width,
+        hello.native_height
     );
-    println!("device:          {}", status.device);
-    println!("provider:        {}", status.execution_provider);
-    println!("modes:           {:?}", hello.capabilities.modes);
-    println!("queued jobs:     {}", status.queued_jobs);
+    outln!("device:          {}", status.device);
+    outln!("provider:        {}", status.execution_provider);
+    outln!("modes:           {:?}", hello.capabilities.modes);
+    outln!("queued jobs:     {}", status.queued_jobs);
     match status.running_request {
-        Some(id) => println!("running job:     request {id}"),
-        None => println!("running job:     none"),
+        Some(id) => outln!("running job:     request {id}"),
+        None => outln!("running job:     none"),
     }
-    println!("clients:         {}", status.connected_clients);
-    println!("jobs done:       {}", status.jobs_completed);
-    println!("uptime:          {}", format_uptime(status.uptime_ms));
-    println!("resident:        {}", residency(&status, &models));
-    println!("loading now:     {}", or_none(&status.loading_model));
-    print!("{}", models_report(&models));
+    outln!("clients:         {}", status.connected_clients);
+    outln!("jobs done:       {}", status.jobs_completed);
+    outln!("uptime:          {}", format_uptime(status.uptime_ms));
+    outln!("resident:        {}", residency(&status, &models));
+    outln!("loading now:     {}", or_none(&status.loading_model));
+    out!("{}", models_report(&models));
     Ok(())
 }
 
