@@ -296,9 +296,10 @@ def uncovered_bands(old: Rect, new: Rect) -> Tuple[Rect, ...]:
 
 
 def status_text(device: str, model: str, provider: str = "") -> str:
-    """The docker's status line once connected."""
+    """The docker's status line once connected; ``model`` is the daemon's default (the picker
+    says which one each action uses)."""
     where = device or "unknown device"
     short = provider.replace("ExecutionProvider", "")
     if short and short.lower() not in where.lower():
         where = "%s, %s" % (where, short)
-    return "Connected \u2014 %s \u2014 model: %s" % (where, model or "none loaded")
+    return "Connected \u2014 %s \u2014 default model: %s" % (where, model or "none loaded")

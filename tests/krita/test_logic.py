@@ -327,7 +327,7 @@ class TextTest(unittest.TestCase):
     def test_status_text(self):
         text = logic.status_text("NVIDIA H100 (cuda:0)", "sd-1.5-lcm", "CUDAExecutionProvider")
         self.assertIn("NVIDIA H100", text)
-        self.assertIn("sd-1.5-lcm", text)
+        self.assertIn("default model: sd-1.5-lcm", text)
         self.assertIn("cuda", text.lower())
         self.assertIn("DirectML", logic.status_text("AMD Radeon", "m", "DmlExecutionProvider".replace("Dml", "DirectML")))
         self.assertIn("none loaded", logic.status_text("cpu", ""))
