@@ -78,17 +78,22 @@ SLOW_STEP_S = 0.1
 TIMINGS = [proto.StageTiming("unet", 1.0)]
 _ROLES = (proto.ModelRole.DEFAULT, proto.ModelRole.INPAINT, proto.ModelRole.LIVE)
 MODEL = proto.ModelInfo("standin", "/models/standin", 4, True, "fp32", False, True, list(_ROLES), 1 << 20, 0, "")
+#: What the daemon lists as a non-LCM model's defaults (ModelDefaults::QUALITY: the
+#: ModelInfo fields default_sampler, default_spacing, default_steps, default_guidance).
+_PLAIN_DEFAULTS = (proto.Sampler.DPMPP_2M, proto.Spacing.KARRAS, 20, 7.0)
 #: ``--models several``: one model per role, one with none (chosen by name only), one whose load
 #: fails.
 SEVERAL = [
     proto.ModelInfo("sd15-plain", "/models/sd15-plain", 4, False, "fp16", False, True,
-                    [proto.ModelRole.DEFAULT], 2 << 30, 0, ""),
+                    [proto.ModelRole.DEFAULT], 2 << 30, 0, "", *_PLAIN_DEFAULTS),
     proto.ModelInfo("sd-inpaint", "/models/sd-inpaint", 9, False, "fp16", True, False,
-                    [proto.ModelRole.INPAINT], 2 << 30, 1 << 20, ""),
+                    [proto.ModelRole.INPAINT], 2 << 30, 1 << 20, "", *_PLAIN_DEFAULTS),
     proto.ModelInfo("lcm-dreamshaper", "/models/lcm-dreamshaper", 4, True, "fp32", True, False,
                     [proto.ModelRole.LIVE], 4 << 30, 1 << 20, ""),
-    proto.ModelInfo("dreamshaper-8", "/models/dreamshaper-8", 4, False, "fp16", True, False, [], 2 << 30, 0, ""),
-    proto.ModelInfo("broken-model", "/models/broken-model", 4, False, "fp32", False, False, [], 3 << 30, 0, ""),
+    proto.ModelInfo("dreamshaper-8", "/models/dreamshaper-8", 4, False, "fp16", True, False, [], 2 << 30, 0, "",
+                    *_PLAIN_DEFAULTS),
+    proto.ModelInfo("broken-model", "/models/broken-model", 4, False, "fp32", False, False, [], 3 << 30, 0, "",
+                    *_PLAIN_DEFAULTS),
 ]
 #: Why each of ``SEVERAL``'s broken models fails to load (the daemon names the file and the fix).
 SEVERAL_BROKEN = {

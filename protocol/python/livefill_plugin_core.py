@@ -246,23 +246,27 @@ def live_warning(capabilities: Optional["proto.Capabilities"], settings: Setting
                  models: Optional[Sequence["proto.ModelInfo"]] = None, default_model: str = "") -> Optional[str]:
     """What to tell the artist who starts a live preview on a model that is not LCM-distilled
     (its default sampler is not LCM), or with a sampler that needs many steps; None when live
-    previews can be real time (or the daemon did not say). ``capabilities`` describe the
-    daemon's ``default_model`` (its hello): with ``models`` listed, Live's model is the chosen one
-    or the LIVE one (``model_for``), and only when that is the default model do the capabilities
-    speak for it; another model is judged by ``lcm_distilled`` alone (a plain-looking one may have
-    an LCM-LoRA fused: no warning then)."""
+    previews can be real time (or the daemon did not say). Live's model is the chosen one or,
+    with ``models`` listed, the LIVE one (``model_for``); its listing's default sampler speaks for
+    it. Without a listing, ``capabilities`` (the hello's, describing the daemon's
+    ``default_model``) speak for the default model only; another one is not judged."""
     if capabilities is None:
         return None
     live = (settings.model or "").strip()
     if not live and models:
         info = model_for(models, proto.ModelRole.LIVE)
         live = info.name if info is not None else ""
-    described = not live or not default_model or live == default_model
-    default = capabilities.default_sampler
-    if described and default != proto.Sampler.LCM:
+    listed = next((m for m in models or () if m.name == live), None) if live else None
+    if listed is not None:
+        default, steps = listed.default_sampler, listed.default_steps
+    elif not live or not default_model or live == default_model:
+        default, steps = capabilities.default_sampler, capabilities.default_steps
+    else:
+        default, steps = proto.Sampler.LCM, 0
+    if default != proto.Sampler.LCM:
         return ("This model is not an LCM model (its default sampler is %s, %d steps): live previews "
                 "will not be real time. Use an LCM model (or one with an LCM-LoRA fused) for live "
-                "painting." % (default.wire_name, capabilities.default_steps))
+                "painting." % (default.wire_name, steps))
     if settings.sampler not in ("", "lcm", "tcd") or settings.steps > 8:
         return ("Live previews with %s and %d steps will not be real time: the Real-time (LCM) "
                 "preset runs 4 steps." % (settings.sampler or "lcm", settings.steps))

@@ -168,6 +168,18 @@ class SamplerTests(unittest.TestCase):
         self.assertIn("not an LCM model", core.live_warning(plain, core.Settings(), no_live, "sd15-plain"))
         self.assertIn("not an LCM model", core.live_warning(plain, core.Settings()))  # nothing listed
 
+    def test_live_warning_judges_a_chosen_model_by_its_listing(self):
+        # The hello describes an LCM default; the artist picks a plain fine-tune that is not the
+        # default: its own listed default sampler (DPM++ 2M, 20 steps) is what Live would run.
+        lcm = proto.Capabilities(default_sampler=proto.Sampler.LCM, default_steps=4)
+        several = standin.SEVERAL
+        warning = core.live_warning(lcm, core.Settings(model="dreamshaper-8"), several, "lcm-dreamshaper")
+        self.assertIn("not an LCM model", warning)
+        self.assertIn("dpmpp_2m, 20 steps", warning)
+        self.assertIsNone(core.live_warning(lcm, core.Settings(model="lcm-dreamshaper"), several, "lcm-dreamshaper"))
+        # A name the listing lacks (an older daemon's, a typo) is not judged.
+        self.assertIsNone(core.live_warning(lcm, core.Settings(model="unlisted"), several, "lcm-dreamshaper"))
+
 
 class RequestTests(unittest.TestCase):
     def roundtrip(self, req):

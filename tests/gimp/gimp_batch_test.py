@@ -551,8 +551,17 @@ def test_models_dialog():
         statuses = [m["text"] for m in json_lines(DUMP, event="status", procedure="plug-in-livefill-live-preview")]
         check("models dialog: the live status names the model (Automatic: the LCM one)",
               any(t.startswith("Live preview updated (seed 8, model lcm-dreamshaper)") for t in statuses), statuses)
-        check("models dialog: live frames sent Automatic", sent_models("dialog live")
-              and set(sent_models("dialog live")) == {""}, sent_models("dialog live"))
+        sent = sent_models("dialog live")
+        check("models dialog: live frames sent Automatic, then the model picked in the open dialog",
+              sent and sent[0] == "" and sent[-1] == REMEMBERED_MODEL
+              and set(sent) == {"", REMEMBERED_MODEL}, sent)
+        warnings = [m["text"] for m in json_lines(DUMP, event="warning", procedure="plug-in-livefill-live-preview")]
+        check("models dialog: no live warning under Automatic (the LCM model)", warnings[:1] == [""], warnings)
+        check("models dialog: the live warning follows the model picked in the open dialog (not LCM)",
+              len(warnings) == 2 and "not an LCM model" in warnings[1] and "dpmpp_2m" in warnings[1], warnings)
+        check("models dialog: the live status names the picked model",
+              any(t.startswith("Live preview updated (seed 8, model %s)" % REMEMBERED_MODEL) for t in statuses),
+              statuses)
     image.delete()
 
 

@@ -13,7 +13,8 @@
 # written to target/live-bench-gimp.json). The dialogs of the interactive runs are saved as
 # target/gimp-dialogs/<run>/<procedure>.png.
 # LIVEFILL_GIMP_ONLY=faults runs only the faults run (the daemon killed mid-job, then started
-# again by the plug-in from inside the tree).
+# again by the plug-in from inside the tree); LIVEFILL_GIMP_ONLY=models only the model pickers
+# against the stand-in's several models.
 # The daemon runs on the host with its socket inside the tree (<tree>/tmp/livefill-test-PID/),
 # GIMP sees it as /tmp/livefill-test-PID/livefill.sock. The batch script writes its checks as
 # JSON; this script asserts on it (gimp-console's exit status does not reflect failures).
@@ -273,13 +274,19 @@ run_models() {
     run_gimp models standin models "" "" 20
     stop_daemon
     start_daemon "" several  # the dialogs see models not loaded yet, as after a daemon start
-    run_gimp models-dialogs standin models ok:3000 "" 8
+    # 1.5 s into each dialog the artist picks dreamshaper-8 (a plain model): the inpaint dialog
+    # has it already; the live one changes from Automatic, and its warning must follow.
+    gimp_env=(LIVEFILL_DIALOG_SET="model-name=dreamshaper-8@1500")
+    run_gimp models-dialogs standin models ok:3000 "" 10
+    gimp_env=()
     run_gimp models-restart standin models-restart ok:3000 models-dialogs 3
     stop_daemon
 }
 
 if [ "${LIVEFILL_GIMP_ONLY:-}" = faults ]; then
     run_faults
+elif [ "${LIVEFILL_GIMP_ONLY:-}" = models ]; then
+    run_models
 elif [ "$backend" = standin ]; then
     start_daemon ""
     run_gimp standin standin ""

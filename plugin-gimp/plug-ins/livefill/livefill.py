@@ -212,6 +212,18 @@ def _auto_respond(dialog):
         return False
 
     GLib.timeout_add(int(ms or "500"), respond)
+    # LIVEFILL_DIALOG_SET=PROPERTY=VALUE@MS: the artist changes a string setting (the Model list)
+    # MS milliseconds in.
+    change = os.environ.get("LIVEFILL_DIALOG_SET", "")
+    if change:
+        assignment, _, at = change.rpartition("@")
+        name, _, value = assignment.partition("=")
+
+        def set_property():
+            dialog.get_property("config").set_property(name, value)
+            return False
+
+        GLib.timeout_add(int(at), set_property)
 
 
 def _error(procedure, status, text):
@@ -607,22 +619,33 @@ def _live_dialog(procedure, config, image, drawable):
     _prepare_dialog(dialog, "preview", config)
     dialog.fill(DIALOG_ARGS["preview"])
     models = _add_model_picker(dialog, config, conn, None)
-    warning = core.live_warning(conn.hello.capabilities, _settings(config, "preview"), models, conn.hello.model)
-    status = Gtk.Label(label=warning or "Starting...")
+    session_seed = core.pick_seed(None)
+    # The warning follows the dialog: another model or sampler picked while it is open.
+    def warning_for(settings):
+        return core.live_warning(conn.hello.capabilities, settings, models, conn.hello.model)
+
+    shown = {"warning": warning_for(_settings(config, "preview")), "line": ""}
+    _dump("warning", text=shown["warning"] or "")
+    status = Gtk.Label(label=shown["warning"] or "Starting...")
     status.set_xalign(0.0)
     dialog.get_content_area().pack_end(status, False, False, 4)
     status.show()
-    session_seed = core.pick_seed(None)
 
     def tick():
+        settings = _settings(config, "preview", session_seed)
+        warning = warning_for(settings)
         try:
             with preview.timeline.ui_slice("live: tick"):
-                line = preview.poll(_settings(config, "preview", session_seed))
+                line = preview.poll(settings)
         except Exception as e:  # keep the dialog alive, show what went wrong
             line = "Error: %s" % e
         if line:
-            status.set_text("%s\n%s" % (warning, line) if warning else line)
             _dump("status", text=line)
+        if warning != shown["warning"]:
+            _dump("warning", text=warning or "")
+        if line or warning != shown["warning"]:
+            shown["warning"], shown["line"] = warning, line or shown["line"]
+            status.set_text("\n".join(t for t in (warning, shown["line"]) if t) or "Starting...")
         return True
 
     source_id = [0]
