@@ -23,7 +23,7 @@ use crate::config;
 use crate::engine::Engine;
 use crate::engine::loader::EngineLoader;
 use crate::generator::{ImageGenerator, LoadStep};
-use crate::jobs::{Catalog, MemoryBudget, ModelEntry, free_device_memory};
+use crate::jobs::{Catalog, MemoryBudget, MemoryDevice, ModelEntry, free_device_memory};
 use crate::models::inspect::human_bytes;
 use crate::onnx::runtime::{ResolvedDevice, RuntimeOptions};
 use crate::paths::{self, ProcessEnv};
@@ -208,8 +208,11 @@ fn build_catalog(settings: &DaemonSettings) -> anyhow::Result<Catalog> {
         }
     }
     let budget = settings.budget.unwrap_or_else(|| {
-        let cuda = matches!(device, ResolvedDevice::Cuda(_));
-        match free_device_memory(cuda) {
+        let memory = match device {
+            ResolvedDevice::Cuda(index) => MemoryDevice::Gpu(*index),
+            ResolvedDevice::Cpu { .. } => MemoryDevice::Ram,
+        };
+        match free_device_memory(memory) {
             Some(free) => MemoryBudget::derived(Some(free)).plus(entries[default].weight_bytes),
             None => MemoryBudget::derived(None),
         }

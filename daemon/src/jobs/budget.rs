@@ -122,12 +122,24 @@ impl FromStr for MemoryBudget {
     }
 }
 
-/// Free memory on the device models will live on: the GPU's (CUDA) or the machine's RAM.
-pub fn free_device_memory(cuda: bool) -> Option<u64> {
-    if cuda {
-        free_gpu_memory()
-    } else {
-        mem_available()
+/// Where the models will live, for `free_device_memory`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryDevice {
+    /// The CUDA device ONNX Runtime was given (its index among the visible devices).
+    Gpu(i32),
+    Ram,
+}
+
+/// Free memory on the device models will live on: the GPU's (CUDA, from `nvidia-smi`) or the
+/// machine's RAM (`MemAvailable`). None when it cannot be told.
+pub fn free_device_memory(device: MemoryDevice) -> Option<u64> {
+    match device {
+        MemoryDevice::Gpu(index) => {
+            let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+            let id = nvidia_smi_id(index, visible.as_deref())?;
+            query_free_gpu_memory("nvidia-smi".as_ref(), &id)
+        }
+        MemoryDevice::Ram => mem_available(),
     }
 }
 
@@ -143,15 +155,39 @@ fn parse_mem_available(meminfo: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Free memory of the first GPU, from `nvidia-smi` (MiB).
-fn free_gpu_memory() -> Option<u64> {
-    let out = std::process::Command::new("nvidia-smi")
+/// What `nvidia-smi --id` calls CUDA device `index`. CUDA numbers only the devices
+/// `CUDA_VISIBLE_DEVICES` lists, in its order, while `nvidia-smi` ignores that variable and
+/// numbers every GPU (or takes a UUID), so the index goes through the list when there is one.
+fn nvidia_smi_id(index: i32, cuda_visible_devices: Option<&str>) -> Option<String> {
+    let index = usize::try_from(index).ok()?;
+    match cuda_visible_devices.map(str::trim) {
+        None | Some("") => Some(index.to_string()),
+        Some(list) => list
+            .split(',')
+            .nth(index)
+            .map(|id| id.trim().to_string())
+            .filter(|id| !id.is_empty()),
+    }
+}
+
+/// Free memory of GPU `id` from `program` (`nvidia-smi`), in bytes; None when it is missing,
+/// fails, or prints something else than a number of MiB (`[N/A]` on some virtual GPUs).
+fn query_free_gpu_memory(program: &std::ffi::OsStr, id: &str) -> Option<u64> {
+    let out = std::process::Command::new(program)
+        .arg(format!("--id={id}"))
         .args(["--query-gpu=memory.free", "--format=csv,noheader,nounits"])
+        .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
-    let text = String::from_utf8(out.stdout).ok()?;
-    let mib: u64 = text.lines().next()?.trim().parse().ok()?;
-    Some(mib << 20)
+    if !out.status.success() {
+        return None;
+    }
+    parse_free_mib(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_free_mib(csv: &str) -> Option<u64> {
+    let mib: u64 = csv.lines().next()?.trim().parse().ok()?;
+    mib.checked_mul(1 << 20)
 }
 
 #[cfg(test)]
@@ -188,5 +224,49 @@ mod tests {
             MemoryBudget::Bytes(6_000)
         );
         assert_eq!(MemoryBudget::derived(None), MemoryBudget::Models(2));
+    }
+
+    #[test]
+    fn the_cuda_index_goes_through_cuda_visible_devices() {
+        assert_eq!(nvidia_smi_id(0, None).as_deref(), Some("0"));
+        assert_eq!(nvidia_smi_id(1, Some("")).as_deref(), Some("1"));
+        assert_eq!(nvidia_smi_id(1, Some("2, 3")).as_deref(), Some("3"));
+        assert_eq!(
+            nvidia_smi_id(0, Some("GPU-8f6c2a1e-0000")).as_deref(),
+            Some("GPU-8f6c2a1e-0000")
+        );
+        assert_eq!(nvidia_smi_id(2, Some("2,3")), None);
+        assert_eq!(nvidia_smi_id(-1, None), None);
+    }
+
+    #[test]
+    fn nvidia_smi_output() {
+        assert_eq!(parse_free_mib("81050\n"), Some(81050 << 20));
+        assert_eq!(parse_free_mib(" 40000 \n 39000\n"), Some(40000 << 20));
+        assert_eq!(parse_free_mib("[N/A]\n"), None);
+        assert_eq!(parse_free_mib(""), None);
+    }
+
+    /// A stand-in `nvidia-smi` that prints its arguments' GPU id as free MiB, or fails.
+    #[test]
+    fn queries_the_named_gpu_and_survives_a_failing_nvidia_smi() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("livefill-nvidia-smi-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join("nvidia-smi");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\ncase \"$1\" in --id=3) echo 12000 ;; --id=9) echo 'No devices were found'; exit 6 ;; *) exit 2 ;; esac\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            query_free_gpu_memory(fake.as_os_str(), "3"),
+            Some(12000 << 20)
+        );
+        assert_eq!(query_free_gpu_memory(fake.as_os_str(), "9"), None);
+        let missing = dir.join("no-such-program");
+        assert_eq!(query_free_gpu_memory(missing.as_os_str(), "0"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

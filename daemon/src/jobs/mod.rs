@@ -20,7 +20,7 @@ use livefill_protocol::{DaemonMessage, ErrorCode, ErrorReply, GenerateRequest};
 
 use crate::noise::random_seed;
 
-pub use budget::{BudgetParseError, MemoryBudget, free_device_memory};
+pub use budget::{BudgetParseError, MemoryBudget, MemoryDevice, free_device_memory};
 pub use models::{Catalog, ChoiceError, ModelEntry, ModelSet, Residency, role_of};
 pub use outbox::{Outbox, OutboxReceiver, PREVIEW_DROP_BYTES, Written};
 pub use queue::{JobQueue, MAX_QUEUED_FINAL_PER_CLIENT, QueueStatus, SubmitError};
