@@ -5,6 +5,8 @@ the shared ``Controller`` (the same code the tests drive), and the docker only m
 controller's signals (connection state, progress, messages) into widgets.
 """
 
+from typing import Optional
+
 from krita import DockWidget
 from PyQt5.QtCore import Qt
 from PyQt5.QtGui import QColor
@@ -58,6 +60,9 @@ class LivefillDocker(DockWidget):
     def __init__(self) -> None:
         super().__init__()
         self.setWindowTitle(DOCKER_TITLE)
+        #: The live warning shown above the message line while Live is on, and that line.
+        self._live_warning: Optional[str] = None
+        self._last_message = ""
         self.controller = get_controller()
         root = QWidget(self)
         layout = QVBoxLayout(root)
@@ -213,7 +218,7 @@ class LivefillDocker(DockWidget):
         c.connection_changed.connect(self._on_connection)
         c.link.connected.connect(self._on_hello)
         c.progress.connect(self._on_progress)
-        c.message.connect(self.message.setText)
+        c.message.connect(self._show_message)
         c.live_changed.connect(self._on_live_changed)
         c.models_changed.connect(self._fill_models)
         c.model_fallback.connect(lambda _text: self._set_model_choice(core.AUTOMATIC))
@@ -284,6 +289,8 @@ class LivefillDocker(DockWidget):
         c.settings = s
         c.sides = sides
         c.live_touched()  # a live preview follows the new settings
+        if self.live_button.isChecked():
+            self._update_live_warning()
         c.configure(self.exe_path.text().strip(), self.model_dir.text().strip(), c.link.socket_path)
         for key, value in (
             ("prompt", s.prompt), ("negative_prompt", s.negative_prompt), ("strength", s.strength),
@@ -318,7 +325,8 @@ class LivefillDocker(DockWidget):
         if choice != self._model_choice:
             self._set_model_choice(choice)
         if note:
-            self.message.setText(note)
+            self._show_message(note)
+        self._update_live_warning()  # Live's model may be known only now
 
     def _set_model_choice(self, name: str) -> None:
         """The artist's (or a fallback's) model choice: sent with every request, kept in kritarc."""
@@ -367,19 +375,33 @@ class LivefillDocker(DockWidget):
     def _toggle_live(self, on: bool) -> None:
         self._push_settings()
         self.controller.set_live(on)
-        if on:
-            hello = self.controller.link.hello
+        self._update_live_warning()
+
+    def _update_live_warning(self) -> None:
+        """While Live is on: the warning for the model and sampler Live runs now (another model
+        or preset picked meanwhile counts), kept above each live status line until Live stops or
+        the settings are real time again."""
+        hello = self.controller.link.hello
+        warning = None
+        if self.live_button.isChecked():
             warning = core.live_warning(hello.capabilities if hello is not None else None,
                                         self.controller.settings, self.controller.models,
                                         hello.model if hello is not None else "")
-            if warning:
-                self.message.setText(warning)
+        if warning != self._live_warning:
+            self._live_warning = warning
+            self._show_message(self._last_message)
+
+    def _show_message(self, text: str) -> None:
+        self._last_message = text
+        shown = [t for t in (self._live_warning, text) if t]
+        self.message.setText("\n".join(shown))
 
     def _on_live_changed(self, on: bool) -> None:
         if self.live_button.isChecked() != on:
             self.live_button.blockSignals(True)
             self.live_button.setChecked(on)
             self.live_button.blockSignals(False)
+        self._update_live_warning()
 
     def _on_connection(self, state: str, text: str) -> None:
         self.status.setText(text)

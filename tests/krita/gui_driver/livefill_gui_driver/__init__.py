@@ -263,6 +263,39 @@ class Driver(Extension):
         try:
             check("gui models: the picker shows the chosen model resident after its first job", ok,
                   self.picker_labels())
+            # Live on the chosen plain model: the docker warns, above each live status line.
+            self.doc.setSelection(None)
+            self.live_frames = []
+            self.dock.controller.job_done.connect(
+                lambda rid, kind, node: kind == "live" and node is not None and self.live_frames.append(rid))
+            self.dock.live_button.setChecked(True)
+            self.wait(lambda: ("model %s)" % REMEMBERED_MODEL) in self.dock.message.text(), self.after_plain_live, 60)
+        except Exception:
+            self.fail()
+
+    def after_plain_live(self, ok):
+        try:
+            lines = self.dock.message.text().split("\n")
+            check("gui models: Live on a plain model warns above its status line",
+                  ok and len(lines) == 2 and "not an LCM model" in lines[0] and "Live preview updated" in lines[1],
+                  lines)
+            self.choose_model("lcm-dreamshaper")  # picked while Live runs
+            self.wait(lambda: "model lcm-dreamshaper)" in self.dock.message.text(), self.after_lcm_live, 60)
+        except Exception:
+            self.fail()
+
+    def after_lcm_live(self, ok):
+        try:
+            text = self.dock.message.text()
+            check("gui models: an LCM model picked while Live runs clears the warning",
+                  ok and "not an LCM model" not in text and "Live preview updated" in text, text)
+            self.dock.live_button.setChecked(False)
+            self.choose_model(REMEMBERED_MODEL)  # the restart phase expects it remembered
+            check("gui models: with Live off, picking a plain model again warns of nothing",
+                  "not an LCM model" not in self.dock.message.text(), self.dock.message.text())
+            preview = self.preview_node()
+            if preview is not None:
+                preview.remove()
             self.dock.model_picker.showPopup()  # for the screenshot
             QTimer.singleShot(700, self.ready_for_screenshot)
         except Exception:
