@@ -265,6 +265,13 @@ class Driver(Extension):
                   self.picker_labels())
             # Live on the chosen plain model: the docker warns, above each live status line.
             self.doc.setSelection(None)
+            self.doc.setActiveNode(self.layer)  # the fills' result layers became current
+            QTimer.singleShot(500, self.start_plain_live)
+        except Exception:
+            self.fail()
+
+    def start_plain_live(self):
+        try:
             self.live_frames = []
             self.dock.controller.job_done.connect(
                 lambda rid, kind, node: kind == "live" and node is not None and self.live_frames.append(rid))
@@ -279,6 +286,8 @@ class Driver(Extension):
             check("gui models: Live on a plain model warns above its status line",
                   ok and len(lines) == 2 and "not an LCM model" in lines[0] and "Live preview updated" in lines[1],
                   lines)
+            if RESULTS:  # what the artist sees: the docker with the warning (beside the results)
+                self.dock.widget().grab().save(os.path.join(os.path.dirname(RESULTS), "docker-live-warning.png"))
             self.choose_model("lcm-dreamshaper")  # picked while Live runs
             self.wait(lambda: "model lcm-dreamshaper)" in self.dock.message.text(), self.after_lcm_live, 60)
         except Exception:
