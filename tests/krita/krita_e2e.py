@@ -15,6 +15,7 @@ Environment:
     LIVEFILL_BIN, LIVEFILL_MODEL  what the plugin starts when nothing listens (real mode)
     LIVEFILL_TEST_RESTART  command line (shell) that starts the daemon again, for the reconnect test
     LIVEFILL_KRITA_TESTS   comma-separated test names (e.g. test_daemon_killed) to run only those
+    LIVEFILL_TEST_SEVERAL  "1": the real daemon serves tiny-sd and tiny-sd-inpaint (test_models_real)
 """
 
 import hashlib
@@ -534,6 +535,71 @@ def test_models(doc, layer, controller, rec, logic):
     doc.refreshProjection()
 
 
+def test_models_real(doc, layer, controller, rec, logic):
+    """Against a real ``livefill serve --model tiny-sd --model tiny-sd-inpaint``
+    (LIVEFILL_TEST_SEVERAL=1): the daemon's own list with its roles, Automatic picking the
+    inpainting model for Fill and the plain one for Live, a chosen model honoured, the first use
+    of a model not yet resident reported as loading, residency shown in the picker's labels."""
+    if DAEMON != "real" or os.environ.get("LIVEFILL_TEST_SEVERAL") != "1":
+        return
+    controller.link.connect_daemon(start=False)  # the list comes with the connection
+    got = wait_until(lambda: controller.models is not None, 60)
+    models = {m.name: m for m in controller.models or []}
+    check("real models: ListModels lists both fixtures", got and sorted(models) == ["tiny-sd", "tiny-sd-inpaint"],
+          sorted(models))
+    if sorted(models) != ["tiny-sd", "tiny-sd-inpaint"]:
+        return
+    import livefill_krita.livefill_protocol as proto
+
+    check("real models: the first --model is the default and serves Live; the 9-channel one inpaints",
+          proto.ModelRole.DEFAULT in models["tiny-sd"].roles and proto.ModelRole.LIVE in models["tiny-sd"].roles
+          and models["tiny-sd-inpaint"].roles == [proto.ModelRole.INPAINT]
+          and models["tiny-sd-inpaint"].unet_in_channels == 9,
+          {n: (m.roles, m.unet_in_channels) for n, m in models.items()})
+    check("real models: only the default is resident at start",
+          models["tiny-sd"].loaded and not models["tiny-sd-inpaint"].loaded,
+          {n: m.loaded for n, m in models.items()})
+    labels = [e.label for e in core.model_entries(controller.models, core.AUTOMATIC, logic.KRITA)]
+    check("real models: the picker's Automatic entry names each action's model",
+          labels and labels[0].startswith("Automatic (fill: tiny-sd-inpaint"), labels)
+    lists = []
+    controller.models_changed.connect(lists.append)
+    made = []
+
+    def fill(prompt, model):
+        select_ellipse(doc)
+        controller.settings = core.Settings(prompt=prompt, seed=21, steps=2, strength=0.8, model=model)
+        n = len(rec.messages)
+        node = run_job("real models: " + prompt, controller, rec, controller.fill)
+        if node is not None:
+            made.append(node)
+        return node, rec.messages[n:]
+
+    node, said = fill("automatic fill", core.AUTOMATIC)
+    check("real models: Automatic Fill is served by the inpainting model",
+          node is not None and "model tiny-sd-inpaint)" in said[-1], said[-2:])
+    check("real models: its first use was reported as loading",
+          any(m.startswith("Loading model tiny-sd-inpaint: ") for m in said), said)
+    ok = wait_until(lambda: any(any(m.name == "tiny-sd-inpaint" and m.loaded for m in ms) for ms in lists), 20)
+    check("real models: the list is asked again and shows it resident", ok, lists[-1:])
+    node, said = fill("chosen fill", "tiny-sd")
+    check("real models: a chosen model serves the Fill", node is not None and "model tiny-sd)" in said[-1], said[-2:])
+    controller.settings = core.Settings(prompt="automatic live", seed=21, steps=2, strength=0.6)
+    live_done = lambda: [k for k, (kind, n) in rec.done.items() if kind == "live" and n is not None]  # noqa: E731
+    before, n = len(live_done()), len(rec.messages)
+    controller.set_live(True)
+    ok = wait_until(lambda: len(live_done()) > before, JOB_TIMEOUT)
+    controller.set_live(False)
+    check("real models: Automatic Live is served by the plain model",
+          ok and any("model tiny-sd)" in m for m in rec.messages[n:]), rec.messages[n:][-3:])
+    for child in doc.rootNode().childNodes():
+        if child.name() == core.PREVIEW_LAYER_NAME:
+            child.remove()
+    for node in made:
+        node.setVisible(False)
+    doc.refreshProjection()
+
+
 def test_reconnect(doc, layer, controller, rec, logic):
     """The daemon goes away; the next Fill must bring it back (plugin restarts it) and work."""
     lf = controller.link
@@ -773,7 +839,7 @@ def main(*_args):
         rec = Recorder(controller)
         tests = (test_fill, test_fill_from_visible_image, test_fill_without_selection, test_generate, test_live,
                  test_live_large_layer, test_live_step_previews, test_errors, test_cancel, test_expand,
-                 test_status_names_the_model, test_models, test_reconnect, test_daemon_killed, test_no_daemon)
+                 test_status_names_the_model, test_models, test_models_real, test_reconnect, test_daemon_killed, test_no_daemon)
         only = [name.strip() for name in os.environ.get("LIVEFILL_KRITA_TESTS", "").split(",") if name.strip()]
         if only:
             tests = tuple(t for t in tests if t.__name__ in only)

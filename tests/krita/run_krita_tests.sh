@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Tests the livefill Krita plugin: plain-Python logic tests, then the plugin's own code inside real
 # Krita (kritarunner, offscreen) against the stand-in daemon and against the real `livefill serve`
-# on the tiny fixture models, Krita's zip importer on the plugin zip, and finally the docker in a
-# real Krita window under Xvfb (button clicks, undo, screenshot).
+# on the tiny fixture models (one each, then both in one daemon), Krita's zip importer on the
+# plugin zip, and finally the docker in a real Krita window under Xvfb (button clicks, undo,
+# screenshot).
 #
 # Installs what it needs on Debian/Ubuntu (krita, xvfb, imagemagick) when missing. Everything Krita
 # writes goes to a temporary profile (XDG_CONFIG_HOME / XDG_DATA_HOME), never to the user's.
@@ -160,6 +161,19 @@ if [ "$fake_only" != 1 ]; then
                 LIVEFILL_MODEL="$dir" LIVEFILL_TEST_JOB_TIMEOUT=300 \
                 LIVEFILL_TEST_RESTART="'$LIVEFILL_BIN' serve --model '$dir' --socket '$sock' >>'$log' 2>&1"
         done
+        # One daemon serving both fixtures: the picker's list, roles and per-action models from
+        # the real daemon (the stand-in's several models above cover the rest of the picker).
+        echo "=== Krita + livefill serve --model tests/fixtures/tiny-sd --model tests/fixtures/tiny-sd-inpaint"
+        sock=$work/run/several.sock
+        "$LIVEFILL_BIN" serve --model "$root/tests/fixtures/tiny-sd" \
+            --model "$root/tests/fixtures/tiny-sd-inpaint" --socket "$sock" >"$work/several-serve.log" 2>&1 &
+        several_pid=$!
+        pids+=($several_pid)
+        for _ in $(seq 600); do [ -S "$sock" ] && break; sleep 0.1; done
+        run_kritarunner krita-real-several "$work/real-several.json" krita_e2e \
+            LIVEFILL_TEST_DAEMON=real LIVEFILL_TEST_SEVERAL=1 LIVEFILL_KRITA_TESTS=test_models_real \
+            LIVEFILL_SOCKET="$sock" LIVEFILL_BIN="$LIVEFILL_BIN" LIVEFILL_TEST_JOB_TIMEOUT=300
+        kill $several_pid 2>/dev/null
     fi
 fi
 
