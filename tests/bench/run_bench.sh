@@ -16,6 +16,7 @@
 #   TINY_SIZE=64 TINY_ITER=20 TINY_WARMUP=3
 #   FULL_SIZE=256 FULL_ITER=3 FULL_WARMUP=1  (CPU defaults; on a GPU use 512 / 50 / 10)
 #   STEPS=4 IMPLS=diffusers,optimum  (IMPLS= empty: livefill alone, no table)
+#   FULL_MODEL=dir           the full suite's model folder, used as it is (no export, no fp16 switch)
 #   CUDA_GRAPH=--cuda-graph  (GPU only: livefill captures its live-preview UNet runs as CUDA graphs)
 #   LIVEFILL_BIN=path        (default: cargo build --release -p livefill → target/release/livefill)
 #   PY=path                  (default: .cache/benchvenv/bin/python, set up from .cache/refvenv on first use)
@@ -86,6 +87,7 @@ run_suite() {  # name model size iterations warmup modes
   "$LIVEFILL_BIN" serve --model "$model" --device "$dev_lf" --threads "$THREADS" $CUDA_GRAPH \
     --socket "$sock" > "$OUT/$name-daemon.log" 2>&1 &
   daemon=$!
+  trap "kill $daemon 2>/dev/null" EXIT  # a failed socket run must not leave the daemon running
   until grep -q "model loaded and warmed up" "$OUT/$name-daemon.log"; do
     if ! kill -0 "$daemon" 2>/dev/null || [ $((SECONDS - t0)) -gt 900 ]; then
       echo "daemon not ready:" >&2; cat "$OUT/$name-daemon.log" >&2; kill "$daemon" 2>/dev/null; return 1
@@ -96,6 +98,7 @@ run_suite() {  # name model size iterations warmup modes
     --size "$size" --steps "$STEPS" --iterations "$iter" --warmup "$warm" --fresh-prompts \
     --json "$OUT/$name-socket.json" | tee -a "$OUT/$name-livefill.txt"
   kill "$daemon"; wait "$daemon" || true
+  trap - EXIT
   "$PY" - "$OUT/$name-livefill.json" "$OUT/$name-socket.json" <<'PY'
 import json, sys
 lf, sock = (json.load(open(p)) for p in sys.argv[1:3])
@@ -116,11 +119,15 @@ case $suite in
 esac
 case $suite in
   full|all)
-    full=$root/.cache/sd15-random
-    [ -f "$full/unet/model.onnx" ] || "$PY" tests/bench/export_full_size.py --out "$full"
-    if [ "$DEVICE" != cpu ]; then
-      [ -f "$full-fp16/unet/model.onnx" ] || "$PY" tests/bench/export_full_size.py --out "$full" --fp16-only
-      full=$full-fp16
+    if [ -n "${FULL_MODEL:-}" ]; then
+      full=$FULL_MODEL
+    else
+      full=$root/.cache/sd15-random
+      [ -f "$full/unet/model.onnx" ] || "$PY" tests/bench/export_full_size.py --out "$full"
+      if [ "$DEVICE" != cpu ]; then
+        [ -f "$full-fp16/unet/model.onnx" ] || "$PY" tests/bench/export_full_size.py --out "$full" --fp16-only
+        full=$full-fp16
+      fi
     fi
     run_suite full "$full" "$FULL_SIZE" "$FULL_ITER" "$FULL_WARMUP" "$FULL_MODES" ;;
 esac
