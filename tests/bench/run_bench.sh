@@ -17,6 +17,9 @@
 #   FULL_SIZE=256 FULL_ITER=3 FULL_WARMUP=1  (CPU defaults; on a GPU use 512 / 50 / 10)
 #   STEPS=4 IMPLS=diffusers,optimum  (IMPLS= empty: livefill alone, no table)
 #   FULL_MODEL=dir           the full suite's model folder, used as it is (no export, no fp16 switch)
+#   LAYER=N                  also time live + inpaint in an N×N layer through the same daemon
+#                            (bench --layer: the plugins' pixel work and transfer) → <suite>-layer.json
+#   NVIDIA_SMI=path          where present: the GPU memory in use while the daemon is up → <suite>-gpu-memory.txt
 #   CUDA_GRAPH=--cuda-graph  (GPU only: livefill captures its live-preview UNet runs as CUDA graphs)
 #   LIVEFILL_BIN=path        (default: cargo build --release -p livefill → target/release/livefill)
 #   PY=path                  (default: .cache/benchvenv/bin/python, set up from .cache/refvenv on first use)
@@ -73,6 +76,15 @@ fi
   echo "livefill $("$LIVEFILL_BIN" --version 2>/dev/null || echo '?'); ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-}"
 } | tee "$OUT/machine.txt"
 
+gpu_memory() {  # suite daemon_pid label: the card's memory in use, and the daemon's own
+  local smi=${NVIDIA_SMI:-nvidia-smi} total own
+  command -v "$smi" >/dev/null || return 0
+  total=$("$smi" --query-gpu=memory.used,memory.total --format=csv,noheader 2>/dev/null | head -1)
+  own=$("$smi" --query-compute-apps=pid,used_memory --format=csv,noheader 2>/dev/null | awk -F', ' -v p="$2" '$1 == p {print $2}')
+  echo "$3: card ${total:-?} (used, total); the daemon (pid $2): ${own:-not listed by nvidia-smi}" \
+    | tee -a "$OUT/$1-gpu-memory.txt"
+}
+
 run_suite() {  # name model size iterations warmup modes
   local name=$1 model=$2 size=$3 iter=$4 warm=$5 modes=$6 dev_lf=cpu
   [ "$DEVICE" = cpu ] || dev_lf=cuda:0
@@ -94,9 +106,17 @@ run_suite() {  # name model size iterations warmup modes
     fi
     sleep 1
   done
+  gpu_memory "$name" "$daemon" "daemon loaded and warmed up"
   "$LIVEFILL_BIN" bench --socket-only --socket "$sock" --model "$model" --modes "$modes" \
     --size "$size" --steps "$STEPS" --iterations "$iter" --warmup "$warm" --fresh-prompts \
     --json "$OUT/$name-socket.json" | tee -a "$OUT/$name-livefill.txt"
+  gpu_memory "$name" "$daemon" "after the timed requests"
+  if [ -n "${LAYER:-}" ]; then
+    "$LIVEFILL_BIN" bench --socket-only --socket "$sock" --model "$model" --modes live,inpaint \
+      --size "$size" --layer "$LAYER" --steps "$STEPS" --iterations "$iter" --warmup "$warm" --fresh-prompts \
+      --json "$OUT/$name-layer.json" | tee -a "$OUT/$name-livefill.txt"
+    gpu_memory "$name" "$daemon" "after the ${LAYER}x${LAYER} layer requests"
+  fi
   kill "$daemon"; wait "$daemon" || true
   trap - EXIT
   "$PY" - "$OUT/$name-livefill.json" "$OUT/$name-socket.json" <<'PY'
