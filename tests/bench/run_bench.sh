@@ -99,7 +99,8 @@ run_suite() {  # name model size iterations warmup modes
   "$LIVEFILL_BIN" serve --model "$model" --device "$dev_lf" --threads "$THREADS" $CUDA_GRAPH \
     --socket "$sock" > "$OUT/$name-daemon.log" 2>&1 &
   daemon=$!
-  trap "kill $daemon 2>/dev/null" EXIT  # a failed socket run must not leave the daemon running
+  # shellcheck disable=SC2064  # the pid now: a failed socket run must not leave the daemon running
+  trap "kill $daemon 2>/dev/null" EXIT
   until grep -q "model loaded and warmed up" "$OUT/$name-daemon.log"; do
     if ! kill -0 "$daemon" 2>/dev/null || [ $((SECONDS - t0)) -gt 900 ]; then
       echo "daemon not ready:" >&2; cat "$OUT/$name-daemon.log" >&2; kill "$daemon" 2>/dev/null; return 1

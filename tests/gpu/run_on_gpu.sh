@@ -63,9 +63,9 @@ is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 # --------------------------------------------------------------------------------- options
 
 parse_args() {
-  DEVICE=cuda SIZE= ITERS= WARMUP= QUICK=0 MODES=txt2img,img2img,inpaint,live IMPLS=diffusers,optimum
-  ONLY=main,diffusers,optimum,graph,fp32 LAYER= MODEL= MODELS= SKIP_EXPORT=0 PY=python3
-  LIVEFILL= THREADS= BUDGET=540 OUT_DIR=${OUT:-} WORK=/tmp/livefill-gpu STAGE=.stage
+  DEVICE=cuda SIZE='' ITERS='' WARMUP='' QUICK=0 MODES=txt2img,img2img,inpaint,live IMPLS=diffusers,optimum
+  ONLY=main,diffusers,optimum,graph,fp32 LAYER='' MODEL='' MODELS='' SKIP_EXPORT=0 PY=python3
+  LIVEFILL='' THREADS='' BUDGET=540 OUT_DIR=${OUT:-} WORK=/tmp/livefill-gpu STAGE=.stage
   RECEIVE_ONLY=0 START_EXPORT=0
   local arg m
   while [ $# -gt 0 ]; do
@@ -137,7 +137,7 @@ resolve_models() {
   TINY=0
   if [ -n "$MODEL" ]; then
     MAIN_MODEL=$(cd "$MODEL" 2>/dev/null && pwd) || die "--model $MODEL: no such folder"
-    FP32_MODEL= FP16_MODEL=
+    FP32_MODEL='' FP16_MODEL=''
     [ "$MAIN_MODEL" = "$root/tests/fixtures/tiny-sd" ] && TINY=1
     SKIP_EXPORT=1
   else
@@ -152,7 +152,8 @@ resolve_models() {
 export_state() {
   # What the re-invoked step bodies read.
   export LFG_DEVICE=$DEVICE LFG_SIZE=$SIZE LFG_ITERS=$ITERS LFG_WARMUP=$WARMUP LFG_MODES=$MODES
-  export LFG_THREADS=$THREADS LFG_LAYER_ARG=$([ "$LAYER" = 0 ] || echo "$LAYER") LFG_PY=$PY LFG_WORK=$WORK LFG_MAIN_MODEL=$MAIN_MODEL
+  LFG_LAYER_ARG=$LAYER; [ "$LAYER" = 0 ] && LFG_LAYER_ARG=''
+  export LFG_THREADS=$THREADS LFG_LAYER_ARG LFG_PY=$PY LFG_WORK=$WORK LFG_MAIN_MODEL=$MAIN_MODEL
   export LFG_FP32_MODEL=$FP32_MODEL LFG_FP16_MODEL=$FP16_MODEL
   export LFG_DEV_ARG=cpu LFG_EXPECTED=CPUExecutionProvider
   if [ "$DEVICE" = cuda ]; then export LFG_DEV_ARG=cuda:0 LFG_EXPECTED=CUDAExecutionProvider; fi
@@ -176,8 +177,8 @@ receive() {
   if [ -f "$man" ]; then cp "$man" "$WORK/stage/manifest.txt"; else man=$WORK/stage/manifest.txt; fi
   [ -f "$man" ] || return 0
   touch "$WORK/stage/verified"
-  local sum size path rel dst have=0 new=0 bad=()
-  while IFS=$'\t' read -r sum size path; do
+  local sum _size path rel dst have=0 new=0 bad=()
+  while IFS=$'\t' read -r sum _size path; do
     [ -n "$path" ] || continue
     rel=${path#.stage/}
     if [ "$DEVICE" = cpu ]; then case $rel in ortgpu/*|gpu/ortpy/*) continue ;; esac; fi
@@ -415,7 +416,7 @@ wait_export() {  # the background export an earlier call started, while it still
 
 run_bench() {  # OUT MODES CUDA_GRAPH LAYER: tests/bench/run_bench.sh full, livefill alone, this run's settings
   local cmd=(env DEVICE="$LFG_DEVICE" THREADS="$LFG_THREADS" FULL_SIZE="$LFG_SIZE" FULL_ITER="$LFG_ITERS"
-    FULL_WARMUP="$LFG_WARMUP" STEPS=$STEPS_N FULL_MODES="$2" FULL_MODEL="$LFG_MAIN_MODEL" IMPLS=
+    FULL_WARMUP="$LFG_WARMUP" STEPS="$STEPS_N" FULL_MODES="$2" FULL_MODEL="$LFG_MAIN_MODEL" IMPLS=
     CUDA_GRAPH="$3" LAYER="$4" NVIDIA_SMI="$LFG_NVSMI" LIVEFILL_BIN="$LFG_BIN" PY="$LFG_PY" OUT="$1"
     bash tests/bench/run_bench.sh full)
   show "${cmd[@]}"
@@ -431,7 +432,7 @@ body_python() {  # diffusers | optimum: the work run_bench.sh asks of bench_pyth
   fi
   "$LFG_PY" -c 'import onnxruntime as o; print("onnxruntime", o.__version__, o.__file__, o.get_available_providers())'
   local args=(tests/bench/bench_python.py --model "$LFG_MAIN_MODEL" --device "$LFG_DEVICE" --threads "$LFG_THREADS"
-    --modes "$LFG_MODES" --size "$LFG_SIZE" --steps $STEPS_N --iterations "$LFG_ITERS" --warmup "$LFG_WARMUP"
+    --modes "$LFG_MODES" --size "$LFG_SIZE" --steps "$STEPS_N" --iterations "$LFG_ITERS" --warmup "$LFG_WARMUP"
     --impls "$impl" --json "$LFG_RUN/$impl/full-python.json")
   show "$LFG_PY" "${args[@]}"
   "$LFG_PY" "${args[@]}" 2>&1 | grep -v '^Multiple distributions'
@@ -450,8 +451,9 @@ body_compare() {
 
 body_fp32() {  # the fp32 export, in process only (one load), against the main run's fp16
   mkdir -p "$LFG_RUN/fp32"
+  # shellcheck disable=SC2054  # live,inpaint is one argument
   local args=(bench --model "$LFG_FP32_MODEL" --device "$LFG_DEV_ARG" --threads "$LFG_THREADS" --modes live,inpaint
-    --size "$LFG_SIZE" --steps $STEPS_N --iterations "$LFG_ITERS" --warmup "$LFG_WARMUP" --fresh-prompts
+    --size "$LFG_SIZE" --steps "$STEPS_N" --iterations "$LFG_ITERS" --warmup "$LFG_WARMUP" --fresh-prompts
     --json "$LFG_RUN/fp32/full-livefill.json")
   show livefill "${args[@]}"
   "$LFG_BIN" "${args[@]}"
@@ -672,7 +674,7 @@ main() {
   parse_args "$@"
   START=$(now) RESERVE=20
   DEADLINE=$(( START + BUDGET ))
-  FAILURES=0 PROVIDER_FAILURES=0 MISSING=() RECEIVED_NOTE= SAMPLER= CURRENT_STEP=
+  FAILURES=0 PROVIDER_FAILURES=0 MISSING=() RECEIVED_NOTE='' SAMPLER='' CURRENT_STEP=''
   mkdir -p "$WORK" || die "cannot make $WORK"
   WORK=$(cd "$WORK" && pwd)
   resolve_models
