@@ -112,6 +112,12 @@ run_suite() {  # name model size iterations warmup modes
     --size "$size" --steps "$STEPS" --iterations "$iter" --warmup "$warm" --fresh-prompts \
     --json "$OUT/$name-socket.json" | tee -a "$OUT/$name-livefill.txt"
   gpu_memory "$name" "$daemon" "after the timed requests"
+  "$PY" - "$OUT/$name-livefill.json" "$OUT/$name-socket.json" <<'PY'
+import json, sys
+lf, sock = (json.load(open(p)) for p in sys.argv[1:3])
+lf["socket"] = sock["socket"]
+json.dump(lf, open(sys.argv[1], "w"), indent=1)
+PY
   if [ -n "${LAYER:-}" ]; then
     "$LIVEFILL_BIN" bench --socket-only --socket "$sock" --model "$model" --modes live,inpaint \
       --size "$size" --layer "$LAYER" --steps "$STEPS" --iterations "$iter" --warmup "$warm" --fresh-prompts \
@@ -120,12 +126,6 @@ run_suite() {  # name model size iterations warmup modes
   fi
   kill "$daemon"; wait "$daemon" || true
   trap - EXIT
-  "$PY" - "$OUT/$name-livefill.json" "$OUT/$name-socket.json" <<'PY'
-import json, sys
-lf, sock = (json.load(open(p)) for p in sys.argv[1:3])
-lf["socket"] = sock["socket"]
-json.dump(lf, open(sys.argv[1], "w"), indent=1)
-PY
   [ -n "$IMPLS" ] || return 0
   "$PY" tests/bench/bench_python.py --model "$model" --device "$DEVICE" --threads "$THREADS" \
     --modes "$modes" --size "$size" --steps "$STEPS" --iterations "$iter" --warmup "$warm" \

@@ -253,6 +253,9 @@ def cmd_summary(args) -> int:
     size = meta.get("size")
     comparable = device == "cuda" and size == 512 and not meta.get("tiny_model")
     main = load_json(run / "main" / "full-livefill.json")
+    sock_json = load_json(run / "main" / "full-socket.json")
+    if main is not None and "socket" not in main and sock_json and "socket" in sock_json:
+        main["socket"] = sock_json["socket"]  # the step stopped before run_bench.sh merged them
     py = {impl: (load_json(run / impl / "full-python.json") or {}).get("runs", {}).get(impl)
           for impl in ("diffusers", "optimum")}
     graph = load_json(run / "graph" / "full-livefill.json")
@@ -458,7 +461,7 @@ def cmd_summary(args) -> int:
         w.append("No nvidia-smi samples (no nvidia-smi on this machine).")
     if mem_txt.exists():
         w.append("")
-        w.append("Resident while the main step's daemon was up (fp16 model on cuda):")
+        w.append(f"Resident while the main step's daemon was up (model `{meta.get('main_model')}`):")
         w.append("")
         w.append("```")
         w.append(mem_txt.read_text().strip())

@@ -389,13 +389,15 @@ complete_model() {  # every component of a full export, not a half-written one
 }
 
 body_export() {
-  local rc=0 args=()
+  local rc=0 args=() t0
+  t0=$(date +%s)
   if [ "$LFG_DEVICE" = cuda ]; then
     if complete_model "$LFG_FP32_MODEL"; then args=(--fp16-only); else args=(--fp16); fi
   fi
   mkdir -p "$(dirname "$LFG_FP32_MODEL")"
   show "$LFG_PY" tests/bench/export_full_size.py --out "$LFG_FP32_MODEL" "${args[@]}"
   "$LFG_PY" tests/bench/export_full_size.py --out "$LFG_FP32_MODEL" "${args[@]}" || rc=$?
+  echo "$(( $(date +%s) - t0 ))" > "$LFG_WORK/export.seconds"
   echo "$rc" > "$LFG_WORK/export.rc"
   return "$rc"
 }
@@ -404,10 +406,16 @@ running() {  # pid: alive, and not a zombie that nobody reaps (its parent call h
   kill -0 "$1" 2>/dev/null && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]
 }
 
-wait_export() {  # the background export an earlier call started, while it still runs
+export_running() {  # the background export an earlier call started is still at work
   local pid
   pid=$(cat "$LFG_WORK/export.pid" 2>/dev/null) || return 1
-  { running "$pid" && [ ! -f "$LFG_WORK/export.rc" ]; } || return 1
+  running "$pid" && [ ! -f "$LFG_WORK/export.rc" ]
+}
+
+wait_export() {  # wait for that export, if it still runs
+  local pid
+  export_running || return 1
+  pid=$(cat "$LFG_WORK/export.pid")
   echo "waiting for the export an earlier call started (pid $pid; log export-background.log)"
   while running "$pid" && [ ! -f "$LFG_WORK/export.rc" ]; do sleep 1; done
   tail -n 20 "$LFG_WORK/export-background.log"
@@ -594,7 +602,11 @@ finish() {  # exit_code: the summary, the logs, always
   local code=$1
   trap - TERM INT
   [ -n "${SAMPLER:-}" ] && kill "$SAMPLER" 2>/dev/null
-  cp "$WORK/export-background.log" "$WORK/ort-join.log" "$WORK/commands.txt" "$LFG_RUN/" 2>/dev/null
+  cp "$WORK/export-background.log" "$WORK/ort-join.log" "$LFG_RUN/" 2>/dev/null
+  if [ -f "$WORK/commands.txt" ]; then  # the background export's command, first
+    { sed 's/^\[export\]/[export, in the background, from an earlier call]/' "$WORK/commands.txt"
+      cat "$LFG_RUN/commands.txt" 2>/dev/null; } > "$LFG_RUN/commands.all" && mv "$LFG_RUN/commands.all" "$LFG_RUN/commands.txt"
+  fi
   python3 - "$LFG_RUN/meta.json" "$code" "$(( $(now) - START ))" <<'PY'
 import json, sys
 p, code, elapsed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -696,8 +708,12 @@ main() {
 
   if [ "$SKIP_EXPORT" = 1 ]; then
     skip export "$([ -n "$MODEL" ] && echo "--model given" || echo "--skip-export")"
-  elif complete_model "$MAIN_MODEL" && { [ "$DEVICE" = cpu ] || complete_model "$FP32_MODEL"; }; then
-    skip export "models already in $MODELS"
+  elif ! export_running && complete_model "$MAIN_MODEL" && { [ "$DEVICE" = cpu ] || complete_model "$FP32_MODEL"; }; then
+    if [ -f "$WORK/export.seconds" ]; then
+      skip export "done by an earlier call in the background in $(cat "$WORK/export.seconds") s (export-background.log)"
+    else
+      skip export "models already in $MODELS"
+    fi
   else
     step export 60 "export the SD 1.5-architecture random model ($([ "$DEVICE" = cuda ] && echo "fp32 + fp16" || echo fp32))"
   fi
