@@ -58,9 +58,11 @@ def provider_rows(step: str, folder: Path, logs: list[Path], device: str, step_o
     expected = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
     rows = []
 
-    def add(source, what, found, want=expected):
+    def add(source, what, found, want=expected, weak=False):
+        # weak: says what was asked for, not what a session got (ONNX Runtime's start-up line).
+        verdict = ("info" if weak else "ok") if found == want else "FALLBACK"
         rows.append({"step": step, "source": source, "what": what, "expected": want, "found": found,
-                     "verdict": "ok" if found == want else "FALLBACK"})
+                     "verdict": verdict})
 
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         data = load_json(path)
@@ -84,10 +86,11 @@ def provider_rows(step: str, folder: Path, logs: list[Path], device: str, step_o
         for line in read_lines(log):
             m = PROVIDER_IN_LOG.search(line)
             if m:
-                what = "ONNX Runtime ready (the device asked for)" if "ONNX Runtime ready" in line else (
+                ready = "ONNX Runtime ready" in line
+                what = "ONNX Runtime ready (the device asked for)" if ready else (
                     "model loaded + warmed up" if "warmed up" in line else
                     "model loaded" if "model loaded" in line else "log line")
-                add(log.name, f"log: {what}", m.group(1))
+                add(log.name, f"log: {what}", m.group(1), weak=ready)
             if device == "cuda":
                 for words, found, verdict in ((FALLBACK_WORDS, "CPU fallback", "FALLBACK"),
                                               (UNAVAILABLE_WORDS, "CUDA EP not registered", "CUDA FAILED")):
@@ -103,7 +106,7 @@ def provider_rows(step: str, folder: Path, logs: list[Path], device: str, step_o
     for meaning, n in notes.items():
         rows.append({"step": step, "source": "logs", "what": f"note: {meaning} ({n}×)", "expected": "",
                      "found": "", "verdict": "note"})
-    if not any(r["verdict"] != "note" for r in rows):
+    if not any(r["verdict"] not in ("note", "info") for r in rows):
         # A step that failed before loading anything shows nothing: its failure is recorded as such.
         rows.append({"step": step, "source": str(folder.name), "what": "no provider evidence found",
                      "expected": expected, "found": None,
@@ -318,7 +321,7 @@ def cmd_summary(args) -> int:
         headline += f"; {len(stopped)} stopped at the budget: " + ", ".join(s["step"] for s in stopped)
     if not_started:
         headline += f"; {len(not_started)} not started (budget): " + ", ".join(s["step"] for s in not_started)
-    if not bad_providers and providers:
+    if not bad_providers and any(r["verdict"] == "ok" for r in providers):
         headline += f"; {meta.get('expected_provider')} shown for every session checked"
 
     w = []

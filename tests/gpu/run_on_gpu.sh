@@ -470,8 +470,17 @@ body_fp32() {  # the fp32 export, in process only (one load), against the main r
 step_body() {  # NAME
   STEP_NAME=$1
   case $1 in
-    export)  # the final call waits for a background export; that export itself does not
-      if [ -z "${LFG_BACKGROUND:-}" ] && wait_export; then return 0; fi
+    export)  # the last call waits for a background export (that export itself does not)
+      if [ -z "${LFG_BACKGROUND:-}" ]; then
+        if wait_export; then return 0; fi
+        if [ -f "$LFG_WORK/export.rc" ] && [ "$(cat "$LFG_WORK/export.rc")" != 0 ]; then
+          # Not again: it would most likely fail the same way, and spend the budget doing so.
+          echo "the export an earlier call started failed (exit $(cat "$LFG_WORK/export.rc")); not retried" \
+            "(remove $LFG_WORK/export.rc to retry):"
+          tail -n 30 "$LFG_WORK/export-background.log"
+          return 1
+        fi
+      fi
       body_export ;;
     main) run_bench "$LFG_RUN/main" "$LFG_MODES" "" "$LFG_LAYER_ARG" ;;
     diffusers|optimum) body_python "$1" ;;
