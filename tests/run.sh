@@ -2,7 +2,8 @@
 # Runs every livefill test: Rust (unit, golden frames, diffusers parity, daemon end-to-end),
 # the fuzz targets (replay + a short coverage-guided run),
 # the shared Python codec, the daemon through an ssh-forwarded socket (a real sshd on
-# 127.0.0.1), and the plugins inside real Krita and real GIMP 3.
+# 127.0.0.1), the GPU benchmark script rehearsed on the CPU, and the plugins inside real Krita
+# and real GIMP 3.
 # Installs what it needs (ONNX Runtime's library from PyPI via pip, Krita from Debian, a Debian
 # trixie tree with GIMP 3) and caches it under .cache/ and /var/cache/livefill-*.
 #
@@ -69,6 +70,8 @@ step "python codec tests" bash protocol/python/run_tests.sh
 step "fuzzing (short)" bash tests/fuzz/run_fuzz.sh --short
 # A real sshd on 127.0.0.1 forwarding the daemon's socket (fails, saying so, without sshd).
 step "daemon through an ssh-forwarded socket" bash tests/remote/test_ssh_forward.sh
+# The GPU benchmark script (tests/gpu/run_on_gpu.sh) rehearsed on the CPU: tiny model, ~30 s.
+step "GPU benchmark script, CPU rehearsal" bash tests/gpu/test_rehearsal.sh
 
 export_venv() {
     # The exporter's pinned toolchain (torch + diffusers + peft, ~7 GB with torch's CUDA wheels),

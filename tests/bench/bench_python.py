@@ -178,9 +178,12 @@ def load_optimum(model: Path, device: str, threads: int | None):
         so.intra_op_num_threads = threads
     provider = "CUDAExecutionProvider" if device.startswith("cuda") else "CPUExecutionProvider"
     base = ORTStableDiffusionPipeline.from_pretrained(str(model), provider=provider, session_options=so)
-    got = base.unet.session.get_providers()[0]
-    if got != provider:
-        raise SystemExit(f"optimum: asked for {provider}, sessions got {got}")
+    # Every session, not only the UNet's: ONNX Runtime falls back to CPU without a word.
+    got = {name: getattr(base, name).session.get_providers()[0]
+           for name in ("text_encoder", "unet", "vae_encoder", "vae_decoder")}
+    wrong = {name: p for name, p in got.items() if p != provider}
+    if wrong:
+        raise SystemExit(f"optimum: asked for {provider}, sessions got {wrong}")
     sessions = dict(
         unet_session=base.unet.session,
         vae_decoder_session=base.vae_decoder.session,
@@ -198,6 +201,8 @@ def load_optimum(model: Path, device: str, threads: int | None):
     taesd_path = model / "taesd_decoder" / "model.onnx"
     if taesd_path.exists():
         taesd = ort.InferenceSession(str(taesd_path), sess_options=so, providers=[provider])
+        if taesd.get_providers()[0] != provider:
+            raise SystemExit(f"optimum: asked for {provider}, the TAESD session got {taesd.get_providers()[0]}")
         name = taesd.get_inputs()[0].name
         dtype = np.float16 if "float16" in taesd.get_inputs()[0].type else np.float32
 
@@ -257,12 +262,16 @@ def bench(impl: str, args) -> dict:
         dtype = torch.float16 if (device.startswith("cuda") and args.dtype == "fp16") else torch.float32
         pipes, parts = load_diffusers(args.model, device, dtype)
         instrument_diffusers(clock, parts)
-        detail = {"dtype": str(dtype).replace("torch.", ""), "torch_threads": torch.get_num_threads()}
+        detail = {"dtype": str(dtype).replace("torch.", ""), "torch_threads": torch.get_num_threads(),
+                  "weights_on": str(next(parts[0].parameters()).device)}
     else:
         pipes = load_optimum(args.model, device, args.threads)
         instrument_optimum(clock, pipes)
-        detail = {"provider": pipes["txt2img"].unet.session.get_providers()[0],
-                  "io_binding": bool(pipes["txt2img"].unet.use_io_binding)}
+        txt = pipes["txt2img"]
+        detail = {"provider": txt.unet.session.get_providers()[0],
+                  "session_providers": {name: getattr(txt, name).session.get_providers()
+                                        for name in ("text_encoder", "unet", "vae_encoder", "vae_decoder")},
+                  "io_binding": bool(txt.unet.use_io_binding)}
     load_ms = (time.perf_counter() - t0) * 1000.0
     if "taesd_decode" in pipes:
         pipes["taesd_decode"] = clock.timed(pipes["taesd_decode"], "taesd_decode")

@@ -16,6 +16,10 @@
 #   TINY_SIZE=64 TINY_ITER=20 TINY_WARMUP=3
 #   FULL_SIZE=256 FULL_ITER=3 FULL_WARMUP=1  (CPU defaults; on a GPU use 512 / 50 / 10)
 #   STEPS=4 IMPLS=diffusers,optimum  (IMPLS= empty: livefill alone, no table)
+#   FULL_MODEL=dir           the full suite's model folder, used as it is (no export, no fp16 switch)
+#   LAYER=N                  also time live + inpaint in an N×N layer through the same daemon
+#                            (bench --layer: the plugins' pixel work and transfer) → <suite>-layer.json
+#   NVIDIA_SMI=path          where present: the GPU memory in use while the daemon is up → <suite>-gpu-memory.txt
 #   CUDA_GRAPH=--cuda-graph  (GPU only: livefill captures its live-preview UNet runs as CUDA graphs)
 #   LIVEFILL_BIN=path        (default: cargo build --release -p livefill → target/release/livefill)
 #   PY=path                  (default: .cache/benchvenv/bin/python, set up from .cache/refvenv on first use)
@@ -72,6 +76,15 @@ fi
   echo "livefill $("$LIVEFILL_BIN" --version 2>/dev/null || echo '?'); ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-}"
 } | tee "$OUT/machine.txt"
 
+gpu_memory() {  # suite daemon_pid label: the card's memory in use, and the daemon's own
+  local smi=${NVIDIA_SMI:-nvidia-smi} total own
+  command -v "$smi" >/dev/null || return 0
+  total=$("$smi" --query-gpu=memory.used,memory.total --format=csv,noheader 2>/dev/null | head -1)
+  own=$("$smi" --query-compute-apps=pid,used_memory --format=csv,noheader 2>/dev/null | awk -F', ' -v p="$2" '$1 == p {print $2}')
+  echo "$3: card ${total:-?} (used, total); the daemon (pid $2): ${own:-not listed by nvidia-smi}" \
+    | tee -a "$OUT/$1-gpu-memory.txt"
+}
+
 run_suite() {  # name model size iterations warmup modes
   local name=$1 model=$2 size=$3 iter=$4 warm=$5 modes=$6 dev_lf=cpu
   [ "$DEVICE" = cpu ] || dev_lf=cuda:0
@@ -86,22 +99,33 @@ run_suite() {  # name model size iterations warmup modes
   "$LIVEFILL_BIN" serve --model "$model" --device "$dev_lf" --threads "$THREADS" $CUDA_GRAPH \
     --socket "$sock" > "$OUT/$name-daemon.log" 2>&1 &
   daemon=$!
+  # shellcheck disable=SC2064  # the pid now: a failed socket run must not leave the daemon running
+  trap "kill $daemon 2>/dev/null" EXIT
   until grep -q "model loaded and warmed up" "$OUT/$name-daemon.log"; do
     if ! kill -0 "$daemon" 2>/dev/null || [ $((SECONDS - t0)) -gt 900 ]; then
       echo "daemon not ready:" >&2; cat "$OUT/$name-daemon.log" >&2; kill "$daemon" 2>/dev/null; return 1
     fi
     sleep 1
   done
+  gpu_memory "$name" "$daemon" "daemon loaded and warmed up"
   "$LIVEFILL_BIN" bench --socket-only --socket "$sock" --model "$model" --modes "$modes" \
     --size "$size" --steps "$STEPS" --iterations "$iter" --warmup "$warm" --fresh-prompts \
     --json "$OUT/$name-socket.json" | tee -a "$OUT/$name-livefill.txt"
-  kill "$daemon"; wait "$daemon" || true
+  gpu_memory "$name" "$daemon" "after the timed requests"
   "$PY" - "$OUT/$name-livefill.json" "$OUT/$name-socket.json" <<'PY'
 import json, sys
 lf, sock = (json.load(open(p)) for p in sys.argv[1:3])
 lf["socket"] = sock["socket"]
 json.dump(lf, open(sys.argv[1], "w"), indent=1)
 PY
+  if [ -n "${LAYER:-}" ]; then
+    "$LIVEFILL_BIN" bench --socket-only --socket "$sock" --model "$model" --modes live,inpaint \
+      --size "$size" --layer "$LAYER" --steps "$STEPS" --iterations "$iter" --warmup "$warm" --fresh-prompts \
+      --json "$OUT/$name-layer.json" | tee -a "$OUT/$name-livefill.txt"
+    gpu_memory "$name" "$daemon" "after the ${LAYER}x${LAYER} layer requests"
+  fi
+  kill "$daemon"; wait "$daemon" || true
+  trap - EXIT
   [ -n "$IMPLS" ] || return 0
   "$PY" tests/bench/bench_python.py --model "$model" --device "$DEVICE" --threads "$THREADS" \
     --modes "$modes" --size "$size" --steps "$STEPS" --iterations "$iter" --warmup "$warm" \
@@ -116,11 +140,15 @@ case $suite in
 esac
 case $suite in
   full|all)
-    full=$root/.cache/sd15-random
-    [ -f "$full/unet/model.onnx" ] || "$PY" tests/bench/export_full_size.py --out "$full"
-    if [ "$DEVICE" != cpu ]; then
-      [ -f "$full-fp16/unet/model.onnx" ] || "$PY" tests/bench/export_full_size.py --out "$full" --fp16-only
-      full=$full-fp16
+    if [ -n "${FULL_MODEL:-}" ]; then
+      full=$FULL_MODEL
+    else
+      full=$root/.cache/sd15-random
+      [ -f "$full/unet/model.onnx" ] || "$PY" tests/bench/export_full_size.py --out "$full"
+      if [ "$DEVICE" != cpu ]; then
+        [ -f "$full-fp16/unet/model.onnx" ] || "$PY" tests/bench/export_full_size.py --out "$full" --fp16-only
+        full=$full-fp16
+      fi
     fi
     run_suite full "$full" "$FULL_SIZE" "$FULL_ITER" "$FULL_WARMUP" "$FULL_MODES" ;;
 esac
