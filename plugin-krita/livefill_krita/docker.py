@@ -289,8 +289,7 @@ class LivefillDocker(DockWidget):
         c.settings = s
         c.sides = sides
         c.live_touched()  # a live preview follows the new settings
-        if self.live_button.isChecked():
-            self._update_live_warning()
+        self._update_live_warning()
         c.configure(self.exe_path.text().strip(), self.model_dir.text().strip(), c.link.socket_path)
         for key, value in (
             ("prompt", s.prompt), ("negative_prompt", s.negative_prompt), ("strength", s.strength),
@@ -374,8 +373,7 @@ class LivefillDocker(DockWidget):
 
     def _toggle_live(self, on: bool) -> None:
         self._push_settings()
-        self.controller.set_live(on)
-        self._update_live_warning()
+        self.controller.set_live(on)  # its live_changed updates the warning
 
     def _update_live_warning(self) -> None:
         """While Live is on: the warning for the model and sampler Live runs now (another model

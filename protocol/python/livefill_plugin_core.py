@@ -256,20 +256,28 @@ def live_warning(capabilities: Optional["proto.Capabilities"], settings: Setting
     if not live and models:
         info = model_for(models, proto.ModelRole.LIVE)
         live = info.name if info is not None else ""
-    listed = next((m for m in models or () if m.name == live), None) if live else None
-    if listed is not None:
-        default, steps = listed.default_sampler, listed.default_steps
-    elif not live or not default_model or live == default_model:
-        default, steps = capabilities.default_sampler, capabilities.default_steps
-    else:
-        default, steps = proto.Sampler.LCM, 0
-    if default != proto.Sampler.LCM:
+    judged = _live_model_defaults(live, capabilities, models, default_model)
+    if judged is not None and judged[0] != proto.Sampler.LCM:
         return ("This model is not an LCM model (its default sampler is %s, %d steps): live previews "
                 "will not be real time. Use an LCM model (or one with an LCM-LoRA fused) for live "
-                "painting." % (default.wire_name, steps))
+                "painting." % (judged[0].wire_name, judged[1]))
     if settings.sampler not in ("", "lcm", "tcd") or settings.steps > 8:
         return ("Live previews with %s and %d steps will not be real time: the Real-time (LCM) "
                 "preset runs 4 steps." % (settings.sampler or "lcm", settings.steps))
+    return None
+
+
+def _live_model_defaults(live: str, capabilities: "proto.Capabilities",
+                         models: Optional[Sequence["proto.ModelInfo"]],
+                         default_model: str) -> Optional[Tuple["proto.Sampler", int]]:
+    """The default sampler and steps of ``live`` (Live's model, "" = the daemon's default): from
+    its listing, else from the hello's ``capabilities`` when it is the default model; None when
+    nothing describes it."""
+    listed = next((m for m in models or () if m.name == live), None) if live else None
+    if listed is not None:
+        return listed.default_sampler, listed.default_steps
+    if not live or not default_model or live == default_model:
+        return capabilities.default_sampler, capabilities.default_steps
     return None
 
 

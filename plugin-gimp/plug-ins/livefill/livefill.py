@@ -632,20 +632,23 @@ def _live_dialog(procedure, config, image, drawable):
     status.show()
 
     def tick():
-        settings = _settings(config, "preview", session_seed)
-        warning = warning_for(settings)
+        warning = shown["warning"]
         try:
             with preview.timeline.ui_slice("live: tick"):
+                settings = _settings(config, "preview", session_seed)
+                warning = warning_for(settings)
                 line = preview.poll(settings)
         except Exception as e:  # keep the dialog alive, show what went wrong
             line = "Error: %s" % e
         if line:
             _dump("status", text=line)
+            shown["line"] = line
         if warning != shown["warning"]:
             _dump("warning", text=warning or "")
-        if line or warning != shown["warning"]:
-            shown["warning"], shown["line"] = warning, line or shown["line"]
-            status.set_text("\n".join(t for t in (warning, shown["line"]) if t) or "Starting...")
+            shown["warning"] = warning
+        text = "\n".join(t for t in (warning, shown["line"]) if t) or "Starting..."
+        if status.get_text() != text:
+            status.set_text(text)
         return True
 
     source_id = [0]
