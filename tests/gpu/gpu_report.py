@@ -170,29 +170,25 @@ def fx(x) -> str:
     return f"{x:.2f}×" if x else "—"
 
 
-def read_steps(run: Path) -> list[dict]:
-    steps = []
+def read_tsv(path: Path, columns: int) -> list[list[str]]:
+    """The rows of a tab-separated file the script appends to that have at least ``columns``
+    fields (a row cut short by a killed step is skipped); none when the file is missing."""
     try:
-        with open(run / "steps.tsv") as f:
-            for row in csv.reader(f, delimiter="\t"):
-                if len(row) >= 7:
-                    steps.append({"step": row[0], "status": row[1], "rc": row[2], "start": float(row[3] or 0),
-                                  "end": float(row[4] or 0), "seconds": int(float(row[5] or 0)), "note": row[6]})
+        with open(path) as f:
+            return [row for row in csv.reader(f, delimiter="\t") if len(row) >= columns]
     except OSError:
-        pass
-    return steps
+        return []
+
+
+def read_steps(run: Path) -> list[dict]:
+    return [{"step": row[0], "status": row[1], "rc": row[2], "start": float(row[3] or 0),
+             "end": float(row[4] or 0), "seconds": int(float(row[5] or 0)), "note": row[6]}
+            for row in read_tsv(run / "steps.tsv", 7)]
 
 
 def read_providers(run: Path) -> list[dict]:
-    rows = []
-    try:
-        with open(run / "providers.tsv") as f:
-            for r in csv.reader(f, delimiter="\t"):
-                if len(r) >= 6:
-                    rows.append(dict(zip(("step", "source", "what", "expected", "found", "verdict"), r)))
-    except OSError:
-        pass
-    return rows
+    names = ("step", "source", "what", "expected", "found", "verdict")
+    return [dict(zip(names, row)) for row in read_tsv(run / "providers.tsv", len(names))]
 
 
 def livefill_modes(data) -> dict:
